@@ -1,0 +1,118 @@
+"""The table registry: every lakehouse table is declared here, once.
+
+Nobody else spells a table path: code asks the registry for a :class:`TableSpec` and the
+Delta layer (:mod:`mfg_assets.lake.delta`) turns it into a location under the lake root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandera.polars as pa
+import polars as pl
+
+from mfg_assets.lake import schemas
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    layer: str
+    name: str
+    schema: type[pa.DataFrameModel]
+    key: tuple[str, ...]
+    partition_by: str | None
+    description: str
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+    @property
+    def asset_key_path(self) -> list[str]:
+        return [self.layer, self.name]
+
+    @property
+    def polars_schema(self) -> pl.Schema:
+        columns = self.schema.to_schema().columns
+        return pl.Schema({name: column.dtype.type for name, column in columns.items()})
+
+    def empty(self) -> pl.DataFrame:
+        return pl.DataFrame(schema=self.polars_schema)
+
+
+def _bronze(name: str, description: str) -> TableSpec:
+    return TableSpec(
+        "bronze", name, schemas.BronzeMessage, ("message_id",), "event_date", description
+    )
+
+
+TABLES: tuple[TableSpec, ...] = (
+    _bronze("sensor_readings", "Validated sensor messages (JSON and Sparkplug B), raw payload."),
+    _bronze("process_runs", "Validated process-run messages, one per produced unit."),
+    _bronze("inspection_images", "Validated inspection image messages (base64 PNG payloads)."),
+    _bronze("edge_telemetry", "Validated edge heartbeats/telemetry."),
+    _bronze("edge_predictions", "Validated predictions published by edge runtimes."),
+    TableSpec(
+        "bronze", "device_events", schemas.DeviceEvent, ("message_id", "event_type"),
+        "event_date", "Sparkplug B births, deaths and rebirth requests.",
+    ),
+    TableSpec(
+        "bronze", "quarantine", schemas.Quarantine, ("quarantine_id",), None,
+        "Messages refused at ingest (unknown topic, bad payload, schema), with the reason.",
+    ),
+    TableSpec(
+        "bronze", "ingest_batches", schemas.IngestBatch, ("ingest_batch_id",), None,
+        "One row per committed ingest batch: replay file or gateway micro-batch.",
+    ),
+    TableSpec(
+        "bronze", "ground_truth", schemas.GroundTruth, ("record_id",), None,
+        "Ground-truth records (injected faults, drift scenarios) as raw JSON.",
+    ),
+    TableSpec(
+        "silver", "sensor_readings", schemas.SensorReading, ("machine_id", "sensor", "ts"),
+        "date", "Typed sensor readings, long form: one row per machine, sensor and time.",
+    ),
+    TableSpec(
+        "silver", "process_runs", schemas.ProcessRun, ("unit_id",), "date",
+        "Typed process runs: one row per produced unit with its measured yield.",
+    ),
+    TableSpec(
+        "silver", "process_parameters", schemas.ProcessParameter, ("unit_id", "name"), "date",
+        "Process parameters per unit, long form (names come from the data).",
+    ),
+    TableSpec(
+        "silver", "inspection_images", schemas.InspectionImage, ("image_id",), "date",
+        "Decoded inspection images (PNG bytes) with QA labels where given.",
+    ),
+    TableSpec(
+        "silver", "edge_telemetry", schemas.EdgeTelemetry, ("edge_id", "ts"), "date",
+        "Typed edge heartbeats with health figures and log-level counts.",
+    ),
+    TableSpec(
+        "silver", "edge_predictions", schemas.EdgePrediction, ("edge_id", "model", "source_id"),
+        "date", "Typed edge predictions with the bundle that made each.",
+    ),
+    TableSpec(
+        "silver", "quarantine", schemas.Quarantine, ("quarantine_id",), None,
+        "Rows refused by silver typing or schema checks, with the reason.",
+    ),
+    TableSpec(
+        "silver", "fault_labels", schemas.FaultLabel, ("fault_id",), None,
+        "Ground-truth fault intervals (onset, failure, end) per machine.",
+    ),
+)
+
+_BY_NAME = {spec.qualified_name: spec for spec in TABLES}
+
+
+def table(qualified_name: str) -> TableSpec:
+    """Look a table up by ``layer.name``; a typo gets the list of known tables."""
+    try:
+        return _BY_NAME[qualified_name]
+    except KeyError:
+        known = ", ".join(sorted(_BY_NAME))
+        raise KeyError(f"unknown table {qualified_name!r}; known tables: {known}") from None
+
+
+def tables(layer: str | None = None) -> list[TableSpec]:
+    return [spec for spec in TABLES if layer is None or spec.layer == layer]

@@ -1,0 +1,175 @@
+"""Pandera (polars) schemas of every lakehouse table.
+
+Bronze tables keep the validated payload as it arrived (JSON text) plus where it came
+from; silver tables are typed, one row per business fact, and carry the ingest batch id
+as lineage. The registry (:mod:`mfg_assets.lake.registry`) binds each schema to a table.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pandera.polars as pa
+
+UTC_TS = pl.Datetime("us", "UTC")
+
+
+class _Strict(pa.DataFrameModel):
+    class Config:
+        strict = True  # a column nobody declared is a bug, not data
+        coerce = False
+
+
+class BronzeMessage(_Strict):
+    """One validated UNS message: provenance, ISA-95 place and the payload as JSON."""
+
+    message_id: str = pa.Field(str_length={"min_value": 1})
+    ingest_batch_id: str
+    source: str
+    topic: str
+    channel: str
+    received_at: UTC_TS
+    event_time: UTC_TS
+    event_date: pl.Date
+    enterprise: str = pa.Field(nullable=True)
+    site: str = pa.Field(nullable=True)
+    area: str = pa.Field(nullable=True)
+    line: str = pa.Field(nullable=True)
+    cell: str = pa.Field(nullable=True)
+    asset_id: str
+    payload: str
+
+
+class Quarantine(_Strict):
+    """A message or row that was refused, with the reason: nothing is dropped silently."""
+
+    quarantine_id: str
+    ingest_batch_id: str
+    source: str
+    topic: str = pa.Field(nullable=True)
+    received_at: UTC_TS
+    stage: str
+    reason_code: str
+    reason: str
+    payload: str = pa.Field(nullable=True)
+
+
+class IngestBatch(_Strict):
+    """One committed ingest batch (a replay file or a gateway micro-batch)."""
+
+    ingest_batch_id: str
+    source: str
+    file: str = pa.Field(nullable=True)
+    file_sha256: str = pa.Field(nullable=True)
+    committed_at: UTC_TS
+    messages: pl.Int64 = pa.Field(ge=0)
+    valid: pl.Int64 = pa.Field(ge=0)
+    invalid: pl.Int64 = pa.Field(ge=0)
+
+
+class DeviceEvent(_Strict):
+    """Sparkplug session events: births, deaths and rebirth requests per node/device."""
+
+    message_id: str
+    ingest_batch_id: str
+    received_at: UTC_TS
+    event_time: UTC_TS
+    event_date: pl.Date
+    group_id: str
+    edge_node_id: str
+    device_id: str = pa.Field(nullable=True)
+    event_type: str = pa.Field(isin=["NBIRTH", "NDEATH", "DBIRTH", "DDEATH", "REBIRTH_REQUEST"])
+    detail: str
+
+
+class GroundTruth(_Strict):
+    """Simulator (or plant maintenance) ground truth records, raw JSON per record."""
+
+    record_id: str
+    ingest_batch_id: str
+    kind: str
+    record: str
+
+
+class _SilverPlace(_Strict):
+    ts: UTC_TS
+    date: pl.Date
+    enterprise: str = pa.Field(nullable=True)
+    site: str = pa.Field(nullable=True)
+    area: str = pa.Field(nullable=True)
+    line: str = pa.Field(nullable=True)
+    cell: str = pa.Field(nullable=True)
+    ingest_batch_id: str
+
+
+class SensorReading(_SilverPlace):
+    machine_id: str = pa.Field(str_length={"min_value": 1})
+    machine_type: str
+    sensor: str = pa.Field(str_length={"min_value": 1})
+    value: pl.Float64 = pa.Field(nullable=False)
+    unit: str = pa.Field(nullable=True)
+
+    @pa.dataframe_check
+    @classmethod
+    def finite_values(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("value").is_finite())
+
+
+class ProcessRun(_SilverPlace):
+    machine_id: str
+    unit_id: str = pa.Field(str_length={"min_value": 1})
+    product: str = pa.Field(nullable=True)
+    material_lot: str = pa.Field(nullable=True)
+    yield_pct: pl.Float64 = pa.Field(ge=0, le=100)
+    passed: pl.Boolean
+
+
+class ProcessParameter(_Strict):
+    unit_id: str
+    ts: UTC_TS
+    date: pl.Date
+    name: str = pa.Field(str_length={"min_value": 1})
+    value: pl.Float64
+    ingest_batch_id: str
+
+
+class InspectionImage(_SilverPlace):
+    camera_id: str
+    image_id: str = pa.Field(str_length={"min_value": 1})
+    unit_id: str = pa.Field(nullable=True)
+    width: pl.Int32 = pa.Field(ge=8)
+    height: pl.Int32 = pa.Field(ge=8)
+    label: str = pa.Field(nullable=True)
+    png: pl.Binary
+
+
+class EdgeTelemetry(_SilverPlace):
+    edge_id: str
+    status: str = pa.Field(isin=["online", "degraded", "offline"])
+    firmware: str
+    bundle_id: str = pa.Field(nullable=True)
+    cpu_pct: pl.Float64 = pa.Field(nullable=True, ge=0, le=100)
+    mem_pct: pl.Float64 = pa.Field(nullable=True, ge=0, le=100)
+    uptime_s: pl.Float64 = pa.Field(nullable=True, ge=0)
+    log_warnings: pl.Int32 = pa.Field(ge=0)
+    log_errors: pl.Int32 = pa.Field(ge=0)
+
+
+class EdgePrediction(_SilverPlace):
+    edge_id: str
+    bundle_id: str
+    model: str
+    source_id: str
+    value: str = pa.Field(nullable=True)
+    score: pl.Float64
+    threshold: pl.Float64 = pa.Field(nullable=True)
+    latency_ms: pl.Float64 = pa.Field(nullable=True, ge=0)
+
+
+class FaultLabel(_Strict):
+    fault_id: str
+    machine_id: str
+    fault_type: str
+    onset: UTC_TS
+    failure: UTC_TS = pa.Field(nullable=True)
+    end: UTC_TS
+    ingest_batch_id: str
