@@ -54,6 +54,11 @@ class Lake:
         except TableNotFoundError:
             return None
 
+    def row_count(self, spec: TableSpec) -> int:
+        """Rows in the current snapshot, from the Delta log's file statistics (no scan)."""
+        actions = pl.DataFrame(self.table(spec).get_add_actions(flatten=True))
+        return int(actions.get_column("num_records").sum()) if actions.height else 0
+
     # -- reads -----------------------------------------------------------------------
 
     def scan(self, spec: TableSpec, version: int | None = None) -> pl.LazyFrame:
@@ -73,9 +78,8 @@ class Lake:
             raise ValueError(f"{spec.qualified_name} is not partitioned")
         if not self.exists(spec):
             return spec.empty()
-        arrow = self.table(spec).to_pyarrow_table(
-            partitions=[(spec.partition_by, "=", str(value))]
-        )
+        day = value if isinstance(value, date) else date.fromisoformat(value)
+        arrow = self.table(spec).to_pyarrow_table(filters=[(spec.partition_by, "=", day)])
         return pl.from_arrow(arrow).cast(spec.polars_schema)  # type: ignore[return-value]
 
     # -- writes ----------------------------------------------------------------------
@@ -96,6 +100,13 @@ class Lake:
                 f"{outside.height} rows of {spec.qualified_name} fall outside partition {value}"
             )
         predicate = f"{spec.partition_by} = '{day.isoformat()}'"
+        return self._write(spec, frame, mode="overwrite", predicate=predicate, metadata=metadata,
+                           allow_empty=True)
+
+    def replace_where(
+        self, spec: TableSpec, frame: pl.DataFrame, predicate: str, **metadata: str
+    ) -> WriteResult:
+        """Atomically replace the rows matching ``predicate`` with ``frame``."""
         return self._write(spec, frame, mode="overwrite", predicate=predicate, metadata=metadata,
                            allow_empty=True)
 

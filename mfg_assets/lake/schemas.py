@@ -11,6 +11,7 @@ import polars as pl
 import pandera.polars as pa
 
 UTC_TS = pl.Datetime("us", "UTC")
+DEVICE_EVENT_TYPES = ("NBIRTH", "NDEATH", "DBIRTH", "DDEATH", "NCMD", "DCMD", "REBIRTH_REQUEST")
 
 
 class _Strict(pa.DataFrameModel):
@@ -51,6 +52,7 @@ class Quarantine(_Strict):
     reason_code: str
     reason: str
     payload: str = pa.Field(nullable=True)
+    partition_key: str = pa.Field(nullable=True)  # the silver partition that refused the row
 
 
 class IngestBatch(_Strict):
@@ -77,7 +79,7 @@ class DeviceEvent(_Strict):
     group_id: str
     edge_node_id: str
     device_id: str = pa.Field(nullable=True)
-    event_type: str = pa.Field(isin=["NBIRTH", "NDEATH", "DBIRTH", "DDEATH", "REBIRTH_REQUEST"])
+    event_type: str = pa.Field(isin=list(DEVICE_EVENT_TYPES))
     detail: str
 
 

@@ -1,0 +1,191 @@
+"""`mfg ...`: the command line of mfg_assets.
+
+Thin on purpose: each command parses arguments and calls plain functions elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mfg", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_simulate(commands)
+    _add_demo(commands)
+    _add_load(commands)
+    _add_sql(commands)
+    _add_tables(commands)
+    _add_validate(commands)
+    args = parser.parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+def _add_sim_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hours", type=float, default=None, help="simulated duration")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--start", default=None, help="start time, ISO 8601 (UTC)")
+    parser.add_argument(
+        "--drift",
+        action="append",
+        default=[],
+        metavar="NAME@HOURS",
+        help="switch a drift scenario on after HOURS (e.g. camera_lighting@12)",
+    )
+
+
+def _add_simulate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("simulate", help="run the plant simulator")
+    _add_sim_options(parser)
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--out", default=None, help="write UNS replay files to this folder")
+    target.add_argument("--broker", default=None, help="publish live, e.g. mqtt://127.0.0.1:1883")
+    parser.add_argument("--speed", type=float, default=None,
+                        help="live time factor (default: as fast as possible)")
+    parser.set_defaults(run=_run_simulate)
+
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("demo", help="simulate a plant and build the lakehouse in Dagster")
+    _add_sim_options(parser)
+    parser.set_defaults(run=_run_demo)
+
+
+def _add_load(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("load", help="load pending replay files into bronze")
+    parser.add_argument("--replay-dir", default=None)
+    parser.set_defaults(run=_run_load)
+
+
+def _add_sql(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("sql", help="query the lakehouse with DuckDB (layer.table)")
+    parser.add_argument("query")
+    parser.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    parser.add_argument("--max-rows", type=int, default=50)
+    parser.set_defaults(run=_run_sql)
+
+
+def _add_tables(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("tables", help="list lakehouse tables with rows and versions")
+    parser.set_defaults(run=_run_tables)
+
+
+def _add_validate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("validate", help="validate one message against the contract")
+    parser.add_argument("topic")
+    parser.add_argument("payload", help="the payload, or @FILE to read it from a file")
+    parser.add_argument("--contract", default=None, help="AsyncAPI file (default: the plant's)")
+    parser.set_defaults(run=_run_validate)
+
+
+# -- command bodies (imports inside: `mfg --help` stays instant) ------------------------
+
+
+def _sim_config(args: argparse.Namespace):
+    from mfg_assets.sim.cli_config import sim_config_from_args
+
+    return sim_config_from_args(args.hours, args.seed, args.start, args.drift)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mfg_assets.settings import get_settings
+    from mfg_assets.sim import publish, write_replay
+
+    config = _sim_config(args)
+    if args.broker:
+        counts = publish(config, args.broker, speed=args.speed)
+        print(f"published {counts} to {args.broker}")
+        return 0
+    out = Path(args.out) if args.out else get_settings().replay_dir / f"sim-{config.seed}"
+    summary = write_replay(config, out)
+    print(f"wrote {summary} to {out}")
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from mfg_assets.demo import run_demo
+
+    return run_demo(_sim_config(args))
+
+
+def _run_load(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mfg_assets.gateway.replay import load_pending
+    from mfg_assets.lake.delta import Lake
+    from mfg_assets.settings import get_settings
+    from mfg_assets.uns.contract import load_contract
+
+    settings = get_settings()
+    replay_dir = Path(args.replay_dir) if args.replay_dir else settings.replay_dir
+    reports = load_pending(
+        Lake(), replay_dir, load_contract(settings.contract_path), settings.enterprise
+    )
+    for report in reports:
+        print(f"{report.file}: {report.received} received, {report.valid} valid, "
+              f"{report.invalid} quarantined")
+    if not reports:
+        print(f"nothing new under {replay_dir}")
+    return 0
+
+
+def _run_sql(args: argparse.Namespace) -> int:
+    import duckdb
+    import polars as pl
+
+    from mfg_assets.lake.catalog import connect
+
+    con = connect()
+    try:
+        frame = con.sql(args.query).pl()
+    except duckdb.Error as exc:
+        print(f"query failed: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "csv":
+        sys.stdout.write(frame.write_csv())
+    elif args.format == "json":
+        sys.stdout.write(frame.write_json() + "\n")
+    else:
+        with pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, fmt_str_lengths=60):
+            print(frame)
+    return 0
+
+
+def _run_tables(args: argparse.Namespace) -> int:
+    from mfg_assets.lake.delta import Lake
+    from mfg_assets.lake.registry import tables
+
+    lake = Lake()
+    for spec in tables():
+        if lake.exists(spec):
+            print(f"{spec.qualified_name:28} rows={lake.row_count(spec):>10}  "
+                  f"version={lake.version(spec)}")
+        else:
+            print(f"{spec.qualified_name:28} (not created yet)")
+    return 0
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mfg_assets.settings import get_settings
+    from mfg_assets.uns.contract import load_contract
+
+    contract = load_contract(args.contract or get_settings().contract_path)
+    raw = args.payload
+    payload = Path(raw[1:]).read_bytes() if raw.startswith("@") else raw.encode("utf-8")
+    channel, message, errors = contract.validate(args.topic, payload)
+    if errors:
+        for error in errors:
+            print(error)
+        return 1
+    print(f"valid: channel {channel}, message {message}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""The Dagster code location: assembles every asset group, check, job and resource."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from mfg_assets.defs.bronze import bronze_from_replay
+from mfg_assets.defs.resources import default_resources
+from mfg_assets.defs.silver import fault_labels, silver_assets
+
+ALL_ASSETS = [bronze_from_replay, *silver_assets, fault_labels]
+
+ingest_replay_job = dg.define_asset_job(
+    "ingest_replay",
+    selection=dg.AssetSelection.groups("bronze"),
+    description="Load new UNS replay files into bronze.",
+)
+
+# Running by default: `make dev` must follow new data without anyone flipping a switch.
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)
+
+defs = dg.Definitions(
+    assets=ALL_ASSETS,
+    jobs=[ingest_replay_job],
+    sensors=[automation_sensor],
+    resources=default_resources(),
+)

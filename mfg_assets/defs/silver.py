@@ -1,0 +1,141 @@
+"""Silver: typed, deduplicated, schema-checked daily partitions of the bronze tables."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import dagster as dg
+import polars as pl
+
+from mfg_assets.defs.automation import follow_new_data
+from mfg_assets.defs.bronze import OWNER, bronze_key
+from mfg_assets.defs.metadata import table_metadata
+from mfg_assets.defs.partitions import daily
+from mfg_assets.defs.resources import LakehouseResource
+from mfg_assets.lake.registry import TableSpec, table
+from mfg_assets.lake.silver import TYPERS, refine, type_fault_labels
+
+# Above this share of refused rows a partition is suspicious even though nothing was lost.
+QUARANTINE_WARN_SHARE = 0.01
+
+
+def silver_asset(silver_name: str) -> dg.AssetsDefinition:
+    spec = table(silver_name)
+    bronze_name, typer = TYPERS[silver_name]
+    key = dg.AssetKey(spec.asset_key_path)
+
+    @dg.asset(
+        key=key,
+        deps=[bronze_key(bronze_name)],
+        partitions_def=daily,
+        group_name="silver",
+        kinds={"delta", "polars"},
+        owners=[OWNER],
+        description=spec.description,
+        metadata={"dagster/table_name": silver_name, "dedupe_key": ",".join(spec.key)},
+        check_specs=_check_specs(key),
+        automation_condition=follow_new_data(),
+    )
+    def _silver(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
+        return materialize_silver_partition(
+            context, lakehouse, spec, table(bronze_name), typer
+        )
+
+    return _silver
+
+
+def _check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec("schema", asset=key, blocking=True,
+                          description="The written partition passes the pandera schema."),
+        dg.AssetCheckSpec("unique_key", asset=key, blocking=True,
+                          description="No two rows share the registry's dedupe key."),
+        dg.AssetCheckSpec("quarantine_share", asset=key,
+                          description=f"At most {QUARANTINE_WARN_SHARE:.0%} of rows refused."),
+    ]
+
+
+def materialize_silver_partition(
+    context: dg.AssetExecutionContext,
+    lakehouse: LakehouseResource,
+    spec: TableSpec,
+    bronze: TableSpec,
+    typer: Callable[[pl.DataFrame], pl.DataFrame],
+) -> dg.MaterializeResult:
+    lake = lakehouse.lake()
+    day = context.partition_key
+    bronze_version = lake.version(bronze)
+    raw = lake.read_partition(bronze, day)
+    result = refine(spec, typer(raw), run_id=context.run.run_id, partition_key=day)
+    write = lake.overwrite_partition(spec, result.valid, day, run_id=context.run.run_id)
+    quarantine = table("silver.quarantine")
+    lake.replace_where(
+        quarantine,
+        result.rejected,
+        f"stage = '{spec.qualified_name}' AND partition_key = '{day}'",
+    )
+    written = lake.read_partition(spec, day)  # checks look at what was committed
+    meta = table_metadata(lake, spec, write)
+    meta |= {
+        "bronze_delta_version": bronze_version,
+        "bronze_messages": raw.height,
+        "rows_quarantined": result.rejected.height,
+        "duplicates_removed": result.duplicates,
+    }
+    return dg.MaterializeResult(
+        metadata=meta, check_results=run_checks(spec, written, result.rejected.height)
+    )
+
+
+def run_checks(spec: TableSpec, written: pl.DataFrame, rejected: int) -> list[dg.AssetCheckResult]:
+    schema_errors = _schema_errors(spec, written)
+    duplicates = written.height - written.unique(subset=list(spec.key)).height
+    total = written.height + rejected
+    share = rejected / total if total else 0.0
+    return [
+        dg.AssetCheckResult(
+            check_name="schema",
+            passed=not schema_errors,
+            metadata={"errors": schema_errors[:2000] or "none"},
+        ),
+        dg.AssetCheckResult(
+            check_name="unique_key",
+            passed=duplicates == 0,
+            metadata={"duplicate_rows": duplicates, "key": ",".join(spec.key)},
+        ),
+        dg.AssetCheckResult(
+            check_name="quarantine_share",
+            passed=share <= QUARANTINE_WARN_SHARE,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"rows_quarantined": rejected, "share": float(share)},
+        ),
+    ]
+
+
+def _schema_errors(spec: TableSpec, frame: pl.DataFrame) -> str:
+    try:
+        spec.schema.validate(frame, lazy=True)
+    except Exception as exc:  # pandera raises SchemaErrors; any failure is a failed check
+        return str(exc)
+    return ""
+
+
+silver_assets = [silver_asset(name) for name in TYPERS]
+
+
+@dg.asset(
+    key=dg.AssetKey(table("silver.fault_labels").asset_key_path),
+    deps=[bronze_key("bronze.ground_truth")],
+    group_name="silver",
+    kinds={"delta", "polars"},
+    owners=[OWNER],
+    description=table("silver.fault_labels").description,
+    automation_condition=follow_new_data(),
+)
+def fault_labels(lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    """Ground-truth fault intervals, the yardstick for anomaly and failure models."""
+    lake = lakehouse.lake()
+    spec = table("silver.fault_labels")
+    labels = type_fault_labels(lake.read(table("bronze.ground_truth")))
+    write = lake.overwrite(spec, labels)
+    return dg.MaterializeResult(metadata=table_metadata(lake, spec, write))

@@ -1,0 +1,296 @@
+"""Validate UNS messages and route them to bronze rows or quarantine (no I/O, no MQTT).
+
+The same router serves the live gateway and the batch loader of replay files, so both
+write identical bronze tables. A message is never dropped: it becomes a bronze row, a
+device event (Sparkplug births/deaths/commands) or a quarantine row with its reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import polars as pl
+
+from mfg_assets.lake.registry import table
+from mfg_assets.uns import sparkplug
+from mfg_assets.uns.contract import Contract
+
+# Channel ids of our plant contract -> bronze table. Another plant's contract brings its
+# own mapping (``Router(channel_tables=...)``); a valid message on an unmapped channel is
+# quarantined as ``unrouted`` rather than lost.
+DEFAULT_CHANNEL_TABLES = {
+    "sensorReadings": "bronze.sensor_readings",
+    "processRuns": "bronze.process_runs",
+    "inspectionImages": "bronze.inspection_images",
+    "edgeTelemetry": "bronze.edge_telemetry",
+    "edgePredictions": "bronze.edge_predictions",
+}
+SPARKPLUG_SENSOR_TABLE = "bronze.sensor_readings"
+PLACE = ("enterprise", "site", "area", "line", "cell")
+ASSET_PARAMS = ("machineId", "cameraId", "edgeId", "assetId", "deviceId")
+
+
+def message_id(topic: str, payload: bytes) -> str:
+    """Same topic and bytes -> same id, so a redelivered message is recognisably the same."""
+    digest = hashlib.blake2b(topic.encode(), digest_size=16)
+    digest.update(payload)
+    return digest.hexdigest()
+
+
+def payload_text(payload: bytes) -> str:
+    """Keep a refused payload readable when it is text, losslessly encoded when it is not."""
+    try:
+        text = payload.decode("utf-8")
+        if text.isprintable() or all(c.isprintable() or c in "\r\n\t" for c in text):
+            return text
+    except UnicodeDecodeError:
+        pass
+    return "base64:" + base64.b64encode(payload).decode("ascii")
+
+
+@dataclass
+class Batch:
+    """Rows collected since the last :meth:`Router.take`, ready to append to Delta."""
+
+    batch_id: str
+    tables: dict[str, pl.DataFrame]
+    received: int
+    valid: int
+    invalid: int
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+class Router:
+    def __init__(
+        self,
+        contract: Contract,
+        *,
+        source: str,
+        enterprise: str = "acme",
+        channel_tables: dict[str, str] | None = None,
+        session: sparkplug.SparkplugSession | None = None,
+    ) -> None:
+        self.contract = contract
+        self.source = source
+        self.enterprise = enterprise
+        self.channel_tables = channel_tables or DEFAULT_CHANNEL_TABLES
+        self.session = session or sparkplug.SparkplugSession()
+        self.rebirth_requests: list[tuple[str, str, str]] = []  # (group, node, reason)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._rows: dict[str, list[dict[str, Any]]] = {}
+        self._received = 0
+        self._valid = 0
+        self._invalid = 0
+        self._errors: Counter[str] = Counter()
+
+    # -- routing -----------------------------------------------------------------------
+
+    def route(self, topic: str, payload: bytes, received_ms: int) -> bool:
+        """Route one message; True when it landed as data, False when quarantined."""
+        self._received += 1
+        result = self.contract.check(topic, payload)
+        if result.errors:
+            reason = "; ".join(result.errors)
+            self._quarantine(topic, payload, received_ms, "contract", reason)
+            return False
+        if sparkplug.parse_topic(topic) is not None:
+            return self._route_sparkplug(topic, payload, received_ms)
+        target = self.channel_tables.get(result.channel)
+        if target is None:
+            reason = f"unrouted: channel {result.channel!r} has no bronze table"
+            self._quarantine(topic, payload, received_ms, "routing", reason)
+            return False
+        document = result.document or {}
+        params = result.params or {}
+        row = self._bronze_row(topic, result.channel, payload, received_ms, document, params)
+        self._add(target, row)
+        self._valid += 1
+        return True
+
+    def _bronze_row(
+        self,
+        topic: str,
+        channel: str,
+        payload: bytes,
+        received_ms: int,
+        document: dict[str, Any],
+        params: dict[str, str],
+    ) -> dict[str, Any]:
+        asset = next((params[p] for p in ASSET_PARAMS if p in params), topic.rsplit("/", 2)[-2])
+        return {
+            "message_id": message_id(topic, payload),
+            "source": self.source,
+            "topic": topic,
+            "channel": channel,
+            "received_ms": received_ms,
+            "event_ms": int(document.get("timestamp", received_ms)),
+            **{name: params.get(name) for name in PLACE},
+            "asset_id": asset,
+            "payload": payload.decode("utf-8"),
+        }
+
+    def _route_sparkplug(self, topic: str, payload: bytes, received_ms: int) -> bool:
+        try:
+            event = self.session.handle(topic, payload)
+        except sparkplug.SparkplugDecodeError as exc:
+            self._quarantine(topic, payload, received_ms, "decode", f"bad_payload: {exc}")
+            return False
+        parsed = event.topic
+        if event.rebirth_needed:
+            self.rebirth_requests.append((parsed.group_id, parsed.edge_node_id, event.rebirth_needed))
+            self._device_event(topic, payload, received_ms, event, "REBIRTH_REQUEST",
+                               event.rebirth_needed)
+        kind = parsed.message_type
+        if kind in ("NBIRTH", "DBIRTH", "NDEATH", "DDEATH", "NCMD", "DCMD"):
+            self._device_event(topic, payload, received_ms, event, kind, "")
+            self._valid += 1
+            return True
+        if event.rebirth_needed:
+            reason = f"sparkplug: {event.rebirth_needed}; rebirth requested, data kept here"
+            self._quarantine(topic, payload, received_ms, "sparkplug", reason, count=False)
+            self._invalid += 1
+            return False
+        self._add(SPARKPLUG_SENSOR_TABLE, self._sparkplug_row(topic, payload, received_ms, event))
+        self._valid += 1
+        return True
+
+    def _sparkplug_row(
+        self, topic: str, payload: bytes, received_ms: int, event: sparkplug.SessionEvent
+    ) -> dict[str, Any]:
+        parsed = event.topic
+        info = self.session.device_info(parsed.group_id, parsed.edge_node_id, parsed.device_id)
+        readings, attributes = [], {}
+        for metric in event.document.get("metrics", []):
+            value = metric.get("value")
+            name = metric.get("name")
+            if isinstance(value, bool):
+                value = float(value)
+            if isinstance(value, int | float) and not metric.get("is_null"):
+                reading = {"sensor": name, "value": float(value)}
+                if metric.get("timestamp") is not None:
+                    reading["timestamp"] = metric["timestamp"]
+                readings.append(reading)
+            elif name is not None:
+                attributes[name] = value
+        timestamp = int(event.document.get("timestamp") or received_ms)
+        normalized = {
+            "timestamp": timestamp,
+            "machineType": info.get("Properties/machine_type", "unknown"),
+            "readings": readings,
+            "sparkplug": {"seq": event.document.get("seq"), "attributes": attributes},
+        }
+        return {
+            "message_id": message_id(topic, payload),
+            "source": self.source,
+            "topic": topic,
+            "channel": "sparkplugDevice" if parsed.device_id else "sparkplugNode",
+            "received_ms": received_ms,
+            "event_ms": timestamp,
+            "enterprise": self.enterprise,
+            "site": parsed.group_id,
+            "area": info.get("Properties/area"),
+            "line": info.get("Properties/line"),
+            "cell": info.get("Properties/cell"),
+            "asset_id": parsed.device_id or parsed.edge_node_id,
+            "payload": orjson.dumps(normalized).decode(),
+        }
+
+    def _device_event(
+        self, topic: str, payload: bytes, received_ms: int, event: Any, kind: str, detail: str
+    ) -> None:
+        parsed = event.topic
+        timestamp = int(event.document.get("timestamp") or received_ms) if event.document else received_ms
+        info = detail or orjson.dumps(
+            {m.get("name"): m.get("value") for m in event.document.get("metrics", [])
+             if isinstance(m.get("value"), str | int | float | bool)}
+        ).decode()
+        self._add("bronze.device_events", {
+            "message_id": message_id(topic, payload),
+            "received_ms": received_ms,
+            "event_ms": timestamp,
+            "group_id": parsed.group_id,
+            "edge_node_id": parsed.edge_node_id,
+            "device_id": parsed.device_id,
+            "event_type": kind,
+            "detail": info,
+        })
+
+    def _quarantine(
+        self,
+        topic: str | None,
+        payload: bytes,
+        received_ms: int,
+        stage: str,
+        reason: str,
+        *,
+        count: bool = True,
+    ) -> None:
+        if count:
+            self._invalid += 1
+        code = reason.split(":", 1)[0].strip() if ":" in reason else stage
+        self._errors[code] += 1
+        self._add("bronze.quarantine", {
+            "quarantine_id": message_id(f"{stage}|{topic}|{received_ms}", payload),
+            "source": self.source,
+            "topic": topic,
+            "received_ms": received_ms,
+            "stage": stage,
+            "reason_code": code,
+            "reason": reason[:2000],
+            "payload": payload_text(payload),
+        })
+
+    def quarantine_raw(self, payload: bytes, received_ms: int, reason: str) -> None:
+        """Refuse something that never became a topic+payload pair (e.g. a bad replay line)."""
+        self._received += 1
+        self._quarantine(None, payload, received_ms, "input", reason)
+
+    def _add(self, table_name: str, row: dict[str, Any]) -> None:
+        self._rows.setdefault(table_name, []).append(row)
+
+    # -- batching ----------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        return self._received
+
+    def take(self, batch_id: str) -> Batch:
+        """Everything routed since the last take, as frames in each table's schema."""
+        frames = {
+            name: _frame(name, rows, batch_id) for name, rows in self._rows.items() if rows
+        }
+        batch = Batch(batch_id, frames, self._received, self._valid, self._invalid, self._errors)
+        self._reset()
+        return batch
+
+
+def _frame(table_name: str, rows: list[dict[str, Any]], batch_id: str) -> pl.DataFrame:
+    spec = table(table_name)
+    frame = pl.DataFrame(rows, infer_schema_length=None)
+    conversions = [pl.lit(batch_id).alias("ingest_batch_id")]
+    if "received_ms" in frame.columns:
+        conversions.append(_ms(pl.col("received_ms")).alias("received_at"))
+    if "event_ms" in frame.columns:
+        event_time = _ms(pl.col("event_ms"))
+        conversions += [event_time.alias("event_time"), event_time.dt.date().alias("event_date")]
+    frame = frame.with_columns(conversions)
+    for name, dtype in spec.polars_schema.items():
+        if name not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype).alias(name))
+    return frame.select(pl.col(name).cast(dtype) for name, dtype in spec.polars_schema.items())
+
+
+def _ms(expr: pl.Expr) -> pl.Expr:
+    return pl.from_epoch(expr, time_unit="ms").dt.replace_time_zone("UTC").dt.cast_time_unit("us")
+
+
+def now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)

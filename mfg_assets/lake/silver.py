@@ -1,0 +1,362 @@
+"""Bronze -> silver: typed, checked, deduplicated rows (plain functions, no Dagster).
+
+Each ``type_*`` function turns raw bronze messages into typed rows and keeps the source
+message alongside (``_src_*`` columns) so that a row that fails the silver schema can be
+quarantined with its reason and its original payload. :func:`refine` then splits valid
+from rejected rows and drops redelivered duplicates on the registry key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandera.polars as pa
+import polars as pl
+
+from mfg_assets.lake.registry import TableSpec, table
+
+SRC_COLUMNS = ("_src_message_id", "_src_topic", "_src_payload", "_src_received_at")
+PLACE = ("enterprise", "site", "area", "line", "cell")
+MS = "ms"
+
+
+@dataclass(frozen=True)
+class RefineResult:
+    valid: pl.DataFrame
+    rejected: pl.DataFrame  # silver.quarantine rows
+    duplicates: int
+
+    @property
+    def rows_in(self) -> int:
+        return self.valid.height + self.rejected.height + self.duplicates
+
+
+def _src(bronze: pl.DataFrame) -> list[pl.Expr]:
+    return [
+        pl.col("message_id").alias("_src_message_id"),
+        pl.col("topic").alias("_src_topic"),
+        pl.col("payload").alias("_src_payload"),
+        pl.col("received_at").alias("_src_received_at"),
+    ]
+
+
+def _ms_to_ts(expr: pl.Expr) -> pl.Expr:
+    return pl.from_epoch(expr, time_unit=MS).dt.replace_time_zone("UTC").dt.cast_time_unit("us")
+
+
+def _place() -> list[pl.Expr]:
+    return [pl.col(name) for name in PLACE]
+
+
+_READING = pl.Struct(
+    {"sensor": pl.String, "value": pl.Float64, "unit": pl.String, "timestamp": pl.Int64}
+)
+_SENSOR_PAYLOAD = pl.Struct(
+    {"timestamp": pl.Int64, "machineType": pl.String, "readings": pl.List(_READING)}
+)
+
+
+def type_sensor_readings(bronze: pl.DataFrame) -> pl.DataFrame:
+    """One row per reading; a Sparkplug metric keeps its own timestamp when it has one."""
+    doc = pl.col("payload").str.json_decode(_SENSOR_PAYLOAD)
+    exploded = (
+        bronze.select(*_src(bronze), *_place(), "asset_id", "ingest_batch_id", doc.alias("doc"))
+        .with_columns(
+            pl.col("doc").struct.field("timestamp").alias("_msg_ts"),
+            pl.col("doc").struct.field("machineType").alias("machine_type"),
+            pl.col("doc").struct.field("readings").alias("_reading"),
+        )
+        .explode("_reading")
+        .filter(pl.col("_reading").is_not_null())
+    )
+    reading = pl.col("_reading").struct
+    return exploded.select(
+        _ms_to_ts(pl.coalesce(reading.field("timestamp"), pl.col("_msg_ts"))).alias("ts"),
+        *_place(),
+        "ingest_batch_id",
+        pl.col("asset_id").alias("machine_id"),
+        pl.col("machine_type").fill_null("unknown"),
+        reading.field("sensor").alias("sensor"),
+        reading.field("value").alias("value"),
+        reading.field("unit").alias("unit"),
+        *SRC_COLUMNS,
+    ).with_columns(pl.col("ts").dt.date().alias("date"))
+
+
+_PROCESS_PAYLOAD = pl.Struct(
+    {
+        "timestamp": pl.Int64,
+        "unitId": pl.String,
+        "product": pl.String,
+        "materialLot": pl.String,
+        "yield": pl.Float64,
+        "passed": pl.Boolean,
+    }
+)
+
+
+def type_process_runs(bronze: pl.DataFrame) -> pl.DataFrame:
+    doc = pl.col("payload").str.json_decode(_PROCESS_PAYLOAD).struct
+    return bronze.select(
+        _ms_to_ts(doc.field("timestamp")).alias("ts"),
+        *_place(),
+        "ingest_batch_id",
+        pl.col("asset_id").alias("machine_id"),
+        doc.field("unitId").alias("unit_id"),
+        doc.field("product").alias("product"),
+        doc.field("materialLot").alias("material_lot"),
+        doc.field("yield").alias("yield_pct"),
+        doc.field("passed").alias("passed"),
+        *_src(bronze),
+    ).with_columns(pl.col("ts").dt.date().alias("date"))
+
+
+def type_process_parameters(bronze: pl.DataFrame) -> pl.DataFrame:
+    """Parameters arrive as a JSON object whose names come from the plant: go long form."""
+    if bronze.height == 0:
+        return _with_src_empty(table("silver.process_parameters"))
+    base = bronze.select(
+        pl.col("payload").str.json_path_match("$.unitId").alias("unit_id"),
+        _ms_to_ts(pl.col("payload").str.json_path_match("$.timestamp").cast(pl.Int64)).alias("ts"),
+        pl.col("payload").str.json_path_match("$.parameters").alias("_params"),
+        "ingest_batch_id",
+        *_src(bronze),
+    )
+    params = base.get_column("_params").str.json_decode(infer_schema_length=None)
+    wide = base.drop("_params").with_columns(params.alias("_params")).unnest("_params")
+    id_columns = ["unit_id", "ts", "ingest_batch_id", *SRC_COLUMNS]
+    return (
+        wide.unpivot(index=id_columns, variable_name="name", value_name="value")
+        .filter(pl.col("value").is_not_null())  # a unit reports only the parameters it has
+        .with_columns(pl.col("value").cast(pl.Float64), pl.col("ts").dt.date().alias("date"))
+    )
+
+
+_IMAGE_PAYLOAD = pl.Struct(
+    {
+        "timestamp": pl.Int64,
+        "imageId": pl.String,
+        "unitId": pl.String,
+        "width": pl.Int32,
+        "height": pl.Int32,
+        "data": pl.String,
+        "label": pl.String,
+    }
+)
+
+
+def type_inspection_images(bronze: pl.DataFrame) -> pl.DataFrame:
+    doc = pl.col("payload").str.json_decode(_IMAGE_PAYLOAD).struct
+    return bronze.select(
+        _ms_to_ts(doc.field("timestamp")).alias("ts"),
+        *_place(),
+        "ingest_batch_id",
+        pl.col("asset_id").alias("camera_id"),
+        doc.field("imageId").alias("image_id"),
+        doc.field("unitId").alias("unit_id"),
+        doc.field("width").alias("width"),
+        doc.field("height").alias("height"),
+        doc.field("label").alias("label"),
+        doc.field("data").str.decode("base64").alias("png"),
+        *_src(bronze),
+    ).with_columns(pl.col("ts").dt.date().alias("date"))
+
+
+_LOG = pl.Struct({"level": pl.String, "message": pl.String})
+_TELEMETRY_PAYLOAD = pl.Struct(
+    {
+        "timestamp": pl.Int64,
+        "status": pl.String,
+        "firmware": pl.String,
+        "bundleId": pl.String,
+        "cpuPct": pl.Float64,
+        "memPct": pl.Float64,
+        "uptimeS": pl.Float64,
+        "logs": pl.List(_LOG),
+    }
+)
+
+
+def _count_level(logs: pl.Expr, level: str) -> pl.Expr:
+    hits = logs.list.eval((pl.element().struct.field("level") == level).cast(pl.Int32)).list.sum()
+    return hits.fill_null(0).cast(pl.Int32)
+
+
+def type_edge_telemetry(bronze: pl.DataFrame) -> pl.DataFrame:
+    doc = pl.col("payload").str.json_decode(_TELEMETRY_PAYLOAD).struct
+    return bronze.select(
+        _ms_to_ts(doc.field("timestamp")).alias("ts"),
+        *_place(),
+        "ingest_batch_id",
+        pl.col("asset_id").alias("edge_id"),
+        doc.field("status").alias("status"),
+        doc.field("firmware").alias("firmware"),
+        doc.field("bundleId").alias("bundle_id"),
+        doc.field("cpuPct").alias("cpu_pct"),
+        doc.field("memPct").alias("mem_pct"),
+        doc.field("uptimeS").alias("uptime_s"),
+        _count_level(doc.field("logs"), "WARNING").alias("log_warnings"),
+        _count_level(doc.field("logs"), "ERROR").alias("log_errors"),
+        *_src(bronze),
+    ).with_columns(pl.col("ts").dt.date().alias("date"))
+
+
+_PREDICTION_PAYLOAD = pl.Struct(
+    {
+        "timestamp": pl.Int64,
+        "bundleId": pl.String,
+        "model": pl.String,
+        "sourceId": pl.String,
+        "score": pl.Float64,
+        "threshold": pl.Float64,
+        "latencyMs": pl.Float64,
+    }
+)
+
+
+def type_edge_predictions(bronze: pl.DataFrame) -> pl.DataFrame:
+    doc = pl.col("payload").str.json_decode(_PREDICTION_PAYLOAD).struct
+    return bronze.select(
+        _ms_to_ts(doc.field("timestamp")).alias("ts"),
+        *_place(),
+        "ingest_batch_id",
+        pl.col("asset_id").alias("edge_id"),
+        doc.field("bundleId").alias("bundle_id"),
+        doc.field("model").alias("model"),
+        doc.field("sourceId").alias("source_id"),
+        # value may be a label, a number or a flag: keep its JSON text
+        pl.col("payload").str.json_path_match("$.value").alias("value"),
+        doc.field("score").alias("score"),
+        doc.field("threshold").alias("threshold"),
+        doc.field("latencyMs").alias("latency_ms"),
+        *_src(bronze),
+    ).with_columns(pl.col("ts").dt.date().alias("date"))
+
+
+TYPERS: dict[str, tuple[str, Callable[[pl.DataFrame], pl.DataFrame]]] = {
+    "silver.sensor_readings": ("bronze.sensor_readings", type_sensor_readings),
+    "silver.process_runs": ("bronze.process_runs", type_process_runs),
+    "silver.process_parameters": ("bronze.process_runs", type_process_parameters),
+    "silver.inspection_images": ("bronze.inspection_images", type_inspection_images),
+    "silver.edge_telemetry": ("bronze.edge_telemetry", type_edge_telemetry),
+    "silver.edge_predictions": ("bronze.edge_predictions", type_edge_predictions),
+}
+
+
+def _with_src_empty(spec: TableSpec) -> pl.DataFrame:
+    frame = spec.empty()
+    return frame.with_columns(
+        pl.lit(None, pl.String).alias("_src_message_id"),
+        pl.lit(None, pl.String).alias("_src_topic"),
+        pl.lit(None, pl.String).alias("_src_payload"),
+        pl.lit(None, pl.Datetime("us", "UTC")).alias("_src_received_at"),
+    )
+
+
+def refine(
+    spec: TableSpec, typed: pl.DataFrame, run_id: str, partition_key: str | None = None
+) -> RefineResult:
+    """Validate typed rows against the silver schema, quarantine failures, dedupe the rest."""
+    columns = list(spec.polars_schema)
+    typed = typed.with_columns(
+        pl.col(name).cast(dtype) for name, dtype in spec.polars_schema.items()
+    ).with_row_index("_row")
+    reasons = _row_failures(spec, typed.select(columns))
+    failed = typed.join(reasons, on="_row", how="inner")
+    passed = typed.join(reasons, on="_row", how="anti")
+    ordered = passed.sort(["_src_received_at", "_src_message_id", "_row"])
+    deduped = ordered.unique(subset=list(spec.key), keep="first", maintain_order=True)
+    rejected = _quarantine_rows(spec, failed, run_id, partition_key)
+    return RefineResult(
+        valid=deduped.select(columns),
+        rejected=rejected,
+        duplicates=passed.height - deduped.height,
+    )
+
+
+def _row_failures(spec: TableSpec, frame: pl.DataFrame) -> pl.DataFrame:
+    """Row index -> reason for every row the pandera schema refuses (all reasons joined)."""
+    empty = pl.DataFrame(schema={"_row": pl.UInt32, "reason": pl.String})
+    try:
+        spec.schema.validate(frame, lazy=True)
+        return empty
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+    per_row = cases.filter(pl.col("index").is_not_null())
+    if per_row.height < cases.height:
+        # A table-level failure (wrong column type, missing column) is a bug in the typer,
+        # not bad data: surface it loudly instead of quarantining every row.
+        table_level = cases.filter(pl.col("index").is_null())
+        raise ValueError(f"{spec.qualified_name} schema failure: {table_level.to_dicts()}")
+    if per_row.height == 0:
+        return empty
+    reason = pl.format(
+        "{} {} (got {})",
+        pl.col("column").fill_null("row"),
+        pl.col("check"),
+        pl.col("failure_case").fill_null("null"),
+    )
+    return (
+        per_row.with_columns(reason.alias("reason"), pl.col("index").cast(pl.UInt32).alias("_row"))
+        .group_by("_row")
+        .agg(pl.col("reason").unique().sort().str.join("; "))
+    )
+
+
+def _quarantine_rows(
+    spec: TableSpec, failed: pl.DataFrame, batch: str, partition_key: str | None
+) -> pl.DataFrame:
+    q = table(f"{spec.layer}.quarantine")
+    if failed.height == 0:
+        return q.empty()
+    now = datetime.now(UTC)
+    return failed.select(
+        pl.concat_str(
+            [pl.lit(spec.qualified_name), pl.col("_src_message_id"), pl.col("_row").cast(pl.String)],
+            separator=":",
+        )
+        .map_elements(_short_hash, return_dtype=pl.String)
+        .alias("quarantine_id"),
+        pl.lit(batch).alias("ingest_batch_id"),
+        pl.lit(f"silver:{spec.name}").alias("source"),
+        pl.col("_src_topic").alias("topic"),
+        pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("received_at"),
+        pl.lit(spec.qualified_name).alias("stage"),
+        pl.lit("schema").alias("reason_code"),
+        pl.col("reason"),
+        pl.col("_src_payload").alias("payload"),
+        pl.lit(partition_key, pl.String).alias("partition_key"),
+    )
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def type_fault_labels(ground_truth: pl.DataFrame) -> pl.DataFrame:
+    """Fault intervals from ground-truth records (``kind == 'fault'``)."""
+    record = pl.col("record").str.json_decode(
+        pl.Struct(
+            {
+                "fault_id": pl.String,
+                "machine_id": pl.String,
+                "fault_type": pl.String,
+                "onset_ms": pl.Int64,
+                "failure_ms": pl.Int64,
+                "end_ms": pl.Int64,
+            }
+        )
+    ).struct
+    faults = ground_truth.filter(pl.col("kind") == "fault")
+    return faults.select(
+        record.field("fault_id").alias("fault_id"),
+        record.field("machine_id").alias("machine_id"),
+        record.field("fault_type").alias("fault_type"),
+        _ms_to_ts(record.field("onset_ms")).alias("onset"),
+        _ms_to_ts(record.field("failure_ms")).alias("failure"),
+        _ms_to_ts(record.field("end_ms")).alias("end"),
+        "ingest_batch_id",
+    ).unique(subset=["fault_id"], keep="first", maintain_order=True)

@@ -1,0 +1,25 @@
+"""Shared fixtures: a lakehouse on tmp_path and settings that point at it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mfg_assets.lake.delta import Lake
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Settings' embedded default moved to tmp_path, so tests never touch data/."""
+    root = tmp_path / "data"
+    root.mkdir()
+    monkeypatch.setenv("MFG_DATA_DIR", str(root))
+    for name in ("MFG_LAKE_URI", "MFG_REPLAY_DIR", "DAGSTER_HOME", "MFG_CONTRACT"):
+        monkeypatch.delenv(name, raising=False)
+    return root
+
+
+@pytest.fixture
+def lake(data_dir: Path) -> Lake:
+    return Lake(str(data_dir / "lake"), {})
