@@ -84,9 +84,23 @@ def _add_validate(commands: argparse._SubParsersAction) -> None:
 
 
 def _sim_config(args: argparse.Namespace):
-    from mfg_assets.sim.cli_config import sim_config_from_args
+    from mfg_assets.sim import SimConfig
 
-    return sim_config_from_args(args.hours, args.seed, args.start, args.drift)
+    options: dict = {}
+    if args.hours is not None:
+        options["duration_h"] = args.hours
+    if args.seed is not None:
+        options["seed"] = args.seed
+    if args.start is not None:
+        options["start"] = args.start
+    drift = []
+    for item in args.drift:
+        name, _, hours = item.partition("@")
+        try:
+            drift.append((name, float(hours or 0)))
+        except ValueError:
+            raise SystemExit(f"--drift {item!r}: expected NAME@HOURS, e.g. camera_lighting@12")
+    return SimConfig(drift=tuple(drift), **options)
 
 
 def _run_simulate(args: argparse.Namespace) -> int:

@@ -57,11 +57,14 @@ def run_demo(config: SimConfig) -> int:
 
     instance = dg.DagsterInstance.get()
     resources = default_resources()
-    dg.materialize([bronze_from_replay, fault_labels], instance=instance, resources=resources)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    dg.materialize([bronze_from_replay, fault_labels], instance=instance, resources=resources,
+                   run_config=quiet)
     lake = Lake(settings.lake_uri, settings.storage_options)
     days = event_days(lake)
     for day in days:
-        dg.materialize(silver_assets, partition_key=day, instance=instance, resources=resources)
+        dg.materialize(silver_assets, partition_key=day, instance=instance, resources=resources,
+                       run_config=quiet)
     print(f"materialized bronze and {len(days)} silver partitions ({', '.join(days)}) "
           f"in {time.perf_counter() - started:.1f}s; runs are in the Dagster UI (make dev)")
     _print_summary()

@@ -1,6 +1,5 @@
 """Bronze: validated UNS messages landed as Delta tables (batch path from replay files)."""
 
-from __future__ import annotations
 
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 """Silver: typed, deduplicated, schema-checked daily partitions of the bronze tables."""
 
-from __future__ import annotations
 
 from collections.abc import Callable
 

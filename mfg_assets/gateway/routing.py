@@ -81,6 +81,7 @@ class Router:
         self.enterprise = enterprise
         self.channel_tables = channel_tables or DEFAULT_CHANNEL_TABLES
         self.session = session or sparkplug.SparkplugSession()
+        sparkplug.register_contract_decoder()  # Sparkplug payloads validate as decoded documents
         self.rebirth_requests: list[tuple[str, str, str]] = []  # (group, node, reason)
         self._reset()
 
@@ -103,14 +104,15 @@ class Router:
             return False
         if sparkplug.parse_topic(topic) is not None:
             return self._route_sparkplug(topic, payload, received_ms)
-        target = self.channel_tables.get(result.channel)
+        channel_id = result.channel.id
+        target = self.channel_tables.get(channel_id)
         if target is None:
-            reason = f"unrouted: channel {result.channel!r} has no bronze table"
+            reason = f"unrouted: channel {channel_id!r} has no bronze table"
             self._quarantine(topic, payload, received_ms, "routing", reason)
             return False
         document = result.document or {}
         params = result.params or {}
-        row = self._bronze_row(topic, result.channel, payload, received_ms, document, params)
+        row = self._bronze_row(topic, channel_id, payload, received_ms, document, params)
         self._add(target, row)
         self._valid += 1
         return True
@@ -166,7 +168,9 @@ class Router:
         self, topic: str, payload: bytes, received_ms: int, event: sparkplug.SessionEvent
     ) -> dict[str, Any]:
         parsed = event.topic
-        info = self.session.device_info(parsed.group_id, parsed.edge_node_id, parsed.device_id)
+        info: dict[str, Any] = {}
+        if parsed.device_id:
+            info = self.session.device_info(parsed.group_id, parsed.edge_node_id, parsed.device_id)
         readings, attributes = [], {}
         for metric in event.document.get("metrics", []):
             value = metric.get("value")
