@@ -121,8 +121,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from mfg_assets.demo import run_demo
+    from mfg_assets.demo import DEMO_HOURS, run_demo
 
+    if args.hours is None:
+        args.hours = DEMO_HOURS
     return run_demo(_sim_config(args))
 
 

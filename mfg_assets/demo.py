@@ -23,6 +23,8 @@ from mfg_assets.lake.registry import table
 from mfg_assets.settings import PACKAGE_DIR, Settings, get_settings
 from mfg_assets.sim import SimConfig, write_replay
 
+DEMO_HOURS = 48.0  # two daily partitions, with faults developing on the machines
+
 
 def ensure_dagster_home(settings: Settings) -> Path:
     """Point DAGSTER_HOME at data/dagster with the project's instance config."""
