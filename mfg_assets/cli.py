@@ -19,6 +19,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_sql(commands)
     _add_tables(commands)
     _add_validate(commands)
+    _add_import(commands)
+    _add_gateway(commands)
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)
 
@@ -42,8 +44,9 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--out", default=None, help="write UNS replay files to this folder")
     target.add_argument("--broker", default=None, help="publish live, e.g. mqtt://127.0.0.1:1883")
-    parser.add_argument("--speed", type=float, default=None,
-                        help="live time factor (default: as fast as possible)")
+    parser.add_argument(
+        "--speed", type=float, default=None, help="live time factor (default: as fast as possible)"
+    )
     parser.set_defaults(run=_run_simulate)
 
 
@@ -80,6 +83,67 @@ def _add_validate(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_run_validate)
 
 
+def _add_gateway(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("gateway", help="run the MQTT -> lakehouse gateway service")
+    parser.add_argument("--broker", default=None, help="mqtt://[user:pass@]host:port or mqtts://")
+    parser.add_argument("--contract", default=None, help="AsyncAPI file (default: the plant's)")
+    parser.add_argument("--topics", nargs="+", default=None, help="MQTT topic filters")
+    parser.add_argument(
+        "--share-group",
+        default="mfg-gateway",
+        help="shared-subscription group ('' for a plain subscription)",
+    )
+    parser.add_argument("--client-id", default=None, help="stable per replica (persistent session)")
+    parser.add_argument("--batch-interval", type=float, default=1.0, help="seconds per micro-batch")
+    parser.add_argument("--batch-max", type=int, default=5000, help="messages per micro-batch")
+    parser.add_argument(
+        "--receive-maximum",
+        type=int,
+        default=None,
+        help="MQTT v5 in-flight window (default: --batch-max)",
+    )
+    parser.add_argument("--metrics-port", type=int, default=9108, help="0 disables /metrics")
+    parser.add_argument("--log-level", default="INFO")
+    parser.set_defaults(run=_run_gateway)
+
+
+def _add_import(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "import", help="bring your own data: tables and labelled images into silver"
+    )
+    kinds = parser.add_subparsers(dest="kind", required=True)
+    images = kinds.add_parser("images", help="a folder of PNG/JPEG images with a labels file")
+    images.add_argument("directory", help="folder with the image files")
+    images.add_argument(
+        "--labels",
+        required=True,
+        help="CSV/Parquet: file, label [, ts, camera, unit_id, line, cell, edge]",
+    )
+    images.set_defaults(run=_run_import_images)
+    tab = kinds.add_parser("table", help="a CSV or Parquet table")
+    tab.add_argument("file")
+    tab.add_argument(
+        "--as",
+        dest="target",
+        required=True,
+        choices=["process_runs", "sensor_readings"],
+        help="the silver table",
+    )
+    tab.add_argument(
+        "--label", default=None, help="process_runs: the yield (%%) or pass/fail column"
+    )
+    tab.add_argument(
+        "--pass-threshold",
+        type=float,
+        default=90.0,
+        help="process_runs: a yield at or above it passes (default 90)",
+    )
+    tab.add_argument(
+        "--ignore", nargs="*", default=[], metavar="COLUMN", help="columns to leave out"
+    )
+    tab.set_defaults(run=_run_import_table)
+
+
 # -- command bodies (imports inside: `mfg --help` stays instant) ------------------------
 
 
@@ -99,7 +163,8 @@ def _sim_config(args: argparse.Namespace):
         try:
             drift.append((name, float(hours or 0)))
         except ValueError:
-            raise SystemExit(f"--drift {item!r}: expected NAME@HOURS, e.g. camera_lighting@12")
+            message = f"--drift {item!r}: expected NAME@HOURS, e.g. camera_lighting@12"
+            raise SystemExit(message) from None
     return SimConfig(drift=tuple(drift), **options)
 
 
@@ -142,8 +207,10 @@ def _run_load(args: argparse.Namespace) -> int:
         Lake(), replay_dir, load_contract(settings.contract_path), settings.enterprise
     )
     for report in reports:
-        print(f"{report.file}: {report.received} received, {report.valid} valid, "
-              f"{report.invalid} quarantined")
+        print(
+            f"{report.file}: {report.received} received, {report.valid} valid, "
+            f"{report.invalid} quarantined"
+        )
     if not reports:
         print(f"nothing new under {replay_dir}")
     return 0
@@ -178,8 +245,10 @@ def _run_tables(args: argparse.Namespace) -> int:
     lake = Lake()
     for spec in tables():
         if lake.exists(spec):
-            print(f"{spec.qualified_name:28} rows={lake.row_count(spec):>10}  "
-                  f"version={lake.version(spec)}")
+            print(
+                f"{spec.qualified_name:28} rows={lake.row_count(spec):>10}  "
+                f"version={lake.version(spec)}"
+            )
         else:
             print(f"{spec.qualified_name:28} (not created yet)")
     return 0
@@ -200,6 +269,83 @@ def _run_validate(args: argparse.Namespace) -> int:
             print(error)
         return 1
     print(f"valid: channel {channel}, message {message}")
+    return 0
+
+
+def _run_gateway(args: argparse.Namespace) -> int:
+    import logging
+
+    from mfg_assets.gateway.config import DEFAULT_TOPICS, GatewayConfig
+    from mfg_assets.gateway.service import Gateway
+    from mfg_assets.lake.delta import Lake
+    from mfg_assets.settings import get_settings
+    from mfg_assets.uns.contract import load_contract
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = get_settings()
+    options = {}
+    if args.client_id:
+        options["client_id"] = args.client_id
+    config = GatewayConfig(
+        broker_url=args.broker or settings.broker_url,
+        topics=tuple(args.topics or DEFAULT_TOPICS),
+        share_group=args.share_group or None,
+        batch_interval_s=args.batch_interval,
+        batch_max_messages=args.batch_max,
+        receive_maximum=args.receive_maximum or args.batch_max,
+        metrics_port=args.metrics_port or None,
+        **options,
+    )
+    contract = load_contract(args.contract or settings.contract_path)
+    Gateway(config, contract, Lake(), enterprise=settings.enterprise).run_forever()
+    return 0
+
+
+def _run_import_images(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mfg_assets.lake.delta import Lake
+    from mfg_assets.lake.importers import ImportRefused, import_images
+
+    try:
+        report = import_images(Lake(), Path(args.directory), Path(args.labels))
+    except ImportRefused as exc:
+        print(f"import refused, nothing written: {exc}", file=sys.stderr)
+        return 2
+    print(report)
+    return 0
+
+
+def _run_import_table(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mfg_assets.lake.delta import Lake
+    from mfg_assets.lake.importers import (
+        ImportRefused,
+        import_process_runs,
+        import_sensor_readings,
+    )
+
+    try:
+        if args.target == "process_runs":
+            if not args.label:
+                print("--as process_runs needs --label COLUMN", file=sys.stderr)
+                return 2
+            report = import_process_runs(
+                Lake(),
+                Path(args.file),
+                args.label,
+                pass_threshold=args.pass_threshold,
+                ignore=args.ignore,
+            )
+        else:
+            report = import_sensor_readings(Lake(), Path(args.file), ignore=args.ignore)
+    except ImportRefused as exc:
+        print(f"import refused, nothing written: {exc}", file=sys.stderr)
+        return 2
+    print(report)
     return 0
 
 

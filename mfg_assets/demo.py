@@ -40,8 +40,13 @@ def ensure_dagster_home(settings: Settings) -> Path:
 def event_days(lake: Lake) -> list[str]:
     """Days that have bronze data: the silver partitions worth materializing."""
     days: set[str] = set()
-    for name in ("sensor_readings", "process_runs", "inspection_images", "edge_telemetry",
-                 "edge_predictions"):
+    for name in (
+        "sensor_readings",
+        "process_runs",
+        "inspection_images",
+        "edge_telemetry",
+        "edge_predictions",
+    ):
         spec = table(f"bronze.{name}")
         if lake.exists(spec):
             for partition in lake.table(spec).partitions():
@@ -60,15 +65,23 @@ def run_demo(config: SimConfig) -> int:
     instance = dg.DagsterInstance.get()
     resources = default_resources()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    dg.materialize([bronze_from_replay, fault_labels], instance=instance, resources=resources,
-                   run_config=quiet)
+    dg.materialize(
+        [bronze_from_replay, fault_labels], instance=instance, resources=resources, run_config=quiet
+    )
     lake = Lake(settings.lake_uri, settings.storage_options)
     days = event_days(lake)
     for day in days:
-        dg.materialize(silver_assets, partition_key=day, instance=instance, resources=resources,
-                       run_config=quiet)
-    print(f"materialized bronze and {len(days)} silver partitions ({', '.join(days)}) "
-          f"in {time.perf_counter() - started:.1f}s; runs are in the Dagster UI (make dev)")
+        dg.materialize(
+            silver_assets,
+            partition_key=day,
+            instance=instance,
+            resources=resources,
+            run_config=quiet,
+        )
+    print(
+        f"materialized bronze and {len(days)} silver partitions ({', '.join(days)}) "
+        f"in {time.perf_counter() - started:.1f}s; runs are in the Dagster UI (make dev)"
+    )
     _print_summary()
     return 0
 
@@ -76,20 +89,28 @@ def run_demo(config: SimConfig) -> int:
 def _print_summary() -> None:
     con = connect()
     with pl.Config(tbl_rows=30, tbl_cols=-1, fmt_str_lengths=50):
-        print(con.sql(
-            "SELECT machine_id, sensor, count(*) AS readings, round(avg(value), 2) AS mean "
-            "FROM silver.sensor_readings GROUP BY ALL ORDER BY ALL"
-        ).pl())
-        print(con.sql(
-            "SELECT count(*) AS units, round(avg(yield_pct), 2) AS mean_yield, "
-            "round(avg(passed::INT), 3) AS pass_rate FROM silver.process_runs"
-        ).pl())
-        print(con.sql(
-            "SELECT label, count(*) AS images FROM silver.inspection_images GROUP BY ALL "
-            "ORDER BY ALL"
-        ).pl())
-        print(con.sql(
-            "SELECT stage, reason_code, count(*) AS rows FROM bronze.quarantine GROUP BY ALL "
-            "UNION ALL SELECT stage, reason_code, count(*) FROM silver.quarantine GROUP BY ALL"
-        ).pl())
+        print(
+            con.sql(
+                "SELECT machine_id, sensor, count(*) AS readings, round(avg(value), 2) AS mean "
+                "FROM silver.sensor_readings GROUP BY ALL ORDER BY ALL"
+            ).pl()
+        )
+        print(
+            con.sql(
+                "SELECT count(*) AS units, round(avg(yield_pct), 2) AS mean_yield, "
+                "round(avg(passed::INT), 3) AS pass_rate FROM silver.process_runs"
+            ).pl()
+        )
+        print(
+            con.sql(
+                "SELECT label, count(*) AS images FROM silver.inspection_images GROUP BY ALL "
+                "ORDER BY ALL"
+            ).pl()
+        )
+        print(
+            con.sql(
+                "SELECT stage, reason_code, count(*) AS rows FROM bronze.quarantine GROUP BY ALL "
+                "UNION ALL SELECT stage, reason_code, count(*) FROM silver.quarantine GROUP BY ALL"
+            ).pl()
+        )
     print('query it yourself: mfg sql "SELECT * FROM silver.sensor_readings LIMIT 5"')

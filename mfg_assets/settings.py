@@ -41,6 +41,10 @@ class Settings:
     enterprise: str
     partition_start: date
     storage_options: dict[str, str] = field(default_factory=dict)
+    # MLflow: a sqlite store under data/mlflow by default; MLFLOW_TRACKING_URI points at a
+    # server instead (its artifact store then comes from the server).
+    mlflow_tracking_uri: str = ""
+    mlflow_artifact_root: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -55,6 +59,7 @@ class Settings:
             enterprise=_env("MFG_ENTERPRISE") or "acme",
             partition_start=date.fromisoformat(_env("MFG_PARTITION_START") or "2026-11-01"),
             storage_options=_storage_options_from_env(),
+            **_mlflow_from_env(data_dir),
         )
 
     @property
@@ -73,6 +78,21 @@ def _storage_options_from_env() -> dict[str, str]:
     }
     options = {key: os.environ[env] for env, key in names.items() if os.environ.get(env)}
     return options
+
+
+def _mlflow_from_env(data_dir: Path) -> dict[str, str]:
+    """Tracking URI and artifact root; a server (MLFLOW_TRACKING_URI) keeps its own artifacts."""
+    uri = _env("MLFLOW_TRACKING_URI")
+    if uri:
+        return {
+            "mlflow_tracking_uri": uri,
+            "mlflow_artifact_root": _env("MFG_MLFLOW_ARTIFACTS") or "",
+        }
+    return {
+        "mlflow_tracking_uri": f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}",
+        "mlflow_artifact_root": _env("MFG_MLFLOW_ARTIFACTS")
+        or (data_dir / "mlflow" / "artifacts").as_uri(),
+    }
 
 
 def get_settings() -> Settings:

@@ -23,3 +23,17 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def lake(data_dir: Path) -> Lake:
     return Lake(str(data_dir / "lake"), {})
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    """A private, restartable mosquitto with persistence, for one test."""
+    from mfg_assets_tests.brokers import Mosquitto, mosquitto_binary
+
+    if mosquitto_binary() is None:
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto); broker tests skipped")
+    workdir = tmp_path / "mosquitto"
+    workdir.mkdir()
+    server = Mosquitto(workdir, persistent=True).start()
+    yield server
+    server.stop()

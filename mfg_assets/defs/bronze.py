@@ -1,6 +1,5 @@
 """Bronze: validated UNS messages landed as Delta tables (batch path from replay files)."""
 
-
 from pathlib import Path
 
 import dagster as dg

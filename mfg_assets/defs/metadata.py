@@ -12,9 +12,7 @@ from mfg_assets.lake.registry import TableSpec
 
 def table_schema(spec: TableSpec) -> dg.TableSchema:
     return dg.TableSchema(
-        columns=[
-            dg.TableColumn(name, str(dtype)) for name, dtype in spec.polars_schema.items()
-        ]
+        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in spec.polars_schema.items()]
     )
 
 

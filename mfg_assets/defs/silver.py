@@ -1,6 +1,5 @@
 """Silver: typed, deduplicated, schema-checked daily partitions of the bronze tables."""
 
-
 from collections.abc import Callable
 
 import dagster as dg
@@ -36,21 +35,30 @@ def silver_asset(silver_name: str) -> dg.AssetsDefinition:
         automation_condition=follow_new_data(),
     )
     def _silver(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
-        return materialize_silver_partition(
-            context, lakehouse, spec, table(bronze_name), typer
-        )
+        return materialize_silver_partition(context, lakehouse, spec, table(bronze_name), typer)
 
     return _silver
 
 
 def _check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec("schema", asset=key, blocking=True,
-                          description="The written partition passes the pandera schema."),
-        dg.AssetCheckSpec("unique_key", asset=key, blocking=True,
-                          description="No two rows share the registry's dedupe key."),
-        dg.AssetCheckSpec("quarantine_share", asset=key,
-                          description=f"At most {QUARANTINE_WARN_SHARE:.0%} of rows refused."),
+        dg.AssetCheckSpec(
+            "schema",
+            asset=key,
+            blocking=True,
+            description="The written partition passes the pandera schema.",
+        ),
+        dg.AssetCheckSpec(
+            "unique_key",
+            asset=key,
+            blocking=True,
+            description="No two rows share the registry's dedupe key.",
+        ),
+        dg.AssetCheckSpec(
+            "quarantine_share",
+            asset=key,
+            description=f"At most {QUARANTINE_WARN_SHARE:.0%} of rows refused.",
+        ),
     ]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 import polars as pl
 
-from mfg_assets.gateway.routing import Batch, Router, message_id, now_ms
+from mfg_assets.gateway.routing import Batch, BlobStore, Router, message_id, now_ms
 from mfg_assets.lake.delta import Lake
 from mfg_assets.lake.registry import table
 from mfg_assets.uns.contract import Contract
@@ -85,7 +85,9 @@ def iter_replay(path: Path) -> Iterator[tuple[int, str | None, bytes, str | None
 def load_replay_file(lake: Lake, path: Path, contract: Contract, enterprise: str) -> LoadReport:
     sha = file_sha256(path)
     batch_id = f"replay-{sha[:16]}"
-    router = Router(contract, source=f"replay:{path.name}", enterprise=enterprise)
+    router = Router(
+        contract, source=f"replay:{path.name}", enterprise=enterprise, blobs=BlobStore(lake.root)
+    )
     totals = {"received": 0, "valid": 0, "invalid": 0}
     versions: dict[str, int] = {}
     received_ms = now_ms()
@@ -109,12 +111,14 @@ def load_ground_truth_file(lake: Lake, path: Path) -> LoadReport:
         if not line.strip():
             continue
         record = orjson.loads(line)  # written by our simulator: a bad line is a bug, so raise
-        rows.append({
-            "record_id": message_id(f"{path.name}:{number}", line),
-            "ingest_batch_id": batch_id,
-            "kind": str(record.get("kind", "unknown")),
-            "record": line.decode("utf-8"),
-        })
+        rows.append(
+            {
+                "record_id": message_id(f"{path.name}:{number}", line),
+                "ingest_batch_id": batch_id,
+                "kind": str(record.get("kind", "unknown")),
+                "record": line.decode("utf-8"),
+            }
+        )
     spec = table("bronze.ground_truth")
     result = lake.append(spec, pl.DataFrame(rows, schema=spec.polars_schema), batch=batch_id)
     totals = {"received": len(rows), "valid": len(rows), "invalid": 0}
@@ -123,7 +127,9 @@ def load_ground_truth_file(lake: Lake, path: Path) -> LoadReport:
     return LoadReport(str(path), batch_id, skipped=False, versions=versions, **totals)
 
 
-def load_pending(lake: Lake, replay_dir: Path, contract: Contract, enterprise: str) -> list[LoadReport]:
+def load_pending(
+    lake: Lake, replay_dir: Path, contract: Contract, enterprise: str
+) -> list[LoadReport]:
     reports = []
     for path in pending_files(lake, replay_dir):
         if path.name.startswith("ground_truth"):

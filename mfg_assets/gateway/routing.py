@@ -33,6 +33,7 @@ DEFAULT_CHANNEL_TABLES = {
 }
 SPARKPLUG_SENSOR_TABLE = "bronze.sensor_readings"
 PLACE = ("enterprise", "site", "area", "line", "cell")
+UNMATCHED = "(unmatched)"
 ASSET_PARAMS = ("machineId", "cameraId", "edgeId", "assetId", "deviceId")
 
 
@@ -52,6 +53,29 @@ def payload_text(payload: bytes) -> str:
     except UnicodeDecodeError:
         pass
     return "base64:" + base64.b64encode(payload).decode("ascii")
+
+
+# Quarantined payloads above this size are kept as a blob file (see :class:`BlobStore`)
+# and referenced from the quarantine row, so one oversize message cannot bloat a batch.
+INLINE_PAYLOAD_LIMIT = 256 * 1024
+
+
+class BlobStore:
+    """Content-addressed files for oversize refused payloads (local folder or object store)."""
+
+    def __init__(self, root: str, storage_options: dict[str, str] | None = None) -> None:
+        from pyarrow import fs
+
+        self.root = root.rstrip("/") + "/_blobs/quarantine"
+        self._fs, self._base = fs.FileSystem.from_uri(self.root)
+        self._fs.create_dir(self._base, recursive=True)
+
+    def put(self, payload: bytes) -> str:
+        digest = hashlib.sha256(payload).hexdigest()
+        path = f"{self._base}/{digest}"
+        with self._fs.open_output_stream(path) as out:
+            out.write(payload)
+        return f"{self.root}/{digest}"
 
 
 @dataclass
@@ -75,7 +99,9 @@ class Router:
         enterprise: str = "acme",
         channel_tables: dict[str, str] | None = None,
         session: sparkplug.SparkplugSession | None = None,
+        blobs: BlobStore | None = None,
     ) -> None:
+        self.blobs = blobs
         self.contract = contract
         self.source = source
         self.enterprise = enterprise
@@ -91,6 +117,21 @@ class Router:
         self._valid = 0
         self._invalid = 0
         self._errors: Counter[str] = Counter()
+        self._last_error = ""
+        # (minute start ms, channel) -> [received, valid, invalid, Counter of reasons]
+        self._stats: dict[tuple[int, str], list[Any]] = {}
+
+    def _count(self, received_ms: int, channel: str, landed: bool, refused: bool) -> None:
+        key = (received_ms - received_ms % 60_000, channel)
+        entry = self._stats.get(key)
+        if entry is None:
+            entry = self._stats[key] = [0, 0, 0, Counter()]
+        entry[0] += 1
+        if landed:
+            entry[1] += 1
+        elif refused:
+            entry[2] += 1
+            entry[3][self._last_error] += 1
 
     # -- routing -----------------------------------------------------------------------
 
@@ -98,13 +139,26 @@ class Router:
         """Route one message; True when it landed as data, False when quarantined."""
         self._received += 1
         result = self.contract.check(topic, payload)
+        channel_id = result.channel.id if result.channel is not None else UNMATCHED
+        invalid_before = self._invalid
+        try:
+            landed = self._route_checked(topic, payload, received_ms, result, channel_id)
+        except Exception as exc:  # a bug must not take a long-running service down with it
+            reason = f"internal: {type(exc).__name__}: {exc}"
+            self._quarantine(topic, payload, received_ms, "internal", reason)
+            landed = False
+        self._count(received_ms, channel_id, landed, self._invalid > invalid_before)
+        return landed
+
+    def _route_checked(
+        self, topic: str, payload: bytes, received_ms: int, result: Any, channel_id: str
+    ) -> bool:
         if result.errors:
             reason = "; ".join(result.errors)
             self._quarantine(topic, payload, received_ms, "contract", reason)
             return False
-        if sparkplug.parse_topic(topic) is not None:
+        if channel_id.startswith("sparkplug") or topic.startswith(sparkplug.NAMESPACE + "/"):
             return self._route_sparkplug(topic, payload, received_ms)
-        channel_id = result.channel.id
         target = self.channel_tables.get(channel_id)
         if target is None:
             reason = f"unrouted: channel {channel_id!r} has no bronze table"
@@ -147,11 +201,14 @@ class Router:
             return False
         parsed = event.topic
         if event.rebirth_needed:
-            self.rebirth_requests.append((parsed.group_id, parsed.edge_node_id, event.rebirth_needed))
-            self._device_event(topic, payload, received_ms, event, "REBIRTH_REQUEST",
-                               event.rebirth_needed)
+            self.rebirth_requests.append(
+                (parsed.group_id, parsed.edge_node_id, event.rebirth_needed)
+            )
+            self._device_event(
+                topic, payload, received_ms, event, "REBIRTH_REQUEST", event.rebirth_needed
+            )
         kind = parsed.message_type
-        if kind in ("NBIRTH", "DBIRTH", "NDEATH", "DDEATH", "NCMD", "DCMD"):
+        if kind in ("NBIRTH", "DBIRTH", "NDEATH", "DDEATH", "NCMD", "DCMD", "STATE"):
             self._device_event(topic, payload, received_ms, event, kind, "")
             self._valid += 1
             return True
@@ -211,21 +268,33 @@ class Router:
         self, topic: str, payload: bytes, received_ms: int, event: Any, kind: str, detail: str
     ) -> None:
         parsed = event.topic
-        timestamp = int(event.document.get("timestamp") or received_ms) if event.document else received_ms
-        info = detail or orjson.dumps(
-            {m.get("name"): m.get("value") for m in event.document.get("metrics", [])
-             if isinstance(m.get("value"), str | int | float | bool)}
-        ).decode()
-        self._add("bronze.device_events", {
-            "message_id": message_id(topic, payload),
-            "received_ms": received_ms,
-            "event_ms": timestamp,
-            "group_id": parsed.group_id,
-            "edge_node_id": parsed.edge_node_id,
-            "device_id": parsed.device_id,
-            "event_type": kind,
-            "detail": info,
-        })
+        timestamp = (
+            int(event.document.get("timestamp") or received_ms) if event.document else received_ms
+        )
+        info = (
+            detail
+            or orjson.dumps(
+                {
+                    m.get("name"): m.get("value")
+                    for m in event.document.get("metrics", [])
+                    if isinstance(m.get("value"), str | int | float | bool)
+                }
+            ).decode()
+        )
+        self._add(
+            "bronze.device_events",
+            {
+                "message_id": message_id(topic, payload),
+                "received_ms": received_ms,
+                "event_ms": timestamp,
+                # a host application (STATE) has no group: its id stands in the node column
+                "group_id": parsed.group_id or "(host)",
+                "edge_node_id": parsed.edge_node_id or parsed.host_id,
+                "device_id": parsed.device_id,
+                "event_type": kind,
+                "detail": info,
+            },
+        )
 
     def _quarantine(
         self,
@@ -241,21 +310,31 @@ class Router:
             self._invalid += 1
         code = reason.split(":", 1)[0].strip() if ":" in reason else stage
         self._errors[code] += 1
-        self._add("bronze.quarantine", {
-            "quarantine_id": message_id(f"{stage}|{topic}|{received_ms}", payload),
-            "source": self.source,
-            "topic": topic,
-            "received_ms": received_ms,
-            "stage": stage,
-            "reason_code": code,
-            "reason": reason[:2000],
-            "payload": payload_text(payload),
-        })
+        self._last_error = _error_family(reason)
+        self._add(
+            "bronze.quarantine",
+            {
+                "quarantine_id": message_id(f"{stage}|{topic}|{received_ms}", payload),
+                "source": self.source,
+                "topic": topic,
+                "received_ms": received_ms,
+                "stage": stage,
+                "reason_code": code,
+                "reason": reason[:2000],
+                "payload": self._kept_payload(payload),
+            },
+        )
+
+    def _kept_payload(self, payload: bytes) -> str:
+        if len(payload) <= INLINE_PAYLOAD_LIMIT or self.blobs is None:
+            return payload_text(payload)
+        return f"blob:{len(payload)}:{self.blobs.put(payload)}"
 
     def quarantine_raw(self, payload: bytes, received_ms: int, reason: str) -> None:
         """Refuse something that never became a topic+payload pair (e.g. a bad replay line)."""
         self._received += 1
         self._quarantine(None, payload, received_ms, "input", reason)
+        self._count(received_ms, UNMATCHED, landed=False, refused=True)
 
     def _add(self, table_name: str, row: dict[str, Any]) -> None:
         self._rows.setdefault(table_name, []).append(row)
@@ -268,12 +347,36 @@ class Router:
 
     def take(self, batch_id: str) -> Batch:
         """Everything routed since the last take, as frames in each table's schema."""
-        frames = {
-            name: _frame(name, rows, batch_id) for name, rows in self._rows.items() if rows
-        }
+        frames = {name: _frame(name, rows, batch_id) for name, rows in self._rows.items() if rows}
+        if self._stats:
+            frames["bronze.validation_results"] = self._validation_frame(batch_id)
         batch = Batch(batch_id, frames, self._received, self._valid, self._invalid, self._errors)
         self._reset()
         return batch
+
+    def _validation_frame(self, batch_id: str) -> pl.DataFrame:
+        rows = [
+            {
+                "minute_ms": minute,
+                "channel": channel,
+                "source": self.source,
+                "received": received,
+                "valid": valid,
+                "invalid": invalid,
+                "top_errors": orjson.dumps(dict(reasons.most_common(5))).decode(),
+            }
+            for (minute, channel), (received, valid, invalid, reasons) in self._stats.items()
+        ]
+        frame = pl.DataFrame(rows).with_columns(_ms(pl.col("minute_ms")).alias("minute"))
+        return _frame("bronze.validation_results", frame.drop("minute_ms").to_dicts(), batch_id)
+
+
+def _error_family(reason: str) -> str:
+    """A reason without its per-message details, so that equal problems count together."""
+    head = reason.split(";", 1)[0]
+    for marker in (" at byte ", " matches topic ", " of ", " line "):
+        head = head.split(marker, 1)[0]
+    return head[:200]
 
 
 def _frame(table_name: str, rows: list[dict[str, Any]], batch_id: str) -> pl.DataFrame:

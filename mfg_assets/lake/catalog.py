@@ -24,7 +24,9 @@ def connect(lake: Lake | None = None, database: str = ":memory:") -> duckdb.Duck
         hidden = f"__delta_{spec.layer}_{spec.name}"
         con.register(hidden, dataset)
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{spec.layer}"')
-        con.execute(f'CREATE OR REPLACE VIEW "{spec.layer}"."{spec.name}" AS SELECT * FROM "{hidden}"')
+        con.execute(
+            f'CREATE OR REPLACE VIEW "{spec.layer}"."{spec.name}" AS SELECT * FROM "{hidden}"'
+        )
     return con
 
 

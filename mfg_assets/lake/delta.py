@@ -65,9 +65,7 @@ class Lake:
         """A lazy frame over the table; an empty frame of the right schema if none exists."""
         if not self.exists(spec):
             return spec.empty().lazy()
-        return pl.scan_delta(
-            self.uri(spec), version=version, storage_options=self.storage_options
-        )
+        return pl.scan_delta(self.uri(spec), version=version, storage_options=self.storage_options)
 
     def read(self, spec: TableSpec, version: int | None = None) -> pl.DataFrame:
         return self.scan(spec, version).collect()
@@ -100,25 +98,29 @@ class Lake:
                 f"{outside.height} rows of {spec.qualified_name} fall outside partition {value}"
             )
         predicate = f"{spec.partition_by} = '{day.isoformat()}'"
-        return self._write(spec, frame, mode="overwrite", predicate=predicate, metadata=metadata,
-                           allow_empty=True)
+        return self._write(
+            spec, frame, mode="overwrite", predicate=predicate, metadata=metadata, allow_empty=True
+        )
 
     def replace_where(
         self, spec: TableSpec, frame: pl.DataFrame, predicate: str, **metadata: str
     ) -> WriteResult:
         """Atomically replace the rows matching ``predicate`` with ``frame``."""
-        return self._write(spec, frame, mode="overwrite", predicate=predicate, metadata=metadata,
-                           allow_empty=True)
+        return self._write(
+            spec, frame, mode="overwrite", predicate=predicate, metadata=metadata, allow_empty=True
+        )
 
     def overwrite(self, spec: TableSpec, frame: pl.DataFrame, **metadata: str) -> WriteResult:
-        return self._write(spec, frame, mode="overwrite", predicate=None, metadata=metadata,
-                           allow_empty=True)
+        return self._write(
+            spec, frame, mode="overwrite", predicate=None, metadata=metadata, allow_empty=True
+        )
 
     def ensure(self, spec: TableSpec) -> None:
         """Create the table empty if it does not exist yet (readers then see a schema)."""
         if not self.exists(spec):
-            self._write(spec, spec.empty(), mode="append", predicate=None, metadata={},
-                        allow_empty=True)
+            self._write(
+                spec, spec.empty(), mode="append", predicate=None, metadata={}, allow_empty=True
+            )
 
     def _write(
         self,

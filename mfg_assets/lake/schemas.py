@@ -7,11 +7,20 @@ as lineage. The registry (:mod:`mfg_assets.lake.registry`) binds each schema to 
 
 from __future__ import annotations
 
-import polars as pl
 import pandera.polars as pa
+import polars as pl
 
 UTC_TS = pl.Datetime("us", "UTC")
-DEVICE_EVENT_TYPES = ("NBIRTH", "NDEATH", "DBIRTH", "DDEATH", "NCMD", "DCMD", "REBIRTH_REQUEST")
+DEVICE_EVENT_TYPES = (
+    "NBIRTH",
+    "NDEATH",
+    "DBIRTH",
+    "DDEATH",
+    "NCMD",
+    "DCMD",
+    "STATE",
+    "REBIRTH_REQUEST",
+)
 
 
 class _Strict(pa.DataFrameModel):
@@ -66,6 +75,19 @@ class IngestBatch(_Strict):
     messages: pl.Int64 = pa.Field(ge=0)
     valid: pl.Int64 = pa.Field(ge=0)
     invalid: pl.Int64 = pa.Field(ge=0)
+
+
+class ValidationResult(_Strict):
+    """Contract compliance per channel and minute, one row per ingest batch (sum to query)."""
+
+    minute: UTC_TS
+    channel: str
+    source: str
+    ingest_batch_id: str
+    received: pl.Int64 = pa.Field(ge=0)
+    valid: pl.Int64 = pa.Field(ge=0)
+    invalid: pl.Int64 = pa.Field(ge=0)
+    top_errors: str  # JSON object: reason -> count, the five most frequent
 
 
 class DeviceEvent(_Strict):
@@ -175,3 +197,76 @@ class FaultLabel(_Strict):
     failure: UTC_TS = pa.Field(nullable=True)
     end: UTC_TS
     ingest_batch_id: str
+
+
+# -- features: rebuilt from silver by mfg_assets.ml.features --------------------------------
+# Wide feature columns are named from the data (sensors, process parameters), so they are
+# declared as regex columns: any name of that shape, of that type.
+
+SENSOR_STATS = ("mean", "std", "min", "max", "slope", "rms_diff",
+                "fft_low", "fft_mid", "fft_high", "fft_peak")
+SENSOR_FEATURE_COLUMN = rf"^[^_].*__({'|'.join(SENSOR_STATS)})$"
+PARAM_COLUMN = r"^param__.+$"
+IMAGE_SPLITS = ("train", "validation", "test")
+
+
+class SensorWindow(_Strict):
+    """Per machine and fixed window: statistics of every sensor, and the fault label."""
+
+    machine_id: str = pa.Field(str_length={"min_value": 1})
+    machine_type: str
+    window_start: UTC_TS
+    window_end: UTC_TS
+    n_samples: pl.Int64 = pa.Field(ge=1)
+    is_fault: pl.Boolean = pa.Field(nullable=True)  # null: no ground truth available
+    sensor_stats: pl.Float64 = pa.Field(alias=SENSOR_FEATURE_COLUMN, regex=True, nullable=True)
+
+    @pa.dataframe_check
+    @classmethod
+    def window_ends_after_start(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("window_end") > pl.col("window_start"))
+
+
+class ProcessUnit(_Strict):
+    """One produced unit: its process parameters (``param__<name>``) and measured yield."""
+
+    unit_id: str = pa.Field(str_length={"min_value": 1})
+    machine_id: str
+    product: str = pa.Field(nullable=True)
+    material_lot: str = pa.Field(nullable=True)
+    ts: UTC_TS
+    yield_pct: pl.Float64 = pa.Field(ge=0, le=100)
+    passed: pl.Boolean
+    parameters: pl.Float64 = pa.Field(alias=PARAM_COLUMN, regex=True, nullable=True)
+
+
+class ImageSample(_Strict):
+    """An inspection image with its label and its time-ordered train/validation/test split."""
+
+    image_id: str = pa.Field(str_length={"min_value": 1})
+    camera_id: str
+    unit_id: str = pa.Field(nullable=True)
+    ts: UTC_TS
+    width: pl.Int32 = pa.Field(ge=8)
+    height: pl.Int32 = pa.Field(ge=8)
+    label: str = pa.Field(nullable=True)
+    png: pl.Binary
+    split: str = pa.Field(isin=list(IMAGE_SPLITS))
+
+
+class EdgeWindow(_Strict):
+    """Per edge device and fixed window: heartbeats, load, log problems, firmware."""
+
+    edge_id: str
+    window_start: UTC_TS
+    window_end: UTC_TS
+    heartbeats: pl.Int64 = pa.Field(ge=1)
+    cpu_mean: pl.Float64 = pa.Field(nullable=True, ge=0, le=100)
+    cpu_max: pl.Float64 = pa.Field(nullable=True, ge=0, le=100)
+    mem_mean: pl.Float64 = pa.Field(nullable=True, ge=0, le=100)
+    mem_max: pl.Float64 = pa.Field(nullable=True, ge=0, le=100)
+    warnings: pl.Int64 = pa.Field(ge=0)
+    errors: pl.Int64 = pa.Field(ge=0)
+    degraded: pl.Int64 = pa.Field(ge=0)
+    firmware: str
+    bundle_id: str = pa.Field(nullable=True)

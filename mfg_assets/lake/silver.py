@@ -315,7 +315,11 @@ def _quarantine_rows(
     now = datetime.now(UTC)
     return failed.select(
         pl.concat_str(
-            [pl.lit(spec.qualified_name), pl.col("_src_message_id"), pl.col("_row").cast(pl.String)],
+            [
+                pl.lit(spec.qualified_name),
+                pl.col("_src_message_id"),
+                pl.col("_row").cast(pl.String),
+            ],
             separator=":",
         )
         .map_elements(_short_hash, return_dtype=pl.String)
@@ -338,18 +342,22 @@ def _short_hash(text: str) -> str:
 
 def type_fault_labels(ground_truth: pl.DataFrame) -> pl.DataFrame:
     """Fault intervals from ground-truth records (``kind == 'fault'``)."""
-    record = pl.col("record").str.json_decode(
-        pl.Struct(
-            {
-                "fault_id": pl.String,
-                "machine_id": pl.String,
-                "fault_type": pl.String,
-                "onset_ms": pl.Int64,
-                "failure_ms": pl.Int64,
-                "end_ms": pl.Int64,
-            }
+    record = (
+        pl.col("record")
+        .str.json_decode(
+            pl.Struct(
+                {
+                    "fault_id": pl.String,
+                    "machine_id": pl.String,
+                    "fault_type": pl.String,
+                    "onset_ms": pl.Int64,
+                    "failure_ms": pl.Int64,
+                    "end_ms": pl.Int64,
+                }
+            )
         )
-    ).struct
+        .struct
+    )
     faults = ground_truth.filter(pl.col("kind") == "fault")
     return faults.select(
         record.field("fault_id").alias("fault_id"),

@@ -74,7 +74,9 @@ def parse_topic(topic: str) -> UnsTopic:
         message_class = MessageClass(parts[-1])
     except ValueError:
         known = ", ".join(m.value for m in MessageClass)
-        raise TopicError(f"topic {topic!r} ends in {parts[-1]!r}; expected one of {known}") from None
+        raise TopicError(
+            f"topic {topic!r} ends in {parts[-1]!r}; expected one of {known}"
+        ) from None
     return UnsTopic(*parts[:-1], message_class=message_class)
 
 

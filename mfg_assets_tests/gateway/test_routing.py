@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from mfg_assets.gateway.routing import Router, message_id
+from mfg_assets.gateway.routing import _error_family as _family
 from mfg_assets.settings import DEFAULT_CONTRACT
 from mfg_assets.uns import sparkplug
 from mfg_assets.uns.contract import load_contract
@@ -53,8 +54,11 @@ def test_bad_input_is_quarantined_with_a_coded_reason(contract, topic, payload, 
     router = Router(contract, source="test")
     assert not router.route(topic, payload, T0)
     batch = router.take("b2")
-    assert set(batch.tables) == {"bronze.quarantine"}
+    assert set(batch.tables) == {"bronze.quarantine", "bronze.validation_results"}
     row = batch.tables["bronze.quarantine"].row(0, named=True)
+    compliance = batch.tables["bronze.validation_results"].row(0, named=True)
+    assert (compliance["received"], compliance["valid"], compliance["invalid"]) == (1, 0, 1)
+    assert orjson.loads(compliance["top_errors"]) == {_family(row["reason"]): 1}
     assert row["reason_code"] == code
     assert row["reason"].startswith(code)
     assert row["topic"] == topic
@@ -69,17 +73,27 @@ def test_bad_input_is_quarantined_with_a_coded_reason(contract, topic, payload, 
 
 def _birth_and_data(value: float, seq_data: int = 2) -> list[tuple[str, bytes]]:
     node, device = "press1-gw", "press-01"
-    nbirth = sparkplug.encode_payload(T0, 0, [
-        {"name": "bdSeq", "value": 0, "datatype": "Int64"},
-        {"name": "Node Control/Rebirth", "value": False, "datatype": "Boolean"},
-    ])
-    dbirth = sparkplug.encode_payload(T0, 1, [
-        {"name": "vibration_rms", "alias": 1, "value": 2.0, "datatype": "Double"},
-        {"name": "Properties/line", "value": "press1", "datatype": "String"},
-        {"name": "Properties/machine_type", "value": "press", "datatype": "String"},
-    ])
+    nbirth = sparkplug.encode_payload(
+        T0,
+        0,
+        [
+            {"name": "bdSeq", "value": 0, "datatype": "Int64"},
+            {"name": "Node Control/Rebirth", "value": False, "datatype": "Boolean"},
+        ],
+    )
+    dbirth = sparkplug.encode_payload(
+        T0,
+        1,
+        [
+            {"name": "vibration_rms", "alias": 1, "value": 2.0, "datatype": "Double"},
+            {"name": "Properties/line", "value": "press1", "datatype": "String"},
+            {"name": "Properties/machine_type", "value": "press", "datatype": "String"},
+        ],
+    )
     ddata = sparkplug.encode_payload(
-        T0 + 1000, seq_data, [{"alias": 1, "value": value, "datatype": "Double"}],
+        T0 + 1000,
+        seq_data,
+        [{"alias": 1, "value": value, "datatype": "Double"}],
         include_datatypes=False,
     )
     return [
@@ -113,3 +127,18 @@ def test_sparkplug_seq_gap_requests_rebirth_and_keeps_the_data(contract):
     quarantined = batch.tables["bronze.quarantine"]
     assert quarantined.height == 1
     assert quarantined.filter(pl.col("reason").str.contains("rebirth")).height == 1
+
+
+def test_compliance_is_counted_per_channel_and_minute(contract):
+    router = Router(contract, source="test")
+    for k in range(5):
+        router.route(SENSOR_TOPIC, sensor_payload(ts=T0 + k), T0 + k * 20_000)  # 0..80 s
+    router.route(SENSOR_TOPIC, sensor_payload(value="x"), T0 + 1000)
+    router.route("acme/x/y", b"{}", T0 + 1000)
+    frame = router.take("b5").tables["bronze.validation_results"].sort("minute", "channel")
+    rows = [(r["channel"], r["received"], r["valid"], r["invalid"]) for r in frame.to_dicts()]
+    assert rows == [
+        ("(unmatched)", 1, 0, 1),
+        ("sensorReadings", 4, 3, 1),
+        ("sensorReadings", 2, 2, 0),
+    ]

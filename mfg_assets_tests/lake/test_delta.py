@@ -11,14 +11,16 @@ PARAMS = table("silver.process_parameters")
 
 def params_frame(day: date, units: list[str], value: float = 1.0) -> pl.DataFrame:
     ts = datetime(day.year, day.month, day.day, 8, tzinfo=UTC)
-    return pl.DataFrame({
-        "unit_id": units,
-        "ts": [ts] * len(units),
-        "date": [day] * len(units),
-        "name": ["current_setpoint"] * len(units),
-        "value": [value] * len(units),
-        "ingest_batch_id": ["b1"] * len(units),
-    })
+    return pl.DataFrame(
+        {
+            "unit_id": units,
+            "ts": [ts] * len(units),
+            "date": [day] * len(units),
+            "name": ["current_setpoint"] * len(units),
+            "value": [value] * len(units),
+            "ingest_batch_id": ["b1"] * len(units),
+        }
+    )
 
 
 def test_append_reports_the_version_it_committed(lake):

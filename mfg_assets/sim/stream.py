@@ -1,0 +1,59 @@
+"""The plant's message stream: every source merged in timestamp order, plus ground truth."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from typing import Any
+
+from mfg_assets.sim.config import SimConfig
+from mfg_assets.sim.drift import drift_records
+from mfg_assets.sim.faults import plan_faults
+from mfg_assets.sim.images import camera_messages
+from mfg_assets.sim.messages import SimMessage
+from mfg_assets.sim.process import unit_messages
+from mfg_assets.sim.sparkplug_node import edge_node_messages
+from mfg_assets.sim.telemetry import edge_messages
+from mfg_assets.sim.welding import welder_messages
+
+
+def _sources(config: SimConfig) -> list[Iterator[SimMessage]]:
+    # The order of this list breaks timestamp ties, so it is fixed.
+    plant = config.plant
+    enabled = set(config.sources)
+    sources: list[Iterator[SimMessage]] = []
+    if "welding" in enabled:
+        sources += [welder_messages(config, w) for w in plant.welders]
+    if "press" in enabled and plant.press_machines:
+        sources.append(edge_node_messages(config))
+    if "process" in enabled:
+        sources += [unit_messages(config, w) for w in plant.welders]
+    if "images" in enabled:
+        sources += [camera_messages(config, c) for c in plant.cameras]
+    if "telemetry" in enabled:
+        sources += [edge_messages(config, e) for e in plant.edges]
+    return sources
+
+
+def iter_messages(config: SimConfig) -> Iterator[SimMessage]:
+    """All UNS messages of the run in timestamp order, as live traffic would arrive.
+
+    Each source is a time-ordered generator; a heap merge interleaves them lazily.
+    Sources compute their signal arrays up front (a few MB per simulated day) but build
+    messages, and render images, only as the merge reaches them.
+    """
+    return heapq.merge(*_sources(config), key=lambda m: m.ts_ms)
+
+
+def ground_truth(config: SimConfig) -> list[dict[str, Any]]:
+    """Every injected fault and drift scenario of the run, ordered by start time."""
+    records = [e.record(config.end_ms) for e in plan_faults(config)]
+    records += drift_records(config)
+    return sorted(
+        records,
+        key=lambda r: (
+            r.get("onset_ms", r.get("start_ms", 0)),
+            r["kind"],
+            r.get("fault_id", r.get("scenario", "")),
+        ),
+    )
