@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: install demo test test-fast lint dev clean-data
+.PHONY: install system-deps demo test test-fast lint dev clean-data
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,10 +17,18 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# Broker tests start their own mosquitto; install the binary where we may (root + apt),
+# otherwise those tests skip with the reason.
+system-deps:
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || \
+	  (command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto) || \
+	  echo "mosquitto not available: broker integration tests will be skipped"
+
 demo: install
 	$(BIN)/mfg demo
 
-test: install
+test: install system-deps
 	$(BIN)/python -m pytest
 
 test-fast: install

@@ -53,6 +53,8 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("demo", help="simulate a plant and build the lakehouse in Dagster")
     _add_sim_options(parser)
+    parser.add_argument("--broker", default=None,
+                        help="go through MQTT: publish live and land via the gateway")
     parser.set_defaults(run=_run_demo)
 
 
@@ -190,7 +192,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     if args.hours is None:
         args.hours = DEMO_HOURS
-    return run_demo(_sim_config(args))
+    return run_demo(_sim_config(args), broker_url=args.broker)
 
 
 def _run_load(args: argparse.Namespace) -> int:
@@ -294,7 +296,7 @@ def _run_gateway(args: argparse.Namespace) -> int:
         share_group=args.share_group or None,
         batch_interval_s=args.batch_interval,
         batch_max_messages=args.batch_max,
-        receive_maximum=args.receive_maximum or args.batch_max,
+        receive_maximum=args.receive_maximum or 2 * args.batch_max,
         metrics_port=args.metrics_port or None,
         **options,
     )

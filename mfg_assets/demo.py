@@ -12,16 +12,20 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import orjson
 import polars as pl
 
 from mfg_assets.defs.bronze import bronze_from_replay
 from mfg_assets.defs.resources import default_resources
 from mfg_assets.defs.silver import fault_labels, silver_assets
+from mfg_assets.gateway.config import GatewayConfig
+from mfg_assets.gateway.service import Gateway
 from mfg_assets.lake.catalog import connect
 from mfg_assets.lake.delta import Lake
 from mfg_assets.lake.registry import table
 from mfg_assets.settings import PACKAGE_DIR, Settings, get_settings
-from mfg_assets.sim import SimConfig, write_replay
+from mfg_assets.sim import SimConfig, ground_truth, publish, write_replay
+from mfg_assets.uns.contract import load_contract
 
 DEMO_HOURS = 48.0  # two daily partitions, with faults developing on the machines
 
@@ -54,13 +58,16 @@ def event_days(lake: Lake) -> list[str]:
     return sorted(days)
 
 
-def run_demo(config: SimConfig) -> int:
+def run_demo(config: SimConfig, broker_url: str | None = None) -> int:
     settings = get_settings()
     ensure_dagster_home(settings)
     started = time.perf_counter()
     replay = settings.replay_dir / f"demo-seed{config.seed}"
-    summary = write_replay(config, replay)
-    print(f"simulated {summary} -> {replay}")
+    if broker_url:
+        stream_through_gateway(config, broker_url, settings, replay)
+    else:
+        summary = write_replay(config, replay)
+        print(f"simulated {summary.messages} UNS messages -> {replay}")
 
     instance = dg.DagsterInstance.get()
     resources = default_resources()
@@ -84,6 +91,34 @@ def run_demo(config: SimConfig) -> int:
     )
     _print_summary()
     return 0
+
+
+def stream_through_gateway(
+    config: SimConfig, broker_url: str, settings: Settings, replay: Path
+) -> None:
+    """Publish the simulated plant live and let an in-process gateway land it in bronze.
+
+    Ground truth is not UNS traffic: it goes to the replay folder for the batch loader.
+    """
+    replay.mkdir(parents=True, exist_ok=True)
+    truth = b"".join(orjson.dumps(record) + b"\n" for record in ground_truth(config))
+    (replay / "ground_truth.jsonl").write_bytes(truth)
+    lake = Lake(settings.lake_uri, settings.storage_options)
+    gateway_config = GatewayConfig(
+        broker_url=broker_url, metrics_port=None, client_id=f"mfg-demo-gateway-{config.seed}"
+    )
+    gateway = Gateway(
+        gateway_config, load_contract(settings.contract_path), lake, enterprise=settings.enterprise
+    )
+    gateway.start()
+    try:
+        gateway.wait_online(timeout=30)
+        counts = publish(config, broker_url)
+        print(f"published {counts['total']} UNS messages to {broker_url}")
+        gateway.wait_for_handled(counts["total"], timeout=600)
+    finally:
+        gateway.stop()
+    print(f"gateway committed {gateway.committed_batches} micro-batches to bronze")
 
 
 def _print_summary() -> None:

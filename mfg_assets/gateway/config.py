@@ -71,9 +71,10 @@ class GatewayConfig:
     batch_interval_s: float = 1.0
     batch_max_messages: int = 5000
     # MQTT v5 Receive Maximum: the broker sends at most this many unacknowledged QoS 1
-    # messages. We acknowledge only after the Delta commit, so this is the most one batch
-    # can hold; it must be >= batch_max_messages or batches close early on the window.
-    receive_maximum: int = 5000
+    # messages, and we acknowledge only after the Delta commit. Twice the batch size lets the
+    # next batch fill while the previous one commits; equal to it, the stream would stall
+    # for every commit (throughput <= batch / (interval + commit time)).
+    receive_maximum: int = 10_000
     max_pending_bytes: int = 256 * 1024 * 1024  # received but uncommitted payload bytes
     session_expiry_s: int = 24 * 3600  # the broker keeps our unacked messages this long
     keepalive_s: int = 30

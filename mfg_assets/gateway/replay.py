@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,12 +142,15 @@ def load_pending(
 
 def write_batch(lake: Lake, batch: Batch) -> dict[str, int]:
     """Append a routed batch to its bronze tables; returns table -> committed version."""
-    versions = {}
-    for name, frame in batch.tables.items():
-        result = lake.append(table(name), frame, batch=batch.batch_id)
-        if result.version is not None:
-            versions[name] = result.version
-    return versions
+    # Tables commit independently and delta-rs releases the GIL while writing: in parallel.
+    with ThreadPoolExecutor(max_workers=max(1, len(batch.tables))) as pool:
+        results = list(
+            pool.map(
+                lambda item: lake.append(table(item[0]), item[1], batch=batch.batch_id),
+                batch.tables.items(),
+            )
+        )
+    return {result.table: result.version for result in results if result.version is not None}
 
 
 def _flush(lake: Lake, batch: Batch, totals: dict[str, int], versions: dict[str, int]) -> None:

@@ -34,6 +34,7 @@ DEFAULT_CHANNEL_TABLES = {
 SPARKPLUG_SENSOR_TABLE = "bronze.sensor_readings"
 PLACE = ("enterprise", "site", "area", "line", "cell")
 UNMATCHED = "(unmatched)"
+SPARKPLUG_PREFIX = sparkplug.NAMESPACE + "/"
 ASSET_PARAMS = ("machineId", "cameraId", "edgeId", "assetId", "deviceId")
 
 
@@ -138,11 +139,31 @@ class Router:
     def route(self, topic: str, payload: bytes, received_ms: int) -> bool:
         """Route one message; True when it landed as data, False when quarantined."""
         self._received += 1
+        if topic.startswith(SPARKPLUG_PREFIX):
+            return self._route_sparkplug_message(topic, payload, received_ms)
         result = self.contract.check(topic, payload)
         channel_id = result.channel.id if result.channel is not None else UNMATCHED
         invalid_before = self._invalid
         try:
             landed = self._route_checked(topic, payload, received_ms, result, channel_id)
+        except Exception as exc:  # a bug must not take a long-running service down with it
+            reason = f"internal: {type(exc).__name__}: {exc}"
+            self._quarantine(topic, payload, received_ms, "internal", reason)
+            landed = False
+        self._count(received_ms, channel_id, landed, self._invalid > invalid_before)
+        return landed
+
+    def _route_sparkplug_message(self, topic: str, payload: bytes, received_ms: int) -> bool:
+        """Decode once, in the session (aliases resolved), then check that document."""
+        invalid_before = self._invalid
+        match = self.contract.match(topic)
+        channel_id = match[0].id if match is not None else UNMATCHED
+        try:
+            if match is None:
+                result = self.contract.check(topic, payload)  # the contract's own wording
+                landed = self._route_checked(topic, payload, received_ms, result, channel_id)
+            else:
+                landed = self._route_sparkplug(topic, payload, received_ms)
         except Exception as exc:  # a bug must not take a long-running service down with it
             reason = f"internal: {type(exc).__name__}: {exc}"
             self._quarantine(topic, payload, received_ms, "internal", reason)
@@ -157,8 +178,6 @@ class Router:
             reason = "; ".join(result.errors)
             self._quarantine(topic, payload, received_ms, "contract", reason)
             return False
-        if channel_id.startswith("sparkplug") or topic.startswith(sparkplug.NAMESPACE + "/"):
-            return self._route_sparkplug(topic, payload, received_ms)
         target = self.channel_tables.get(channel_id)
         if target is None:
             reason = f"unrouted: channel {channel_id!r} has no bronze table"
@@ -196,8 +215,12 @@ class Router:
     def _route_sparkplug(self, topic: str, payload: bytes, received_ms: int) -> bool:
         try:
             event = self.session.handle(topic, payload)
-        except sparkplug.SparkplugDecodeError as exc:
+        except (sparkplug.SparkplugDecodeError, ValueError) as exc:
             self._quarantine(topic, payload, received_ms, "decode", f"bad_payload: {exc}")
+            return False
+        result = self.contract.check(topic, payload, decoded=event.document)
+        if result.errors:
+            self._quarantine(topic, payload, received_ms, "contract", "; ".join(result.errors))
             return False
         parsed = event.topic
         if event.rebirth_needed:

@@ -72,6 +72,8 @@ class Gateway:
         self._last_rebirth: dict[tuple[str, str], float] = {}
         self.client = self._make_client()
         self.committed_batches = 0
+        self._subscribed = threading.Event()
+        self._own_state_messages = 0
 
     # -- MQTT ----------------------------------------------------------------------------
 
@@ -134,6 +136,7 @@ class Gateway:
             log.error("subscription refused by the broker: %s", failed)
             return
         client.publish(self.state_topic, self._state_payload(True), qos=1, retain=True)
+        self._subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.metrics.connected.set(0)
@@ -141,6 +144,8 @@ class Gateway:
             log.warning("disconnected from broker (%s); reconnecting with backoff", reason_code)
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self.state_topic:
+            self._own_state_messages += 1
         item = Received(
             message.topic, message.payload, message.mid, message.qos, int(time.time() * 1000)
         )
@@ -170,7 +175,7 @@ class Gateway:
             return []
         items = [first]
         deadline = time.monotonic() + self.config.batch_interval_s
-        limit = min(self.config.batch_max_messages, self.config.receive_maximum)
+        limit = self.config.batch_max_messages
         while len(items) < limit:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -239,6 +244,27 @@ class Gateway:
             self.client.publish(topic, payload, qos=0)
             log.info("requested rebirth of %s/%s: %s", group, node, reason)
         self.router.rebirth_requests.clear()
+
+    # -- waiting (demo, tests) ------------------------------------------------------------
+
+    def handled(self) -> int:
+        """Messages committed so far (landed or quarantined), not counting our own STATE."""
+        value = self.metrics.registry.get_sample_value
+        total = (value("mfg_gateway_messages_valid_total") or 0) + (
+            value("mfg_gateway_messages_invalid_total") or 0
+        )
+        return int(total) - self._own_state_messages
+
+    def wait_online(self, timeout: float) -> None:
+        if not self._subscribed.wait(timeout):
+            raise TimeoutError(f"gateway not subscribed within {timeout}s")
+
+    def wait_for_handled(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.handled() < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gateway handled {self.handled()} of {count} messages")
+            time.sleep(0.2)
 
     # -- lifecycle -------------------------------------------------------------------------
 

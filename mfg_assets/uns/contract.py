@@ -282,7 +282,14 @@ class Contract:
         result = self.check(topic, payload, headers)
         return result.channel, result.message, result.errors
 
-    def check(self, topic: str, payload: Payload, headers: Headers | None = None) -> CheckResult:
+    def check(
+        self,
+        topic: str,
+        payload: Payload,
+        headers: Headers | None = None,
+        *,
+        decoded: Any = _NOT_DECODED,
+    ) -> CheckResult:
         """Validate one MQTT message.
 
         ``headers`` are the MQTT v5 user properties; they are checked only when given and the
@@ -294,6 +301,10 @@ class Contract:
         ``errors`` holds the errors of *every* candidate (one entry per candidate, identical
         decode errors reported once) and ``message`` is the candidate's name only when there
         was exactly one candidate, else None.
+
+        ``decoded`` passes a document the caller already decoded (a stateful Sparkplug
+        session resolves aliases while decoding): it is validated instead of decoding the
+        payload again.
         """
         found = self._lookup(topic)
         if isinstance(found, str):
@@ -309,10 +320,15 @@ class Contract:
             return CheckResult(channel, None, [error], None, params, None)
         if not route.entries:  # a channel without messages says nothing about the payload
             return CheckResult(channel, None, [], None, params, None)
-        return self._check_messages(route, data, _header_dict(headers), params)
+        return self._check_messages(route, data, _header_dict(headers), params, decoded)
 
     def _check_messages(
-        self, route: _Route, data: Any, headers: Mapping[str, Any] | None, params: dict[str, str]
+        self,
+        route: _Route,
+        data: Any,
+        headers: Mapping[str, Any] | None,
+        params: dict[str, str],
+        predecoded: Any = _NOT_DECODED,
     ) -> CheckResult:
         decoded: dict[str, tuple[Any, str | None]] = {}  # decode once per content type
         errors: list[str] = []
@@ -320,7 +336,8 @@ class Contract:
         for owner, message in route.entries:
             ct = message.content_type
             if ct not in decoded:
-                decoded[ct] = self._decode(ct, data)
+                use_given = predecoded is not _NOT_DECODED
+                decoded[ct] = (predecoded, None) if use_given else self._decode(ct, data)
             document, decode_error = decoded[ct]
             problems = (
                 [decode_error] if decode_error else _message_errors(message, document, headers)

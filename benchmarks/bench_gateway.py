@@ -1,0 +1,307 @@
+"""Gateway throughput and latency against a bare subscriber, same broker, same run.
+
+    python benchmarks/bench_gateway.py [--quick]
+
+(a) raw: a bare paho subscriber that only counts (QoS 1) — the rate the broker and a Python
+    MQTT client manage on this machine; (b) the gateway: every message validated against
+    the contract and committed to Delta before its acknowledgement. Figures: JSON msgs/s of
+    both and their ratio, Sparkplug metrics/s (50 metrics per DDATA), p50/p99
+    publish-to-committed latency, peak RSS of the gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import orjson
+import paho.mqtt.client as mqtt
+import polars as pl
+import psutil
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mfg_assets.lake.delta import Lake  # noqa: E402
+from mfg_assets.lake.registry import table  # noqa: E402
+from mfg_assets.uns import sparkplug  # noqa: E402
+from mfg_assets_tests.brokers import Mosquitto  # noqa: E402
+
+JSON_TOPIC = "acme/detroit/body/weld1/cell01/weld-01/sensors"
+NODE, DEVICE, GROUP = "bench-gw", "bench-press", "detroit"
+METRICS_PER_DDATA = 50
+PUBLISH_WINDOW = 1000
+
+
+def _client(port: int, client_id: str) -> mqtt.Client:
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
+    client.max_inflight_messages_set(2000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    return client
+
+
+def json_messages(n: int) -> list[tuple[str, bytes]]:
+    return [(JSON_TOPIC, b"") for _ in range(n)]  # payload stamped at publish time
+
+
+def _payload(kind: str, k: int, now: int) -> bytes:
+    if kind == "json":
+        readings = [
+            {"sensor": "current", "value": 100.0 + k % 9},
+            {"sensor": "voltage", "value": 20.5},
+        ]
+        doc = {"timestamp": now, "machineType": "welder", "seq": k, "readings": readings}
+        return orjson.dumps(doc)
+    metrics = [
+        {"alias": i, "value": float(k + i), "datatype": "Double"} for i in range(METRICS_PER_DDATA)
+    ]
+    return sparkplug.encode_payload(now, (k + 2) % 256, metrics, include_datatypes=False)
+
+
+def publisher(port: int, kind: str, n: int, ready: mp.Event, rate: float | None = None) -> None:
+    """Publish n messages at QoS 1: as fast as the broker takes them (payloads encoded up
+    front, so the publisher's own encoding is not what is measured), or paced at ``rate``
+    messages/s and stamped at send time (latency: under overload it only measures backlog)."""
+    client = _client(port, f"bench-pub-{kind}")
+    client.loop_start()
+    topic = JSON_TOPIC if kind == "json" else sparkplug.format_topic("DDATA", GROUP, NODE, DEVICE)
+    prepared = None
+    if rate is None:
+        stamp = int(time.time() * 1000)
+        prepared = [_payload(kind, k, stamp) for k in range(n)]
+    ready.wait()
+    infos: deque[mqtt.MQTTMessageInfo] = deque()
+    if kind == "sparkplug":
+        infos.append(client.publish(*_nbirth(), qos=1))
+        infos.append(client.publish(*_dbirth(), qos=1))
+    began = time.time()
+    for k in range(n):
+        if prepared is not None:
+            payload = prepared[k]
+        else:
+            lag = began + k / rate - time.time()
+            if lag > 0:
+                time.sleep(lag)
+            payload = _payload(kind, k, int(time.time() * 1000))
+        infos.append(client.publish(topic, payload, qos=1))
+        if len(infos) >= PUBLISH_WINDOW:  # keep paho's own queue bounded
+            infos.popleft().wait_for_publish(timeout=120)
+    for info in infos:
+        info.wait_for_publish(timeout=120)
+    client.loop_stop()
+    client.disconnect()
+
+
+def _nbirth() -> tuple[str, bytes]:
+    return sparkplug.format_topic("NBIRTH", GROUP, NODE), sparkplug.encode_payload(
+        int(time.time() * 1000), 0, [{"name": "bdSeq", "value": 0, "datatype": "Int64"}]
+    )
+
+
+def _dbirth() -> tuple[str, bytes]:
+    metrics = [
+        {"name": f"m{i}", "alias": i, "value": 0.0, "datatype": "Double"}
+        for i in range(METRICS_PER_DDATA)
+    ]
+    return sparkplug.format_topic("DBIRTH", GROUP, NODE, DEVICE), sparkplug.encode_payload(
+        int(time.time() * 1000), 1, metrics
+    )
+
+
+def raw_subscriber(port: int, n: int, subscribed: mp.Event, result: mp.Queue) -> None:
+    """Count QoS 1 messages (auto-ack); report first/last receive time."""
+    times: list[float] = []
+    done = threading.Event()
+
+    def on_message(client, userdata, message) -> None:
+        times.append(time.time())
+        if len(times) >= n:
+            done.set()
+
+    client = _client(port, "bench-raw")
+    client.on_message = on_message
+    client.on_subscribe = lambda *a: subscribed.set()
+    client.subscribe(JSON_TOPIC, qos=1)
+    client.loop_start()
+    done.wait(300)
+    client.loop_stop()
+    result.put((len(times), times[0] if times else 0.0, times[-1] if times else 0.0))
+
+
+def run_raw(broker: Mosquitto, n: int) -> float:
+    subscribed, ready, result = mp.Event(), mp.Event(), mp.Queue()
+    sub = mp.Process(target=raw_subscriber, args=(broker.port, n, subscribed, result))
+    sub.start()
+    subscribed.wait(30)
+    pub = mp.Process(target=publisher, args=(broker.port, "json", n, ready))
+    pub.start()
+    time.sleep(0.5)
+    start = time.time()
+    ready.set()
+    count, _, last = result.get(timeout=300)
+    pub.join()
+    sub.join()
+    assert count == n, f"raw subscriber got {count} of {n}"
+    return n / (last - start)
+
+
+def run_gateway(
+    broker: Mosquitto, kind: str, n: int, workdir: Path, rate: float | None = None
+) -> dict[str, float]:
+    data_dir = workdir / f"gateway-{kind}-{'paced' if rate else 'flood'}"
+    data_dir.mkdir()
+    env = dict(os.environ, MFG_DATA_DIR=str(data_dir))
+    log = (data_dir / "gateway.log").open("wb")
+    gateway = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mfg_assets.cli",
+            "gateway",
+            "--broker",
+            broker.url,
+            "--client-id",
+            f"bench-{kind}-{data_dir.name}",
+            "--metrics-port",
+            "0",
+            "--share-group",
+            "",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    lake = Lake(str(data_dir / "lake"), {})
+    process = psutil.Process(gateway.pid)
+    peak = [0]
+    stop_sampling = threading.Event()
+
+    def sample() -> None:
+        while not stop_sampling.is_set():
+            try:
+                peak[0] = max(peak[0], process.memory_info().rss)
+            except psutil.NoSuchProcess:
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=sample, daemon=True).start()
+    _wait_state_online(broker.port, f"bench-{kind}-{data_dir.name}")
+    ready = mp.Event()
+    pub = mp.Process(target=publisher, args=(broker.port, kind, n, ready, rate))
+    pub.start()
+    time.sleep(0.5)
+    start = time.time()
+    ready.set()
+    target = n + (2 if kind == "sparkplug" else 0)
+    rows = _wait_committed(lake, target)
+    end = rows.get_column("committed_at").max().timestamp()
+    pub.join()
+    gateway.terminate()
+    gateway.wait(60)
+    stop_sampling.set()
+    log.close()
+    latency = _latencies(lake, kind)
+    rate = n / (end - start)
+    figures = {
+        "p50_latency_s": latency.quantile(0.5),
+        "p99_latency_s": latency.quantile(0.99),
+        "peak_rss_mb": peak[0] / 2**20,
+    }
+    if kind == "json":
+        figures["msgs_per_s"] = rate
+    else:
+        figures["metrics_per_s"] = rate * METRICS_PER_DDATA
+    return figures
+
+
+def _wait_state_online(port: int, host_id: str) -> None:
+    online = threading.Event()
+    client = _client(port, f"bench-watch-{host_id}")
+    client.on_message = lambda c, u, m: online.set() if orjson.loads(m.payload)["online"] else None
+    client.subscribe(f"spBv1.0/STATE/{host_id}", qos=1)
+    client.loop_start()
+    if not online.wait(60):
+        raise RuntimeError("gateway did not come online")
+    client.loop_stop()
+    client.disconnect()
+
+
+def _wait_committed(lake: Lake, messages: int, timeout: float = 600) -> pl.DataFrame:
+    spec = table("bronze.ingest_batches")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if lake.exists(spec):
+            batches = lake.read(spec)
+            # the gateway's own STATE message is also committed: count data messages only
+            if batches.get_column("messages").sum() - 1 >= messages:
+                return batches
+        time.sleep(0.2)
+    raise TimeoutError("gateway did not commit everything in time")
+
+
+def _latencies(lake: Lake, kind: str) -> pl.Series:
+    """Publish (payload timestamp) to Delta commit (its ingest batch's commit time)."""
+    batches = lake.read(table("bronze.ingest_batches")).select("ingest_batch_id", "committed_at")
+    rows = lake.read(table("bronze.sensor_readings")).select("ingest_batch_id", "event_time")
+    joined = rows.join(batches, on="ingest_batch_id")
+    seconds = (pl.col("committed_at") - pl.col("event_time")).dt.total_milliseconds() / 1000
+    return joined.select(seconds.alias("latency")).get_column("latency")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller run, under a minute")
+    args = parser.parse_args()
+    n_json = 20_000 if args.quick else 100_000
+    n_spb = 4_000 if args.quick else 20_000
+    paced_s = 5 if args.quick else 20
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "mq").mkdir()
+        broker = Mosquitto(workdir / "mq").start()
+        try:
+            raw = run_raw(broker, n_json)
+            gw_json = run_gateway(broker, "json", n_json, workdir)
+            gw_spb = run_gateway(broker, "sparkplug", n_spb, workdir)
+            # latency at a sustainable load: half of what the gateway just sustained
+            json_rate = gw_json["msgs_per_s"] / 2
+            spb_rate = gw_spb["metrics_per_s"] / METRICS_PER_DDATA / 2
+            lat_json = run_gateway(broker, "json", int(json_rate * paced_s), workdir, json_rate)
+            lat_spb = run_gateway(broker, "sparkplug", int(spb_rate * paced_s), workdir, spb_rate)
+        finally:
+            broker.stop()
+    figures = {
+        "raw_subscriber_json_msgs_per_s": raw,
+        "gateway_json_msgs_per_s": gw_json["msgs_per_s"],
+        "gateway_vs_raw_json_ratio": gw_json["msgs_per_s"] / raw,
+        "gateway_json_p50_latency_s": lat_json["p50_latency_s"],
+        "gateway_json_p99_latency_s": lat_json["p99_latency_s"],
+        "gateway_json_flood_p99_latency_s": gw_json["p99_latency_s"],
+        "gateway_json_peak_rss_mb": gw_json["peak_rss_mb"],
+        "gateway_sparkplug_metrics_per_s": gw_spb["metrics_per_s"],
+        "gateway_sparkplug_p50_latency_s": lat_spb["p50_latency_s"],
+        "gateway_sparkplug_p99_latency_s": lat_spb["p99_latency_s"],
+        "gateway_sparkplug_peak_rss_mb": gw_spb["peak_rss_mb"],
+    }
+    for name, value in figures.items():
+        print(f"{name}: {value:,.3f}")
+    out = ROOT / "data" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_gateway.json").write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
+
+
+if __name__ == "__main__":
+    main()
