@@ -160,11 +160,20 @@ def conform(spec: TableSpec, frame: pl.DataFrame) -> pl.DataFrame:
 
     A frame that does not fit raises here, before anything is committed.
     """
-    schema = spec.polars_schema
+    schema = dict(spec.polars_schema)
     missing = [name for name in schema if name not in frame.columns]
     if missing:
         raise ValueError(f"{spec.qualified_name}: missing columns {missing}")
-    extra = [name for name in frame.columns if name not in schema]
+    patterns = spec.pattern_columns
+    extra = []
+    for name in frame.columns:
+        if name in schema:
+            continue
+        dtype = next((dtype for regex, dtype in patterns if regex.match(name)), None)
+        if dtype is None:
+            extra.append(name)
+        else:
+            schema[name] = dtype  # a wide table's column named by the data
     if extra:
         raise ValueError(f"{spec.qualified_name}: undeclared columns {extra}")
     frame = frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())

@@ -6,6 +6,7 @@ Delta layer (:mod:`mfg_assets.lake.delta`) turns it into a location under the la
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pandera.polars as pa
@@ -33,8 +34,21 @@ class TableSpec:
 
     @property
     def polars_schema(self) -> pl.Schema:
+        """The fixed columns; wide tables add columns matching :attr:`pattern_columns`."""
         columns = self.schema.to_schema().columns
-        return pl.Schema({name: column.dtype.type for name, column in columns.items()})
+        return pl.Schema(
+            {name: c.dtype.type for name, c in columns.items() if not getattr(c, "regex", False)}
+        )
+
+    @property
+    def pattern_columns(self) -> list[tuple[re.Pattern[str], pl.DataType]]:
+        """Regex-declared columns (names from the data, e.g. ``<sensor>__mean``) and type."""
+        columns = self.schema.to_schema().columns
+        return [
+            (re.compile(name), c.dtype.type)
+            for name, c in columns.items()
+            if getattr(c, "regex", False)
+        ]
 
     def empty(self) -> pl.DataFrame:
         return pl.DataFrame(schema=self.polars_schema)

@@ -23,4 +23,22 @@ def test_unknown_table_names_the_known_ones():
 
 def test_layers_filter():
     assert {spec.layer for spec in tables("silver")} == {"silver"}
-    assert len(tables("bronze")) + len(tables("silver")) == len(TABLES)
+    layers = {spec.layer for spec in TABLES}
+    assert sum(len(tables(layer)) for layer in layers) == len(TABLES)
+
+
+def test_wide_tables_take_columns_named_by_the_data(lake):
+    import polars as pl
+
+    from mfg_assets.lake.delta import conform
+
+    wide = [spec for spec in TABLES if spec.pattern_columns]
+    assert wide, "the feature tables declare regex columns"
+    spec = wide[0]
+    regex, _ = spec.pattern_columns[0]
+    frame = spec.empty()
+    sample = next(name for name in ("param__x", "current__mean", "x__mean") if regex.match(name))
+    conformed = conform(spec, frame.with_columns(pl.lit(None, pl.Float64).alias(sample)))
+    assert sample in conformed.columns
+    with pytest.raises(ValueError, match="undeclared columns"):
+        conform(spec, frame.with_columns(pl.lit(1.0).alias("not a declared shape")))
