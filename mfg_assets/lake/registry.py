@@ -203,6 +203,22 @@ TABLES: tuple[TableSpec, ...] = (
         None,
         "Per edge device and window: heartbeats, CPU/memory, warnings/errors, firmware.",
     ),
+    TableSpec(
+        "edge",
+        "bundles",
+        schemas.EdgeBundle,
+        ("bundle_id",),
+        None,
+        "Signed per-edge bundles: model version, precision, threshold, lineage, store.",
+    ),
+    TableSpec(
+        "edge",
+        "rollouts",
+        schemas.EdgeRollout,
+        ("rollout_id",),
+        None,
+        "Rollout state per candidate model: canary/control edges, decision and reason.",
+    ),
 )
 
 _BY_NAME = {spec.qualified_name: spec for spec in TABLES}

@@ -203,8 +203,18 @@ class FaultLabel(_Strict):
 # Wide feature columns are named from the data (sensors, process parameters), so they are
 # declared as regex columns: any name of that shape, of that type.
 
-SENSOR_STATS = ("mean", "std", "min", "max", "slope", "rms_diff",
-                "fft_low", "fft_mid", "fft_high", "fft_peak")
+SENSOR_STATS = (
+    "mean",
+    "std",
+    "min",
+    "max",
+    "slope",
+    "rms_diff",
+    "fft_low",
+    "fft_mid",
+    "fft_high",
+    "fft_peak",
+)
 SENSOR_FEATURE_COLUMN = rf"^[^_].*__({'|'.join(SENSOR_STATS)})$"
 PARAM_COLUMN = r"^param__.+$"
 IMAGE_SPLITS = ("train", "validation", "test")
@@ -270,3 +280,42 @@ class EdgeWindow(_Strict):
     degraded: pl.Int64 = pa.Field(ge=0)
     firmware: str
     bundle_id: str = pa.Field(nullable=True)
+
+
+# -- edge: bundles and rollouts (mfg_assets.edge) --------------------------------------------
+
+ROLLOUT_STATES = ("canary", "awaiting_approval", "promoted", "rolled_back")
+
+
+class EdgeBundle(_Strict):
+    """One signed per-edge bundle: what it holds and where it comes from."""
+
+    bundle_id: str = pa.Field(str_length={"min_value": 1, "max_value": 128})
+    edge_id: str
+    model: str
+    model_version: str
+    precision: str = pa.Field(isin=["fp32", "int8"])
+    threshold: pl.Float64
+    lineage: str  # JSON: MLflow run, Delta versions of the tables the model trained on
+    store_uri: str
+    created_at: UTC_TS
+
+
+class EdgeRollout(_Strict):
+    """The state of one rollout (a row rewritten on every transition)."""
+
+    rollout_id: str
+    model: str
+    candidate_version: str
+    state: str = pa.Field(isin=list(ROLLOUT_STATES))
+    canary_edges: str  # JSON list
+    control_edges: str  # JSON list
+    candidate_bundles: str  # JSON: edge id -> bundle id
+    baseline_bundles: str  # JSON: edge id -> bundle id before the rollout
+    require_approval: pl.Boolean
+    approved_by: str = pa.Field(nullable=True)
+    decision: str = pa.Field(nullable=True, isin=["promote", "rollback", "wait"])
+    reason: str
+    metrics: str  # JSON: canary and control figures of the last comparison
+    started_at: UTC_TS
+    updated_at: UTC_TS

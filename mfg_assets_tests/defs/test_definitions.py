@@ -18,7 +18,8 @@ def test_every_asset_has_layer_key_group_kinds_owner_and_description():
         layer = spec.key.path[0]
         assert len(spec.key.path) == 2 and layer in LAYERS, spec.key
         assert spec.group_name == layer, spec.key
-        assert spec.kinds and "delta" in spec.kinds, spec.key
+        # tables are Delta; models live in MLflow
+        assert spec.kinds and ("mlflow" if layer == "models" else "delta") in spec.kinds, spec.key
         assert spec.owners, spec.key
         assert spec.description and len(spec.description) > 20, spec.key
 
@@ -46,6 +47,18 @@ def test_snapshot_of_asset_graph():
         "silver/edge_telemetry": ["bronze/edge_telemetry"],
         "silver/edge_predictions": ["bronze/edge_predictions"],
         "silver/fault_labels": ["bronze/ground_truth"],
+        "features/sensor_windows": ["silver/fault_labels", "silver/sensor_readings"],
+        "features/process_units": ["silver/process_parameters", "silver/process_runs"],
+        "features/image_dataset": ["silver/inspection_images"],
+        "features/edge_telemetry": ["silver/edge_telemetry"],
+        "models/sensor_anomaly": ["features/sensor_windows"],
+        "models/failure_forecast": ["features/sensor_windows"],
+        "models/process_yield": ["features/process_units"],
+        "models/vision_defect": ["features/image_dataset"],
+        "models/sensor_anomaly_champion": ["models/sensor_anomaly"],
+        "models/failure_forecast_champion": ["models/failure_forecast"],
+        "models/process_yield_champion": ["models/process_yield"],
+        "models/vision_defect_champion": ["models/vision_defect"],
     }
 
 
@@ -57,3 +70,16 @@ def test_silver_assets_are_daily_partitioned_with_blocking_checks():
     assert ("silver/sensor_readings", "schema") in checks
     assert ("silver/sensor_readings", "unique_key") in checks
     assert ("silver/process_runs", "quarantine_share") in checks
+
+
+def test_every_challenger_has_a_blocking_promotion_gate():
+    graph = defs.resolve_asset_graph()
+    gates = {
+        key.asset_key.to_user_string(): graph.get_check_spec(key).blocking
+        for key in graph.asset_check_keys
+        if key.name == "beats_champion"
+    }
+    assert gates == {
+        f"models/{family}": True
+        for family in ("sensor_anomaly", "failure_forecast", "process_yield", "vision_defect")
+    }

@@ -1,0 +1,310 @@
+"""Feature builders: silver frames in, one feature frame out (plain polars, no Dagster).
+
+Every builder is point-in-time correct: a row uses only data stamped at or before the
+end of its window (or the unit's own time), so a model trained on these rows never sees
+the future. Names of sensors, process parameters and classes come from the data; the
+caller reads silver (and records the Delta versions it read) and writes the result.
+
+Windows are fixed, non-overlapping and closed on the left, ``[window_start, window_end)``,
+aligned to the clock (``every`` boundaries since the epoch), so a rebuild over more data
+produces the same windows for the same time span.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import polars as pl
+
+SEP = "__"  # wide feature columns are named <sensor>__<stat>
+PARAM_PREFIX = "param__"  # process parameters pivoted wide: param__<name>
+SPLITS = ("train", "validation", "test")
+WINDOW_KEYS = ("machine_id", "machine_type", "window_start")
+BASIC_STATS = ("mean", "std", "min", "max", "slope", "rms_diff")
+SPECTRAL_STATS = ("fft_low", "fft_mid", "fft_high", "fft_peak")
+STATS = BASIC_STATS + SPECTRAL_STATS
+
+
+def _duration(every: str | timedelta) -> pl.Expr:
+    return pl.duration(seconds=_seconds(every))
+
+
+def _seconds(every: str | timedelta) -> float:
+    if isinstance(every, timedelta):
+        return every.total_seconds()
+    # polars' own duration strings ("10m", "1h", "30s")
+    start = pl.datetime(2000, 1, 1)
+    return pl.select((start.dt.offset_by(every) - start).dt.total_microseconds()).item() / 1e6
+
+
+# -- sensor windows --------------------------------------------------------------------------
+
+
+def sensor_windows(
+    readings: pl.DataFrame,
+    fault_labels: pl.DataFrame | None = None,
+    every: str | timedelta = "10m",
+    min_coverage: float = 0.5,
+) -> pl.DataFrame:
+    """Per machine and window: statistics of every sensor, wide, plus a fault label.
+
+    ``readings`` is ``silver.sensor_readings`` (long: machine_id, machine_type, sensor, ts,
+    value). Per sensor: mean, std, min, max, slope (units per hour), RMS of successive
+    differences (roughness), and the spectrum of the mean-removed window: the share of
+    AC power in the low/mid/high third of the band and the dominant frequency as a
+    fraction of Nyquist. Windows where a sensor has fewer than ``min_coverage`` of the
+    machine's usual sample count (edges of the data, outages) are dropped: their
+    statistics would look anomalous for reasons that have nothing to do with the machine.
+
+    ``is_fault``: the window overlaps ``[onset, end]`` of a fault of that machine in
+    ``fault_labels`` (``silver.fault_labels``); null for every row when no labels exist.
+    """
+    long = _window_stats(readings, every)
+    if long.height == 0:
+        return _empty_windows()
+    wide = _widen(long)
+    wide = _keep_covered(wide, min_coverage)
+    wide = wide.with_columns((pl.col("window_start") + _duration(every)).alias("window_end"))
+    wide = _label_faults(wide, fault_labels)
+    features = sorted(c for c in wide.columns if SEP in c)
+    head = [*WINDOW_KEYS[:2], "window_start", "window_end", "n_samples", "is_fault"]
+    return wide.select(*head, *features).sort("machine_id", "window_start")
+
+
+def _window_stats(readings: pl.DataFrame, every: str | timedelta) -> pl.DataFrame:
+    """Long frame: one row per machine, sensor and window with the basic statistics."""
+    value = pl.col("value")
+    t = (pl.col("ts") - pl.col("ts").first()).dt.total_microseconds() / 1e6  # seconds
+    t_c = t - t.mean()
+    slope = (t_c * (value - value.mean())).sum() / (t_c * t_c).sum() * 3600.0
+    return (
+        readings.select("machine_id", "machine_type", "sensor", "ts", "value")
+        .sort("machine_id", "sensor", "ts")
+        .group_by_dynamic(
+            "ts",
+            every=every,
+            closed="left",
+            label="left",
+            start_by="window",
+            group_by=["machine_id", "machine_type", "sensor"],
+        )
+        .agg(
+            pl.len().alias("n"),
+            value.mean().alias("mean"),
+            value.std().alias("std"),
+            value.min().alias("min"),
+            value.max().alias("max"),
+            slope.alias("slope"),
+            value.diff().pow(2).mean().sqrt().alias("rms_diff"),
+            value.alias("_values"),
+        )
+        .rename({"ts": "window_start"})
+        .pipe(_with_spectrum)
+        .drop("_values")
+    )
+
+
+def _with_spectrum(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add spectral shares per window; windows of equal length share one FFT call."""
+    lengths = frame.get_column("_values").list.len().to_numpy()
+    out = np.full((frame.height, len(SPECTRAL_STATS)), np.nan)
+    for length in np.unique(lengths):
+        rows = np.flatnonzero(lengths == length)
+        if length < 4:  # too short for a spectrum
+            continue
+        block = frame.get_column("_values").gather(rows).list.to_array(int(length)).to_numpy()
+        out[rows] = spectral_shares(block)
+    columns = {name: out[:, i] for i, name in enumerate(SPECTRAL_STATS)}
+    return frame.with_columns(pl.Series(name, values) for name, values in columns.items())
+
+
+def spectral_shares(block: np.ndarray) -> np.ndarray:
+    """Rows of samples -> (low, mid, high share of AC power, dominant freq / Nyquist)."""
+    centred = block - block.mean(axis=1, keepdims=True)
+    power = np.abs(np.fft.rfft(centred, axis=1))[:, 1:] ** 2  # drop DC
+    freq = np.arange(1, power.shape[1] + 1) / (block.shape[1] / 2.0)  # fraction of Nyquist
+    total = power.sum(axis=1)
+    safe = np.where(total > 0, total, 1.0)
+    bands = [(freq <= 1 / 3), (freq > 1 / 3) & (freq <= 2 / 3), (freq > 2 / 3)]
+    shares = [np.where(total > 0, power[:, band].sum(axis=1) / safe, 0.0) for band in bands]
+    peak = np.where(total > 0, freq[np.argmax(power, axis=1)], 0.0)
+    return np.column_stack([*shares, peak])
+
+
+def _widen(long: pl.DataFrame) -> pl.DataFrame:
+    """Pivot to ``<sensor>__<stat>`` columns and attach each window's coverage.
+
+    Coverage: the smallest ratio, over the machine's sensors, of the window's sample
+    count to the machine's usual (median) count; a sensor missing from the window
+    counts as zero.
+    """
+    keys = list(WINDOW_KEYS)
+    usual = long.group_by("machine_id", "sensor").agg(pl.col("n").median().alias("usual"))
+    n_sensors = long.group_by("machine_id").agg(pl.col("sensor").n_unique().alias("_expected"))
+    summary = (
+        long.join(usual, on=["machine_id", "sensor"])
+        .group_by(keys)
+        .agg(
+            pl.col("n").min().cast(pl.Int64).alias("n_samples"),
+            (pl.col("n") / pl.col("usual")).min().alias("_coverage"),
+            pl.len().alias("_sensors"),
+        )
+        .join(n_sensors, on="machine_id")
+        .with_columns(
+            pl.when(pl.col("_sensors") < pl.col("_expected"))
+            .then(0.0)
+            .otherwise(pl.col("_coverage"))
+            .alias("_coverage")
+        )
+        .drop("_sensors", "_expected")
+    )
+    stacked = long.drop("n").unpivot(
+        index=[*keys, "sensor"], on=list(STATS), variable_name="stat", value_name="v"
+    )
+    wide = stacked.with_columns(
+        pl.concat_str("sensor", pl.lit(SEP), "stat").alias("feature")
+    ).pivot(on="feature", index=keys, values="v")
+    return wide.join(summary, on=keys)
+
+
+def _keep_covered(wide: pl.DataFrame, min_coverage: float) -> pl.DataFrame:
+    return wide.filter(pl.col("_coverage") >= min_coverage).drop("_coverage")
+
+
+def _label_faults(windows: pl.DataFrame, labels: pl.DataFrame | None) -> pl.DataFrame:
+    if labels is None or labels.height == 0:
+        return windows.with_columns(pl.lit(None, pl.Boolean).alias("is_fault"))
+    intervals = labels.select("machine_id", "onset", "end")
+    overlap = (pl.col("onset") < pl.col("window_end")) & (pl.col("end") >= pl.col("window_start"))
+    flags = (
+        windows.select("machine_id", "window_start", "window_end")
+        .join(intervals, on="machine_id", how="left")
+        .group_by("machine_id", "window_start")
+        .agg(overlap.fill_null(False).any().alias("is_fault"))
+    )
+    return windows.join(flags, on=["machine_id", "window_start"], how="left")
+
+
+def _empty_windows() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            "machine_id": pl.String,
+            "machine_type": pl.String,
+            "window_start": pl.Datetime("us", "UTC"),
+            "window_end": pl.Datetime("us", "UTC"),
+            "n_samples": pl.Int64,
+            "is_fault": pl.Boolean,
+        }
+    )
+
+
+def feature_columns(frame: pl.DataFrame) -> list[str]:
+    """The ``<sensor>__<stat>`` columns of a sensor-window frame, in table order."""
+    return [c for c in frame.columns if SEP in c and not c.startswith(PARAM_PREFIX)]
+
+
+def sensors_of(frame: pl.DataFrame) -> list[str]:
+    return sorted({c.split(SEP)[0] for c in feature_columns(frame)})
+
+
+# -- process units ---------------------------------------------------------------------------
+
+
+def process_units(runs: pl.DataFrame, parameters: pl.DataFrame) -> pl.DataFrame:
+    """One row per produced unit: its parameters (``param__<name>``) and measured yield.
+
+    Parameters recorded after the unit's own time are ignored (point in time: yield is
+    measured on the finished unit; what was set later cannot have caused it).
+    """
+    base = runs.select(
+        "unit_id", "machine_id", "product", "material_lot", "ts", "yield_pct", "passed"
+    )
+    params = parameters.join(base.select("unit_id", pl.col("ts").alias("_unit_ts")), on="unit_id")
+    params = params.filter(pl.col("ts") <= pl.col("_unit_ts"))
+    if params.height == 0:
+        return base.sort("ts", "unit_id")
+    wide = params.with_columns(pl.concat_str(pl.lit(PARAM_PREFIX), "name").alias("name")).pivot(
+        on="name", index="unit_id", values="value", aggregate_function="last"
+    )
+    names = sorted(c for c in wide.columns if c.startswith(PARAM_PREFIX))
+    return base.join(wide.select("unit_id", *names), on="unit_id", how="left").sort("ts", "unit_id")
+
+
+def parameter_columns(frame: pl.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c.startswith(PARAM_PREFIX)]
+
+
+# -- inspection images -----------------------------------------------------------------------
+
+
+def image_dataset(
+    images: pl.DataFrame, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+) -> pl.DataFrame:
+    """Inspection images with a deterministic, leak-free ``split``.
+
+    Split by time, per camera: the earliest 70 % of a camera's images (ordered by ts,
+    then image_id) train, the next 15 % validate, the last 15 % test. Every validation
+    or test image is later than every training image of its camera, so nothing from the
+    future leaks into training, and the same rows always get the same split.
+    """
+    if abs(sum(fractions) - 1.0) > 1e-9:
+        raise ValueError(f"split fractions must sum to 1, got {fractions}")
+    train_end, val_end = fractions[0], fractions[0] + fractions[1]
+    position = pl.int_range(pl.len()).over("camera_id") / pl.len().over("camera_id")
+    split = (
+        pl.when(position < train_end)
+        .then(pl.lit("train"))
+        .when(position < val_end)
+        .then(pl.lit("validation"))
+        .otherwise(pl.lit("test"))
+    )
+    return (
+        images.select("image_id", "camera_id", "unit_id", "ts", "width", "height", "label", "png")
+        .sort("camera_id", "ts", "image_id")
+        .with_columns(split.alias("split"))
+        .sort("ts", "image_id")
+    )
+
+
+# -- edge telemetry --------------------------------------------------------------------------
+
+
+def edge_telemetry(telemetry: pl.DataFrame, every: str | timedelta = "10m") -> pl.DataFrame:
+    """Per edge and window: heartbeats, CPU/memory mean and max, log problems, firmware."""
+    return (
+        telemetry.sort("edge_id", "ts")
+        .group_by_dynamic(
+            "ts", every=every, closed="left", label="left", start_by="window", group_by="edge_id"
+        )
+        .agg(
+            pl.len().cast(pl.Int64).alias("heartbeats"),
+            pl.col("cpu_pct").mean().alias("cpu_mean"),
+            pl.col("cpu_pct").max().alias("cpu_max"),
+            pl.col("mem_pct").mean().alias("mem_mean"),
+            pl.col("mem_pct").max().alias("mem_max"),
+            pl.col("log_warnings").sum().cast(pl.Int64).alias("warnings"),
+            pl.col("log_errors").sum().cast(pl.Int64).alias("errors"),
+            (pl.col("status") != "online").sum().cast(pl.Int64).alias("degraded"),
+            pl.col("firmware").last().alias("firmware"),
+            pl.col("bundle_id").last().alias("bundle_id"),
+        )
+        .rename({"ts": "window_start"})
+        .with_columns((pl.col("window_start") + _duration(every)).alias("window_end"))
+        .select(
+            "edge_id",
+            "window_start",
+            "window_end",
+            "heartbeats",
+            "cpu_mean",
+            "cpu_max",
+            "mem_mean",
+            "mem_max",
+            "warnings",
+            "errors",
+            "degraded",
+            "firmware",
+            "bundle_id",
+        )
+        .sort("edge_id", "window_start")
+    )

@@ -1,0 +1,389 @@
+"""Failure forecasting: Prophet per machine and sensor, for predictive maintenance.
+
+Input is ``features.sensor_windows``: each ``<sensor>__mean`` is averaged per machine
+into an hourly series (``freq``). Held-out tails give MAPE and the coverage of the
+prediction interval; the forecast beyond the fitted data says when the series is
+expected to cross its limit (``limits[sensor]``, or ``mean + limit_sigma * std`` of the
+series' own history when no limit is configured).
+
+Each series is cut into train / validation / test by time (the last ``holdout_frac`` is
+test, the ``holdout_frac`` before it validation): a fit on train scores validation (the
+search's metric), a refit on train + validation scores test (promotion's metric) and is
+the model kept. It never sees the test tail, so ``evaluate`` on any later snapshot of the
+table scores data the model has not seen.
+
+Series are independent, so they are fitted in a process pool (``workers``); with
+``workers <= 1`` they are fitted one after another in this process (the benchmark compares
+both). Prophet is kept quiet (cmdstanpy logging) and quick (MAP fit, few uncertainty
+samples).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from mfg_assets.ml import plots
+from mfg_assets.ml.base import ModelFamily, Trained, read_info, sample_params, write_info
+from mfg_assets.ml.features import SEP, sensors_of
+
+# sMAPE, not MAPE, ranks models: a machine stopped for repair reads ~0 kW and ~0 mm/s, and
+# one such hour makes MAPE explode (both are reported).
+FAMILY = ModelFamily(
+    name="failure_forecast",
+    primary_metric="smape",
+    higher_is_better=False,
+    floors={"smape": 0.4, "coverage": 0.6},
+    flavor="prophet",
+)
+FEATURE_TABLE = "features.sensor_windows"
+MODELS_DIR = "series"
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "freq": "1h",
+    "sensors": None,  # None: every sensor in the data
+    "holdout_frac": 0.2,
+    "min_points": 12,  # fewer training points than this: the series is skipped
+    "horizon_h": 24.0,
+    "limits": {},  # sensor -> absolute upper limit
+    "limit_sigma": 4.0,
+    "interval_width": 0.9,
+    "uncertainty_samples": 200,
+    "changepoint_prior_scale": 0.05,
+    "seasonality_prior_scale": 10.0,
+    "seasonality_mode": "additive",
+    "daily_seasonality": "auto",  # Prophet's rule: on once the history spans two days
+    "weekly_seasonality": False,
+    "workers": 2,
+}
+_GRID: dict[str, list[Any]] = {
+    "changepoint_prior_scale": [0.01, 0.05, 0.2, 0.5],
+    "seasonality_prior_scale": [1.0, 10.0],
+    "seasonality_mode": ["additive", "multiplicative"],
+    "daily_seasonality": ["auto", True],
+}
+_PROPHET_ARGS = (
+    "interval_width",
+    "uncertainty_samples",
+    "changepoint_prior_scale",
+    "seasonality_prior_scale",
+    "seasonality_mode",
+    "daily_seasonality",
+    "weekly_seasonality",
+)
+
+
+def search_space(budget: int, seed: int) -> list[dict[str, Any]]:
+    return sample_params(np.random.default_rng(seed), _GRID, DEFAULT_PARAMS, budget)
+
+
+def quiet() -> None:
+    """Prophet and cmdstanpy log every fit at INFO; keep them to warnings.
+
+    cmdstanpy installs its own INFO handler (and resets its level to DEBUG) unless its
+    logger already has a handler, so give it a null one first.
+    """
+    for name in ("cmdstanpy", "prophet", "prophet.plot"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(logging.NullHandler())
+        logger.setLevel(logging.WARNING)
+
+
+# -- series ------------------------------------------------------------------------------------
+
+
+def series(
+    features: pl.DataFrame, freq: str = "1h", sensors: list[str] | None = None
+) -> pl.DataFrame:
+    """Long frame (machine_id, sensor, ds, y): per-machine ``freq`` means of window means."""
+    names = [s for s in sensors_of(features) if sensors is None or s in sensors]
+    columns = [f"{s}{SEP}mean" for s in names]
+    if not columns:
+        return pl.DataFrame(
+            schema={
+                "machine_id": pl.String,
+                "sensor": pl.String,
+                "ds": pl.Datetime("us"),
+                "y": pl.Float64,
+            }
+        )
+    return (
+        features.select("machine_id", "window_start", *columns)
+        .with_columns(pl.col("window_start").dt.truncate(freq).alias("ds"))
+        .unpivot(index=["machine_id", "ds"], on=columns, variable_name="sensor", value_name="y")
+        .drop_nulls("y")
+        .with_columns(pl.col("sensor").str.strip_suffix(f"{SEP}mean"))
+        .group_by("machine_id", "sensor", "ds")
+        .agg(pl.col("y").mean())
+        # Prophet wants naive timestamps: keep UTC wall time
+        .with_columns(pl.col("ds").dt.replace_time_zone(None))
+        .sort("machine_id", "sensor", "ds")
+    )
+
+
+def split_tail(frame: pl.DataFrame, holdout_frac: float) -> pl.DataFrame:
+    """``_part`` per point: the last ``holdout_frac`` of each series is ``test``, the
+    ``holdout_frac`` before it ``validation``, the rest ``train`` (at least one point each)."""
+    n = pl.len().over("machine_id", "sensor")
+    rank = pl.int_range(pl.len()).over("machine_id", "sensor")
+    n_hold = (n * holdout_frac).ceil().clip(lower_bound=1)
+    part = (
+        pl.when(rank >= n - n_hold)
+        .then(pl.lit("test"))
+        .when(rank >= n - 2 * n_hold)
+        .then(pl.lit("validation"))
+        .otherwise(pl.lit("train"))
+    )
+    return frame.sort("machine_id", "sensor", "ds").with_columns(part.alias("_part"))
+
+
+def series_key(machine_id: str, sensor: str) -> str:
+    return f"{machine_id}/{sensor}"
+
+
+# -- the model ---------------------------------------------------------------------------------
+
+
+class ForecastModel:
+    """Fitted Prophet models by ``machine_id/sensor`` with each series' limit."""
+
+    def __init__(self, models: dict[str, Any], limits: dict[str, float]) -> None:
+        self.models = models
+        self.limits = limits
+
+    def predict(self, key: str, ds: pd.Series | list[Any]) -> pd.DataFrame:
+        """ds, yhat, yhat_lower, yhat_upper for the series ``key``."""
+        return self.models[key].predict(pd.DataFrame({"ds": pd.to_datetime(ds)}))[
+            ["ds", "yhat", "yhat_lower", "yhat_upper"]
+        ]
+
+    def time_to_limit(self, key: str, start: Any, horizon_h: float, freq: str = "1h") -> dict:
+        """Hours from ``start`` until the forecast (and its upper bound) reaches the limit."""
+        ds = pd.date_range(pd.Timestamp(start), periods=_steps(horizon_h, freq) + 1, freq=freq)
+        fc = self.predict(key, ds[1:])
+        limit = self.limits[key]
+        hours = (fc["ds"] - pd.Timestamp(start)).dt.total_seconds().to_numpy() / 3600.0
+        return {
+            "limit": limit,
+            "hours_to_limit": _first_at_or_above(hours, fc["yhat"].to_numpy(), limit),
+            "hours_to_limit_upper": _first_at_or_above(hours, fc["yhat_upper"].to_numpy(), limit),
+        }
+
+
+def _steps(horizon_h: float, freq: str) -> int:
+    return max(1, round(horizon_h * 3600 / pd.Timedelta(freq).total_seconds()))
+
+
+def _first_at_or_above(hours: np.ndarray, values: np.ndarray, limit: float) -> float | None:
+    hits = np.flatnonzero(values >= limit)
+    return float(hours[hits[0]]) if hits.size else None
+
+
+# -- fitting (runs in worker processes) --------------------------------------------------------
+
+
+def _fit_one(task: tuple[str, list[Any], list[float], dict[str, Any]]) -> tuple[str, str]:
+    """Fit one series; returns (key, serialised model). Module-level so it pickles."""
+    from prophet import Prophet
+    from prophet.serialize import model_to_json
+
+    quiet()
+    key, ds, y, p = task
+    model = Prophet(yearly_seasonality=False, **{k: p[k] for k in _PROPHET_ARGS})
+    model.fit(pd.DataFrame({"ds": pd.to_datetime(ds), "y": y}))
+    return key, model_to_json(model)
+
+
+def fit_all(tasks: list[tuple[str, list[Any], list[float], dict[str, Any]]], workers: int) -> dict:
+    """key -> fitted Prophet; in a process pool when ``workers > 1``."""
+    from prophet.serialize import model_from_json
+
+    quiet()
+    if workers > 1 and len(tasks) > 1:
+        # spawn, not fork: the parent may hold polars/torch thread pools.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            fitted = list(pool.map(_fit_one, tasks))
+    else:
+        fitted = [_fit_one(task) for task in tasks]
+    return {key: model_from_json(doc) for key, doc in fitted}
+
+
+# -- train / evaluate --------------------------------------------------------------------------
+
+
+def train(features: pl.DataFrame, params: dict[str, Any], seed: int = 0) -> Trained:
+    """Fit on train, score validation (for the search); refit on train + validation and
+    score the test tail (for promotion). The refitted models are the ones kept."""
+    p = {**DEFAULT_PARAMS, **params}
+    np.random.seed(seed)  # Prophet draws its interval samples from numpy's global state
+    data = split_tail(series(features, p["freq"], p["sensors"]), p["holdout_frac"])
+    tasks, limits, cutoffs = [], {}, {}
+    for (machine_id, sensor), rows in data.group_by("machine_id", "sensor", maintain_order=True):
+        early = rows.filter(pl.col("_part") == "train")
+        known = rows.filter(pl.col("_part") != "test")
+        if early.height < p["min_points"]:
+            continue
+        key = series_key(str(machine_id), str(sensor))
+        y = known.get_column("y")
+        limits[key] = float(p["limits"].get(sensor, y.mean() + p["limit_sigma"] * y.std()))
+        cutoffs[key] = known.get_column("ds").max().isoformat()
+        for stage, part in (("validation", early), ("final", known)):
+            ds, values = part.get_column("ds").to_list(), part.get_column("y").to_list()
+            tasks.append((f"{stage}::{key}", ds, values, p))
+    if not tasks:
+        raise ValueError(f"no series has {p['min_points']} training points")
+    fitted = fit_all(tasks, p["workers"])
+    stage_models = {
+        stage: {k.split("::", 1)[1]: m for k, m in fitted.items() if k.startswith(f"{stage}::")}
+        for stage in ("validation", "final")
+    }
+    model = ForecastModel(stage_models["final"], limits)
+    probe = ForecastModel(stage_models["validation"], limits)
+
+    outlook = {
+        key: model.time_to_limit(key, cutoffs[key], p["horizon_h"], p["freq"]) for key in limits
+    }
+    info = {
+        "series": sorted(limits),
+        "cutoffs": cutoffs,
+        "limits": limits,
+        "time_to_limit": outlook,
+        "freq": p["freq"],
+        "holdout_frac": p["holdout_frac"],
+        "n_train": sum(len(t[1]) for t in tasks if t[0].startswith("final::")),
+        "split": {"method": "tail", "holdout_frac": p["holdout_frac"]},
+        "feature_table": FEATURE_TABLE,
+    }
+    tested = _score(model, data.filter(pl.col("_part") == "test"))
+    info["holdout_per_sensor"] = per_sensor(tested)
+    return Trained(
+        model=model,
+        params=p,
+        metrics=_metrics(_score(probe, data.filter(pl.col("_part") == "validation"))),
+        holdout_metrics=_metrics(tested),
+        figures={"forecast.png": _figure(model, data, cutoffs, p)},
+        info=info,
+    )
+
+
+def _score(model: ForecastModel, holdout: pl.DataFrame) -> pl.DataFrame:
+    """Holdout rows with the forecast and its interval, for the series the model knows."""
+    parts = []
+    for (machine_id, sensor), rows in holdout.group_by("machine_id", "sensor"):
+        key = series_key(str(machine_id), str(sensor))
+        if key not in model.models:
+            continue
+        fc = model.predict(key, rows.get_column("ds").to_list())
+        parts.append(
+            rows.with_columns(
+                pl.Series("yhat", fc["yhat"].to_numpy()),
+                pl.Series("lower", fc["yhat_lower"].to_numpy()),
+                pl.Series("upper", fc["yhat_upper"].to_numpy()),
+            )
+        )
+    return pl.concat(parts) if parts else pl.DataFrame()
+
+
+def per_sensor(scored: pl.DataFrame) -> dict[str, dict[str, float]]:
+    """The same metrics per sensor (a repair stop makes power's MAPE explode, not temp's)."""
+    if scored.height == 0:
+        return {}
+    return {
+        str(sensor): _metrics(rows)
+        for (sensor,), rows in scored.sort("sensor").group_by("sensor", maintain_order=True)
+    }
+
+
+def _metrics(scored: pl.DataFrame) -> dict[str, float]:
+    """MAPE and sMAPE over all held-out points, and the share inside the interval."""
+    if scored.height == 0:
+        return {"mape": math.nan, "smape": math.nan, "coverage": math.nan, "n_points": 0.0}
+    y, yhat = pl.col("y"), pl.col("yhat")
+    nonzero = scored.filter(y.abs() > 1e-9)
+    return {
+        "mape": float(nonzero.select(((y - yhat).abs() / y.abs()).mean()).item()),
+        "smape": float(
+            scored.select(
+                (2 * (y - yhat).abs() / (y.abs() + yhat.abs()).clip(lower_bound=1e-9)).mean()
+            ).item()
+        ),
+        "coverage": float(
+            scored.select(((y >= pl.col("lower")) & (y <= pl.col("upper"))).mean()).item()
+        ),
+        "n_points": float(scored.height),
+    }
+
+
+def evaluate(
+    model: ForecastModel, features: pl.DataFrame, info: dict[str, Any]
+) -> dict[str, float]:
+    """MAPE / sMAPE / coverage on the last ``holdout_frac`` of each series in ``features``."""
+    data = split_tail(series(features, info["freq"]), info["holdout_frac"])
+    return _metrics(_score(model, data.filter(pl.col("_part") == "test")))
+
+
+def _figure(model: ForecastModel, data: pl.DataFrame, cutoffs: dict, p: dict[str, Any]) -> bytes:
+    panels = []
+    keys = sorted(cutoffs)[:9]  # a readable grid; the rest are in the metrics
+    for key in keys:
+        machine_id, sensor = key.split("/", 1)
+        rows = data.filter((pl.col("machine_id") == machine_id) & (pl.col("sensor") == sensor))
+        first = rows.get_column("ds").min()
+        end = pd.Timestamp(cutoffs[key]) + pd.Timedelta(hours=p["horizon_h"])
+        fc = model.predict(key, pd.date_range(first, end, freq=p["freq"]))
+        panels.append(
+            {
+                "name": key,
+                "ds": rows.get_column("ds").to_numpy(),
+                "y": rows.get_column("y").to_numpy(),
+                "fc_ds": fc["ds"].to_numpy(),
+                "yhat": fc["yhat"].to_numpy(),
+                "lower": fc["yhat_lower"].to_numpy(),
+                "upper": fc["yhat_upper"].to_numpy(),
+                "cutoff": pd.Timestamp(cutoffs[key]),
+                "limit": model.limits[key],
+            }
+        )
+    return plots.forecasts(panels, "Hourly means: history, holdout forecast and limit")
+
+
+# -- persistence -------------------------------------------------------------------------------
+
+
+def save(trained: Trained, path: Path) -> None:
+    from prophet.serialize import model_to_json
+
+    path = Path(path)
+    write_info(path, trained.info, trained.params)
+    folder = path / MODELS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    index = {}
+    for i, (key, prophet_model) in enumerate(sorted(trained.model.models.items())):
+        name = f"{i:04d}.json"  # keys hold '/', and machine ids may hold anything else
+        (folder / name).write_text(model_to_json(prophet_model))
+        index[key] = name
+    write_info(folder, {"files": index}, {})
+
+
+def load(path: Path) -> tuple[ForecastModel, dict[str, Any]]:
+    from prophet.serialize import model_from_json
+
+    quiet()
+    path = Path(path)
+    info, _ = read_info(path)
+    index, _ = read_info(path / MODELS_DIR)
+    models = {
+        key: model_from_json((path / MODELS_DIR / name).read_text())
+        for key, name in index["files"].items()
+    }
+    return ForecastModel(models, info["limits"]), info
