@@ -271,7 +271,7 @@ def _run_validate(args: argparse.Namespace) -> int:
         for error in errors:
             print(error)
         return 1
-    print(f"valid: channel {channel}, message {message}")
+    print(f"valid: channel {channel.id} ({channel.address}), message {message}")
     return 0
 
 

@@ -1,0 +1,33 @@
+import pytest
+
+from mfg_assets.uns.topics import MessageClass, TopicError, UnsTopic, parse_topic, topic_filter
+
+
+def test_parse_and_format_round_trip():
+    topic = "acme/detroit/body/weld1/cell01/weld-01/sensors"
+    parsed = parse_topic(topic)
+    assert parsed == UnsTopic("acme", "detroit", "body", "weld1", "cell01", "weld-01",
+                              MessageClass.SENSORS)
+    assert str(parsed) == topic
+    assert parsed.path == ("acme", "detroit", "body", "weld1", "cell01", "weld-01")
+
+
+@pytest.mark.parametrize(
+    ("topic", "reason"),
+    [
+        ("acme/detroit/body/weld1/cell01/sensors", "has 6 levels"),
+        ("acme/detroit/body/weld1/cell01/weld-01/smells", "expected one of"),
+        ("acme/detroit/../weld1/cell01/weld-01/sensors", "not a valid UNS segment"),
+        ("acme/detroit/body/weld1/cell 01/weld-01/sensors", "not a valid UNS segment"),
+        ("acme/+/body/weld1/cell01/weld-01/sensors", "not a valid UNS segment"),
+    ],
+)
+def test_bad_topics_say_why(topic, reason):
+    with pytest.raises(TopicError, match=reason):
+        parse_topic(topic)
+
+
+def test_filters_use_wildcards_for_unnamed_levels():
+    assert topic_filter(site="detroit", message_class="sensors") == "+/detroit/+/+/+/+/sensors"
+    with pytest.raises(TopicError):
+        topic_filter(line="weld#1")
