@@ -145,6 +145,7 @@ class Lake:
             partition_by=[spec.partition_by] if spec.partition_by else None,
             storage_options=self.storage_options,
             commit_properties=CommitProperties(custom_metadata=custom),
+            schema_mode=_schema_mode(mode, predicate),
         )
         return WriteResult(spec.qualified_name, self._version_of(spec, write_id), frame.height)
 
@@ -153,6 +154,17 @@ class Lake:
             if commit.get("mfg.write_id") == write_id:
                 return int(commit["version"])
         return None
+
+
+def _schema_mode(mode: str, predicate: str | None) -> str | None:
+    """Let a table's schema evolve with its registry entry: a whole-table rewrite takes the
+    new schema, an append may add columns (wide feature tables gain columns with new sensors).
+    A partition rewrite must match the table: nothing to pass."""
+    if mode == "overwrite" and predicate is None:
+        return "overwrite"
+    if mode == "append":
+        return "merge"
+    return None
 
 
 def conform(spec: TableSpec, frame: pl.DataFrame) -> pl.DataFrame:

@@ -219,6 +219,15 @@ TABLES: tuple[TableSpec, ...] = (
         None,
         "Rollout state per candidate model: canary/control edges, decision and reason.",
     ),
+    TableSpec(
+        "monitoring",
+        "inspection_stats",
+        schemas.InspectionStat,
+        ("date", "scope", "line", "edge_id", "model"),
+        None,
+        "Per day, line and edge: defect rate, accuracy against QA labels, latency "
+        "p50/p95/p99 and rollout stage of the edge predictions (rebuilt from silver).",
+    ),
 )
 
 _BY_NAME = {spec.qualified_name: spec for spec in TABLES}

@@ -194,6 +194,8 @@ class FaultLabel(_Strict):
     machine_id: str
     fault_type: str
     onset: UTC_TS
+    # first symptom in the sensors (simulator: a fifth of the full effect); null if unknown
+    detectable: UTC_TS = pa.Field(nullable=True)
     failure: UTC_TS = pa.Field(nullable=True)
     end: UTC_TS
     ingest_batch_id: str
@@ -319,3 +321,28 @@ class EdgeRollout(_Strict):
     metrics: str  # JSON: canary and control figures of the last comparison
     started_at: UTC_TS
     updated_at: UTC_TS
+
+
+# -- monitoring: views for people running the plant -------------------------------------------
+
+STAT_SCOPES = ("line", "edge")
+
+
+class InspectionStat(_Strict):
+    """Per day, line or edge, and model: defect rate, accuracy against QA labels, latency."""
+
+    date: pl.Date
+    scope: str = pa.Field(isin=list(STAT_SCOPES))
+    line: str = pa.Field(nullable=True)
+    edge_id: str = pa.Field(nullable=True)  # null for a line row
+    model: str
+    predictions: pl.Int64 = pa.Field(ge=0)
+    defects: pl.Int64 = pa.Field(ge=0)  # predictions that are not a normal value
+    defect_rate: pl.Float64 = pa.Field(nullable=True, ge=0, le=1)
+    labelled: pl.Int64 = pa.Field(ge=0)
+    accuracy: pl.Float64 = pa.Field(nullable=True, ge=0, le=1)
+    latency_p50_ms: pl.Float64 = pa.Field(nullable=True, ge=0)
+    latency_p95_ms: pl.Float64 = pa.Field(nullable=True, ge=0)
+    latency_p99_ms: pl.Float64 = pa.Field(nullable=True, ge=0)
+    rollout_stage: str  # "none", or the state (and role) of the latest rollout it is part of
+    computed_at: UTC_TS

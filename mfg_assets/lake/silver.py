@@ -351,6 +351,7 @@ def type_fault_labels(ground_truth: pl.DataFrame) -> pl.DataFrame:
                     "machine_id": pl.String,
                     "fault_type": pl.String,
                     "onset_ms": pl.Int64,
+                    "detectable_ms": pl.Int64,
                     "failure_ms": pl.Int64,
                     "end_ms": pl.Int64,
                 }
@@ -364,6 +365,7 @@ def type_fault_labels(ground_truth: pl.DataFrame) -> pl.DataFrame:
         record.field("machine_id").alias("machine_id"),
         record.field("fault_type").alias("fault_type"),
         _ms_to_ts(record.field("onset_ms")).alias("onset"),
+        _ms_to_ts(record.field("detectable_ms")).alias("detectable"),
         _ms_to_ts(record.field("failure_ms")).alias("failure"),
         _ms_to_ts(record.field("end_ms")).alias("end"),
         "ingest_batch_id",

@@ -57,7 +57,7 @@ def sensor_windows(
     machine's usual sample count (edges of the data, outages) are dropped: their
     statistics would look anomalous for reasons that have nothing to do with the machine.
 
-    ``is_fault``: the window overlaps ``[onset, end]`` of a fault of that machine in
+    ``is_fault``: the window overlaps ``[detectable or onset, end]`` of a fault of that machine in
     ``fault_labels`` (``silver.fault_labels``); null for every row when no labels exist.
     """
     long = _window_stats(readings, every)
@@ -175,7 +175,11 @@ def _keep_covered(wide: pl.DataFrame, min_coverage: float) -> pl.DataFrame:
 def _label_faults(windows: pl.DataFrame, labels: pl.DataFrame | None) -> pl.DataFrame:
     if labels is None or labels.height == 0:
         return windows.with_columns(pl.lit(None, pl.Boolean).alias("is_fault"))
-    intervals = labels.select("machine_id", "onset", "end")
+    # A fault counts from its first symptom where the labels know it (maintenance records
+    # note when a problem showed, not when the wear began), else from its onset.
+    known = "detectable" in labels.columns
+    onset = pl.coalesce("detectable", "onset") if known else pl.col("onset")
+    intervals = labels.select("machine_id", onset.alias("onset"), "end")
     overlap = (pl.col("onset") < pl.col("window_end")) & (pl.col("end") >= pl.col("window_start"))
     flags = (
         windows.select("machine_id", "window_start", "window_end")

@@ -161,10 +161,18 @@ class ForecastModel:
         self.limits = limits
 
     def predict(self, key: str, ds: pd.Series | list[Any]) -> pd.DataFrame:
-        """ds, yhat, yhat_lower, yhat_upper for the series ``key``."""
-        return self.models[key].predict(pd.DataFrame({"ds": pd.to_datetime(ds)}))[
-            ["ds", "yhat", "yhat_lower", "yhat_upper"]
-        ]
+        """ds, yhat, yhat_lower, yhat_upper for the series ``key``.
+
+        Prophet samples its intervals from numpy's global generator: seed it for the call
+        (and put the caller's state back) so the same model gives the same intervals.
+        """
+        state = np.random.get_state()
+        np.random.seed(0)
+        try:
+            fc = self.models[key].predict(pd.DataFrame({"ds": pd.to_datetime(ds)}))
+        finally:
+            np.random.set_state(state)
+        return fc[["ds", "yhat", "yhat_lower", "yhat_upper"]]
 
     def time_to_limit(self, key: str, start: Any, horizon_h: float, freq: str = "1h") -> dict:
         """Hours from ``start`` until the forecast (and its upper bound) reaches the limit."""
@@ -225,7 +233,6 @@ def train(features: pl.DataFrame, params: dict[str, Any], seed: int = 0) -> Trai
     """Fit on train, score validation (for the search); refit on train + validation and
     score the test tail (for promotion). The refitted models are the ones kept."""
     p = {**DEFAULT_PARAMS, **params}
-    np.random.seed(seed)  # Prophet draws its interval samples from numpy's global state
     data = split_tail(series(features, p["freq"], p["sensors"]), p["holdout_frac"])
     tasks, limits, cutoffs = [], {}, {}
     for (machine_id, sensor), rows in data.group_by("machine_id", "sensor", maintain_order=True):

@@ -27,6 +27,9 @@ SLIP_MIN = (20.0, 90.0)
 TIP_WEAR_H = (2.0, 6.0)
 # Exponential growth rate of the degradation curve: most of the rise is in the last hours.
 GROWTH = 4.0
+# Share of a fault's full effect from which it shows in the sensors beyond normal
+# machine-to-machine spread: the "first symptom" a maintenance record would note.
+DETECTABLE_SEVERITY = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,20 @@ class FaultEvent:
     failure_ms: int | None  # None: the fault ends without a breakdown (welder faults)
     end_ms: int  # repaired / back to normal
 
+    @property
+    def detectable_ms(self) -> int:
+        """When the fault first shows (DETECTABLE_SEVERITY of its full effect).
+
+        Degradations to failure rise exponentially, tip wear linearly; a wire-feed slip is
+        erratic from its first minute.
+        """
+        if self.failure_ms is not None:
+            x = np.log1p(DETECTABLE_SEVERITY * np.expm1(GROWTH)) / GROWTH
+            return self.onset_ms + int(x * (self.failure_ms - self.onset_ms))
+        if self.fault_type == "contact_tip_wear":
+            return self.onset_ms + int(DETECTABLE_SEVERITY * (self.end_ms - self.onset_ms))
+        return self.onset_ms
+
     def record(self, run_end_ms: int) -> dict[str, Any]:
         """Ground-truth record; a failure after the run's end was not observed -> null."""
         failure = self.failure_ms
@@ -47,6 +64,7 @@ class FaultEvent:
             "machine_id": self.machine_id,
             "fault_type": self.fault_type,
             "onset_ms": self.onset_ms,
+            "detectable_ms": min(self.detectable_ms, run_end_ms),
             "failure_ms": failure if failure is not None and failure < run_end_ms else None,
             "end_ms": min(self.end_ms, run_end_ms),
             "truncated": self.end_ms > run_end_ms,  # still going when the run ended
