@@ -56,6 +56,11 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     _add_sim_options(parser)
     parser.add_argument("--broker", default=None,
                         help="go through MQTT: publish live and land via the gateway")
+    parser.add_argument(
+        "--no-models",
+        action="store_true",
+        help="stop after silver (skip features, models, bundles, rollouts)",
+    )
     parser.set_defaults(run=_run_demo)
 
 
@@ -193,7 +198,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     if args.hours is None:
         args.hours = DEMO_HOURS
-    return run_demo(_sim_config(args), broker_url=args.broker)
+    return run_demo(_sim_config(args), broker_url=args.broker, with_models=not args.no_models)
 
 
 def _run_load(args: argparse.Namespace) -> int:

@@ -5,13 +5,18 @@ from __future__ import annotations
 import dagster as dg
 
 from mfg_assets.defs.bronze import bronze_from_replay
+from mfg_assets.defs.edge import edge_assets, edge_jobs, edge_resources, edge_sensors
 from mfg_assets.defs.features import feature_assets
 from mfg_assets.defs.models import model_assets, model_resources
+from mfg_assets.defs.monitoring import monitoring_assets
 from mfg_assets.defs.resources import default_resources
 from mfg_assets.defs.sensors import bronze_delta_versions
 from mfg_assets.defs.silver import fault_labels, silver_assets
 
-ALL_ASSETS = [bronze_from_replay, *silver_assets, fault_labels, *feature_assets, *model_assets]
+ALL_ASSETS = [
+    bronze_from_replay, *silver_assets, fault_labels, *feature_assets, *model_assets,
+    *edge_assets, *monitoring_assets,
+]
 
 ingest_replay_job = dg.define_asset_job(
     "ingest_replay",
@@ -29,7 +34,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
-    jobs=[ingest_replay_job],
-    sensors=[automation_sensor, bronze_delta_versions],
-    resources={**default_resources(), **model_resources()},
+    jobs=[ingest_replay_job, *edge_jobs],
+    sensors=[automation_sensor, bronze_delta_versions, *edge_sensors],
+    resources={**default_resources(), **model_resources(), **edge_resources()},
 )

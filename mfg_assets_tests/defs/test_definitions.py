@@ -59,6 +59,19 @@ def test_snapshot_of_asset_graph():
         "models/failure_forecast_champion": ["models/failure_forecast"],
         "models/process_yield_champion": ["models/process_yield"],
         "models/vision_defect_champion": ["models/vision_defect"],
+        "edge/bundles": [
+            "features/image_dataset",
+            "features/sensor_windows",
+            "models/sensor_anomaly_champion",
+            "models/vision_defect_champion",
+            "silver/edge_telemetry",
+        ],
+        "edge/rollouts": [
+            "edge/bundles", "silver/edge_predictions", "silver/inspection_images"
+        ],
+        "monitoring/inspection_stats": [
+            "edge/rollouts", "silver/edge_predictions", "silver/inspection_images"
+        ],
     }
 
 
