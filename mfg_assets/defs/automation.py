@@ -1,21 +1,95 @@
-"""Named automation conditions, composed in one place so the policy reads as a whole."""
+"""The automation policy, in one place: when each layer rematerializes and how fresh it
+must be. Asset modules only reference these names.
+
+    bronze  --(gateway commit observed / replay loaded)-->  silver: latest day follows
+    silver  --(any day updated)-->  features: rebuilt
+    features --(nightly cadence; the drift sensor requests a retrain with a reason)--> models
+    models  --(challenger passed its blocking gate)-->  champion alias moves
+    champion --(new champion or new edge)-->  edge bundles  --(changed)-->  rollouts
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import dagster as dg
+
+AC = dg.AutomationCondition
 
 
 def follow_new_data() -> dg.AutomationCondition:
-    """Rematerialize when an upstream table has new data (latest partition for daily assets).
+    """Rematerialize the latest daily partition when an upstream table has new data.
 
     Unlike plain ``eager()``, missing old partitions do not block it: a new plant starts with
     years of empty history and must still follow today's data.
     """
     return (
-        dg.AutomationCondition.in_latest_time_window()
-        & (
-            dg.AutomationCondition.any_deps_updated()
-            | dg.AutomationCondition.newly_missing()
-        ).since_last_handled()
-        & ~dg.AutomationCondition.in_progress()
+        AC.in_latest_time_window()
+        & (AC.any_deps_updated() | AC.newly_missing()).since_last_handled()
+        & ~AC.in_progress()
     ).with_label("follow_new_data")
+
+
+def rebuild_on_upstream_change() -> dg.AutomationCondition:
+    """Unpartitioned tables built from partitioned ones: rebuild when any upstream day
+    changed, once upstream runs have finished (no rebuild per half-written day)."""
+    return (
+        (AC.newly_missing() | AC.any_deps_updated()).since_last_handled()
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+    ).with_label("rebuild_on_upstream_change")
+
+
+def retrain_on_cadence(cron: str = "0 3 * * *") -> dg.AutomationCondition:
+    """Models retrain nightly (drift triggers an extra run through the drift sensor): feature
+    tables change every few minutes, retraining on each change would waste the cores."""
+    return (
+        AC.cron_tick_passed(cron).since_last_handled()
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+    ).with_label("retrain_nightly")
+
+
+def promote_when_gate_passes() -> dg.AutomationCondition:
+    """Move the champion alias after a new challenger whose blocking gate passed."""
+    return (
+        AC.any_deps_updated().since_last_handled()
+        & AC.all_deps_blocking_checks_passed()
+        & ~AC.in_progress()
+    ).with_label("promote_when_gate_passes")
+
+
+def new_edge_or_new_champion(champions: list[dg.AssetKey]) -> dg.AutomationCondition:
+    """Bundles rebuild when a champion moves or a new edge appears, not on every feature
+    refresh (each rebuild with a new threshold is a new bundle, i.e. a new rollout)."""
+    return (
+        (AC.newly_missing() | AC.any_deps_updated().allow(dg.AssetSelection.assets(*champions)))
+        .since_last_handled()
+        & ~AC.in_progress()
+    ).with_label("new_edge_or_new_champion")
+
+
+def new_bundles_or_every(cron: str, bundles: dg.AssetKey) -> dg.AutomationCondition:
+    """Rollouts react at once to new bundles and re-evaluate running canaries on a cadence."""
+    return (
+        (AC.cron_tick_passed(cron) | AC.any_deps_updated().allow(dg.AssetSelection.assets(bundles)))
+        .since_last_handled()
+        & ~AC.in_progress()
+    ).with_label("new_bundles_or_cadence")
+
+
+def on_cadence(cron: str, label: str) -> dg.AutomationCondition:
+    return (AC.cron_tick_passed(cron).since_last_handled() & ~AC.in_progress()).with_label(label)
+
+
+# -- freshness: how stale each layer may get before the UI (and alerts) say so ----------------
+
+SILVER_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=6), warn_window=timedelta(hours=1)
+)
+FEATURES_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=30), warn_window=timedelta(hours=6)
+)
+MODELS_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(days=3), warn_window=timedelta(hours=36)
+)

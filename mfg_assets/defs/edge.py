@@ -32,6 +32,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
+from mfg_assets.defs.automation import new_bundles_or_every, new_edge_or_new_champion
 from mfg_assets.defs.features import feature_key
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.models import MlflowResource, champion_key
@@ -566,18 +567,9 @@ class BundleConfig(dg.Config):
                                  "point); more loss keeps fp32.")
 
 
-# Rebuild when a champion moves or a new edge appears, not on every feature refresh (each
-# rebuild with a new threshold is a new bundle, i.e. a new rollout).
-bundles_condition = (
-    (
-        dg.AutomationCondition.newly_missing()
-        | dg.AutomationCondition.any_deps_updated().allow(
-            dg.AssetSelection.assets(champion_key("vision_defect"),
-                                     champion_key("sensor_anomaly"))
-        )
-    ).since_last_handled()
-    & ~dg.AutomationCondition.in_progress()
-).with_label("new_edge_or_new_champion")
+bundles_condition = new_edge_or_new_champion(
+    [champion_key("vision_defect"), champion_key("sensor_anomaly")]
+)
 
 
 @dg.asset(
@@ -697,13 +689,7 @@ class RolloutConfig(dg.Config):
 
 
 # Re-evaluate running canaries every ten minutes, and react to new bundles at once.
-rollouts_condition = (
-    (dg.AutomationCondition.cron_tick_passed("*/10 * * * *")
-     | dg.AutomationCondition.any_deps_updated().allow(
-         dg.AssetSelection.assets(dg.AssetKey(["edge", "bundles"]))))
-    .since_last_handled()
-    & ~dg.AutomationCondition.in_progress()
-).with_label("new_bundles_or_every_10_minutes")
+rollouts_condition = new_bundles_or_every("*/10 * * * *", dg.AssetKey(["edge", "bundles"]))
 
 ROLLOUTS_KEY = dg.AssetKey(["edge", "rollouts"])
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
+from mfg_assets.defs.automation import FEATURES_FRESHNESS, rebuild_on_upstream_change
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.lake.delta import Lake
@@ -112,6 +113,8 @@ def feature_asset(feature_set: FeatureSet) -> dg.AssetsDefinition:
         owners=[OWNER],
         description=feature_set.description,
         metadata={"dagster/table_name": feature_set.table},
+        automation_condition=rebuild_on_upstream_change(),
+        freshness_policy=FEATURES_FRESHNESS,
     )
     def _features(lakehouse: LakehouseResource) -> dg.MaterializeResult:
         lake = lakehouse.lake()

@@ -26,6 +26,11 @@ import dagster as dg
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
+from mfg_assets.defs.automation import (
+    MODELS_FRESHNESS,
+    promote_when_gate_passes,
+    retrain_on_cadence,
+)
 from mfg_assets.defs.features import OWNER, feature_key, read_lineage
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.lake.registry import table
@@ -147,6 +152,8 @@ def challenger_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         owners=[OWNER],
         description=spec.description,
         metadata={"mlflow/registered_model": registered_name(spec.family)},
+        automation_condition=retrain_on_cadence(),
+        freshness_policy=MODELS_FRESHNESS,
         check_specs=[
             dg.AssetCheckSpec(
                 GATE, asset=key, blocking=True,
@@ -278,6 +285,7 @@ def champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         owners=[OWNER],
         description=f"The serving {spec.family} model: the MLflow alias 'champion', moved to "
         "the latest challenger only when its promotion gate passed. Edge bundles use it.",
+        automation_condition=promote_when_gate_passes(),
     )
     def _champion(context: dg.AssetExecutionContext, mlflow: MlflowResource):
         return promote(context, spec, mlflow.registry())

@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from mfg_assets.defs.automation import on_cadence
 from mfg_assets.defs.edge import ROLLOUTS_KEY
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.resources import LakehouseResource
@@ -141,10 +142,7 @@ def build_inspection_stats(lake: Lake) -> tuple[pl.DataFrame, dict[str, int | No
     "QA labels, edge inference latency p50/p95/p99 and rollout stage. The product "
     "manager's view of the edge fleet (monitoring.inspection_stats).",
     metadata={"dagster/table_name": STATS_TABLE},
-    automation_condition=(
-        dg.AutomationCondition.cron_tick_passed("0 * * * *").since_last_handled()
-        & ~dg.AutomationCondition.in_progress()
-    ).with_label("hourly"),
+    automation_condition=on_cadence("0 * * * *", "hourly"),
 )
 def inspection_stats_asset(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     lake = lakehouse.lake()

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from mfg_assets.defs.automation import follow_new_data
+from mfg_assets.defs.automation import SILVER_FRESHNESS, follow_new_data
 from mfg_assets.defs.bronze import OWNER, bronze_key
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.partitions import daily
@@ -33,6 +33,7 @@ def silver_asset(silver_name: str) -> dg.AssetsDefinition:
         metadata={"dagster/table_name": silver_name, "dedupe_key": ",".join(spec.key)},
         check_specs=_check_specs(key),
         automation_condition=follow_new_data(),
+        freshness_policy=SILVER_FRESHNESS,
     )
     def _silver(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
         return materialize_silver_partition(context, lakehouse, spec, table(bronze_name), typer)
