@@ -12,6 +12,7 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -139,31 +140,25 @@ class Router:
     def route(self, topic: str, payload: bytes, received_ms: int) -> bool:
         """Route one message; True when it landed as data, False when quarantined."""
         self._received += 1
+        invalid_before = self._invalid
         if topic.startswith(SPARKPLUG_PREFIX):
-            return self._route_sparkplug_message(topic, payload, received_ms)
-        result = self.contract.check(topic, payload)
-        channel_id = result.channel.id if result.channel is not None else UNMATCHED
-        invalid_before = self._invalid
-        try:
-            landed = self._route_checked(topic, payload, received_ms, result, channel_id)
-        except Exception as exc:  # a bug must not take a long-running service down with it
-            reason = f"internal: {type(exc).__name__}: {exc}"
-            self._quarantine(topic, payload, received_ms, "internal", reason)
-            landed = False
-        self._count(received_ms, channel_id, landed, self._invalid > invalid_before)
-        return landed
-
-    def _route_sparkplug_message(self, topic: str, payload: bytes, received_ms: int) -> bool:
-        """Decode once, in the session (aliases resolved), then check that document."""
-        invalid_before = self._invalid
-        match = self.contract.match(topic)
-        channel_id = match[0].id if match is not None else UNMATCHED
-        try:
+            # Decode once, in the session (aliases resolved), then check that document.
+            match = self.contract.match(topic)
+            channel_id = match[0].id if match is not None else UNMATCHED
             if match is None:
-                result = self.contract.check(topic, payload)  # the contract's own wording
-                landed = self._route_checked(topic, payload, received_ms, result, channel_id)
+                step = partial(
+                    self._route_checked,
+                    result=self.contract.check(topic, payload),
+                    channel_id=channel_id,
+                )
             else:
-                landed = self._route_sparkplug(topic, payload, received_ms)
+                step = self._route_sparkplug
+        else:
+            result = self.contract.check(topic, payload)
+            channel_id = result.channel.id if result.channel is not None else UNMATCHED
+            step = partial(self._route_checked, result=result, channel_id=channel_id)
+        try:
+            landed = step(topic, payload, received_ms)
         except Exception as exc:  # a bug must not take a long-running service down with it
             reason = f"internal: {type(exc).__name__}: {exc}"
             self._quarantine(topic, payload, received_ms, "internal", reason)
