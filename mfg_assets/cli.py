@@ -22,6 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_import(commands)
     _add_gateway(commands)
     _add_edge(commands)
+    _add_dashboard(commands)
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)
 
@@ -510,6 +511,29 @@ def _run_edge_keygen(args: argparse.Namespace) -> int:
         return 2
     print(f"private key {private} (keep secret; MFG_EDGE_SIGNING_KEY)\n"
           f"public key  {public} (give to edges; MFG_EDGE_PUBLIC_KEY)")
+    return 0
+
+
+def _add_dashboard(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "dashboard", help="serve the operations dashboard (or write it to an HTML file)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: local only)")
+    parser.add_argument("--port", type=int, default=8050)
+    parser.add_argument("--out", default=None, metavar="FILE.html",
+                        help="write the page to FILE.html once instead of serving it")
+    parser.set_defaults(run=_run_dashboard)
+
+
+def _run_dashboard(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mfg_assets.monitoring import dashboard
+
+    if args.out:
+        print(dashboard.write_report(Path(args.out)))
+        return 0
+    dashboard.serve(host=args.host, port=args.port)
     return 0
 
 

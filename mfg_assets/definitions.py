@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 
+from mfg_assets.defs.alerts import alert_sensors
 from mfg_assets.defs.bronze import bronze_from_replay
+from mfg_assets.defs.cost import cost_assets
+from mfg_assets.defs.dashboard import dashboard_assets
+from mfg_assets.defs.drift import drift_assets, drift_sensors
 from mfg_assets.defs.edge import edge_assets, edge_jobs, edge_resources, edge_sensors
 from mfg_assets.defs.features import feature_assets
 from mfg_assets.defs.models import model_assets, model_resources
@@ -15,7 +19,8 @@ from mfg_assets.defs.silver import fault_labels, silver_assets
 
 ALL_ASSETS = [
     bronze_from_replay, *silver_assets, fault_labels, *feature_assets, *model_assets,
-    *edge_assets, *monitoring_assets,
+    *edge_assets, *monitoring_assets, *cost_assets, *dashboard_assets,
+    *drift_assets,
 ]
 
 ingest_replay_job = dg.define_asset_job(
@@ -35,6 +40,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 defs = dg.Definitions(
     assets=ALL_ASSETS,
     jobs=[ingest_replay_job, *edge_jobs],
-    sensors=[automation_sensor, bronze_delta_versions, *edge_sensors],
+    sensors=[automation_sensor, bronze_delta_versions, *edge_sensors, *drift_sensors,
+             *alert_sensors],
     resources={**default_resources(), **model_resources(), **edge_resources()},
 )

@@ -16,6 +16,9 @@ import orjson
 import polars as pl
 
 from mfg_assets.defs.bronze import bronze_from_replay
+from mfg_assets.defs.cost import cost_assets
+from mfg_assets.defs.dashboard import dashboard_assets
+from mfg_assets.defs.drift import drift_assets
 from mfg_assets.defs.edge import bundles, discover_edges, edge_devices, edge_resources, rollouts
 from mfg_assets.defs.features import feature_assets
 from mfg_assets.defs.models import (
@@ -70,9 +73,7 @@ def event_days(lake: Lake) -> list[str]:
     return sorted(days)
 
 
-def run_demo(
-    config: SimConfig, broker_url: str | None = None, with_models: bool = True
-) -> int:
+def run_demo(config: SimConfig, broker_url: str | None = None, with_models: bool = True) -> int:
     settings = get_settings()
     ensure_dagster_home(settings)
     started = time.perf_counter()
@@ -106,6 +107,7 @@ def run_demo(
     _print_summary()
     if with_models:
         build_models_and_edge(instance, lake, quiet)
+        print(f"dashboard: {settings.data_dir / 'reports' / 'dashboard.html'} (or: mfg dashboard)")
     print(
         f"demo done in {time.perf_counter() - started:.1f}s; "
         "every run is in the Dagster UI: make dev"
@@ -149,7 +151,7 @@ def build_models_and_edge(instance: dg.DagsterInstance, lake: Lake, quiet: dict)
             raise_on_error=False,
         )
     dg.materialize(
-        [rollouts, inspection_stats_asset],
+        [rollouts, inspection_stats_asset, *drift_assets, *cost_assets, *dashboard_assets],
         instance=instance,
         resources=resources,
         run_config=quiet,

@@ -14,6 +14,7 @@ import dagster as dg
 import polars as pl
 
 from mfg_assets.defs.automation import FEATURES_FRESHNESS, rebuild_on_upstream_change
+from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.lake.delta import Lake
@@ -116,6 +117,7 @@ def feature_asset(feature_set: FeatureSet) -> dg.AssetsDefinition:
         automation_condition=rebuild_on_upstream_change(),
         freshness_policy=FEATURES_FRESHNESS,
     )
+    @with_cost  # cost/* metadata (mfg_assets.defs.cost)
     def _features(lakehouse: LakehouseResource) -> dg.MaterializeResult:
         lake = lakehouse.lake()
         meta, _ = build_feature_table(lake, feature_set)

@@ -31,6 +31,7 @@ from mfg_assets.defs.automation import (
     promote_when_gate_passes,
     retrain_on_cadence,
 )
+from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.features import OWNER, feature_key, read_lineage
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.lake.registry import table
@@ -162,6 +163,7 @@ def challenger_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             )
         ],
     )
+    @with_cost  # cost/* metadata (mfg_assets.defs.cost)
     def _challenger(
         context: dg.AssetExecutionContext,
         config: TrainConfig,

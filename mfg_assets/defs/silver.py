@@ -7,6 +7,7 @@ import polars as pl
 
 from mfg_assets.defs.automation import SILVER_FRESHNESS, follow_new_data
 from mfg_assets.defs.bronze import OWNER, bronze_key
+from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.partitions import daily
 from mfg_assets.defs.resources import LakehouseResource
@@ -35,6 +36,7 @@ def silver_asset(silver_name: str) -> dg.AssetsDefinition:
         automation_condition=follow_new_data(),
         freshness_policy=SILVER_FRESHNESS,
     )
+    @with_cost  # cost/* metadata (mfg_assets.defs.cost)
     def _silver(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
         return materialize_silver_partition(context, lakehouse, spec, table(bronze_name), typer)
 

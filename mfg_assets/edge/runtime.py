@@ -54,8 +54,8 @@ from mfg_assets.edge.bundle import BundleError, verify_bundle
 from mfg_assets.edge.predictor import Prediction, Predictor, read_png
 from mfg_assets.edge.store import BundleStore, Device
 from mfg_assets.edge.windows import RollingWindows
-from mfg_assets.gateway.config import parse_broker_url
 from mfg_assets.settings import get_settings
+from mfg_assets.uns.broker import configure_client, parse_broker_url
 
 log = logging.getLogger("mfg.edge")
 
@@ -385,11 +385,7 @@ class EdgeRuntime:
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
-        broker = parse_broker_url(self.config.broker_url)
-        if broker.username:
-            client.username_pw_set(broker.username, broker.password)
-        if broker.tls:
-            client.tls_set()
+        configure_client(client, parse_broker_url(self.config.broker_url))
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.will_set(

@@ -1,63 +1,16 @@
-"""Gateway configuration: broker address, credentials, TLS, batching and flow control."""
+"""Gateway configuration: broker, subscriptions, batching and flow control."""
 
 from __future__ import annotations
 
 import os
 import socket
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import unquote, urlparse
+
+from mfg_assets.uns.broker import BrokerAddress, TlsOptions, parse_broker_url
+
+__all__ = ["DEFAULT_TOPICS", "BrokerAddress", "GatewayConfig", "TlsOptions", "parse_broker_url"]
 
 DEFAULT_TOPICS = ("+/+/+/+/+/+/+", "spBv1.0/#")
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-    username: str | None = None
-    password: str | None = None
-
-
-def parse_broker_url(url: str) -> BrokerAddress:
-    """``mqtt://[user:pass@]host[:port]`` or ``mqtts://...`` (TLS, default port 8883).
-
-    Credentials may also come from MFG_BROKER_USERNAME / MFG_BROKER_PASSWORD so that they
-    never have to appear on a command line.
-    """
-    parsed = urlparse(url)
-    if parsed.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ValueError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
-    if not parsed.hostname:
-        raise ValueError(f"broker URL {url!r} has no host")
-    tls = parsed.scheme in ("mqtts", "ssl")
-    return BrokerAddress(
-        host=parsed.hostname,
-        port=parsed.port or (8883 if tls else 1883),
-        tls=tls,
-        username=unquote(parsed.username)
-        if parsed.username
-        else os.environ.get("MFG_BROKER_USERNAME"),
-        password=unquote(parsed.password)
-        if parsed.password
-        else os.environ.get("MFG_BROKER_PASSWORD"),
-    )
-
-
-@dataclass(frozen=True)
-class TlsOptions:
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-
-    @classmethod
-    def from_env(cls) -> TlsOptions:
-        def path(name: str) -> Path | None:
-            value = os.environ.get(name)
-            return Path(value) if value else None
-
-        return cls(path("MFG_BROKER_CA"), path("MFG_BROKER_CERT"), path("MFG_BROKER_KEY"))
 
 
 @dataclass(frozen=True)
@@ -79,7 +32,10 @@ class GatewayConfig:
     session_expiry_s: int = 24 * 3600  # the broker keeps our unacked messages this long
     keepalive_s: int = 30
     metrics_port: int | None = 9108
-    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, for the Prometheus scraper
+    # 0.0.0.0 in a container (MFG_METRICS_HOST), for the Prometheus scraper; the CLI has no flag
+    metrics_host: str = field(
+        default_factory=lambda: os.environ.get("MFG_METRICS_HOST") or "127.0.0.1"
+    )
     tls: TlsOptions = field(default_factory=TlsOptions.from_env)
     rebirth_min_interval_s: float = 5.0
     write_retries: int = 5

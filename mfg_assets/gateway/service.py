@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import queue
 import signal
-import ssl
 import threading
 import time
 import uuid
@@ -36,6 +35,7 @@ from mfg_assets.gateway.routing import Batch, BlobStore, Router
 from mfg_assets.lake.delta import Lake
 from mfg_assets.lake.registry import table
 from mfg_assets.uns import sparkplug
+from mfg_assets.uns.broker import configure_client
 from mfg_assets.uns.contract import Contract
 
 log = logging.getLogger("mfg.gateway")
@@ -84,17 +84,7 @@ class Gateway:
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
-        broker = self.config.broker
-        if broker.username:
-            client.username_pw_set(broker.username, broker.password)
-        if broker.tls:
-            tls = self.config.tls
-            client.tls_set(
-                ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                certfile=str(tls.cert_file) if tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls.key_file else None,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+        configure_client(client, self.config.broker, self.config.tls)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         # Sparkplug 3.0 host application state: edge nodes wait for it before publishing.
         client.will_set(self.state_topic, self._state_payload(False), qos=1, retain=True)

@@ -150,7 +150,17 @@ class Lake:
         return WriteResult(spec.qualified_name, self._version_of(spec, write_id), frame.height)
 
     def _version_of(self, spec: TableSpec, write_id: str) -> int | None:
-        for commit in self.table(spec).history(limit=20):
+        # deltalake 1.6 labels history() entries by counting down from the snapshot's version
+        # but lists commits up to the log's latest: a commit landing in between (a concurrent
+        # writer) shifts every label. Trust the labels only when no commit landed meanwhile.
+        dt = self.table(spec)
+        for _ in range(20):
+            before = dt.version()
+            history = dt.history(limit=20)
+            dt.update_incremental()
+            if dt.version() == before:
+                break
+        for commit in history:
             if commit.get("mfg.write_id") == write_id:
                 return int(commit["version"])
         return None

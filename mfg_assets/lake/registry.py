@@ -228,6 +228,24 @@ TABLES: tuple[TableSpec, ...] = (
         "Per day, line and edge: defect rate, accuracy against QA labels, latency "
         "p50/p95/p99 and rollout stage of the edge predictions (rebuilt from silver).",
     ),
+    TableSpec(
+        "monitoring",
+        "cost",
+        schemas.CostItem,
+        ("item",),
+        None,
+        "Projected monthly cost per item (compute, retraining, storage growth, cloud vs edge "
+        "inference) from recorded CPU-seconds, wall time and bytes written.",
+    ),
+    TableSpec(
+        "monitoring",
+        "drift",
+        schemas.DriftRow,
+        ("computed_at", "family", "kind", "segment", "feature"),
+        None,
+        "Per drift evaluation, model family and feature: PSI, KS, Wasserstein between the "
+        "training (reference) window and the recent window, and the family's verdict.",
+    ),
 )
 
 _BY_NAME = {spec.qualified_name: spec for spec in TABLES}

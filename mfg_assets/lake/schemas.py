@@ -346,3 +346,48 @@ class InspectionStat(_Strict):
     latency_p99_ms: pl.Float64 = pa.Field(nullable=True, ge=0)
     rollout_stage: str  # "none", or the state (and role) of the latest rollout it is part of
     computed_at: UTC_TS
+
+
+class CostItem(_Strict):
+    """One line of the projected monthly bill (recomputed from materialization metadata)."""
+
+    item: str
+    category: str
+    quantity: pl.Float64 = pa.Field(ge=0)
+    unit: str
+    unit_price_usd: pl.Float64 = pa.Field(ge=0)
+    monthly_usd: pl.Float64 = pa.Field(ge=0)
+    basis: str
+    computed_at: UTC_TS
+
+
+# -- monitoring: drift (mfg_assets.ml.drift) -------------------------------------------------
+
+DRIFT_KINDS = ("input", "prediction", "performance")
+
+
+class DriftRow(_Strict):
+    """One feature of one model family in one drift evaluation, with the family's verdict."""
+
+    computed_at: UTC_TS
+    family: str
+    kind: str = pa.Field(isin=list(DRIFT_KINDS))
+    feature: str
+    segment: str  # machine, camera or edge; "all" when not segmented
+    n_reference: pl.Int64 = pa.Field(ge=0)
+    n_recent: pl.Int64 = pa.Field(ge=0)
+    psi: pl.Float64 = pa.Field(nullable=True)
+    ks_stat: pl.Float64 = pa.Field(nullable=True)
+    ks_pvalue: pl.Float64 = pa.Field(nullable=True)
+    wasserstein: pl.Float64 = pa.Field(nullable=True)
+    mean_reference: pl.Float64 = pa.Field(nullable=True)
+    mean_recent: pl.Float64 = pa.Field(nullable=True)
+    drifted: pl.Boolean
+    reference_start: UTC_TS = pa.Field(nullable=True)
+    reference_end: UTC_TS = pa.Field(nullable=True)
+    recent_start: UTC_TS = pa.Field(nullable=True)
+    recent_end: UTC_TS = pa.Field(nullable=True)
+    reference_source: str  # "training <table>@<version>" or "oldest window"
+    family_drifted: pl.Boolean
+    reason: str
+    evidence_id: str

@@ -6,7 +6,6 @@ import threading
 import time
 from collections import Counter, deque
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -17,22 +16,9 @@ from mfg_assets.sim.config import SimConfig
 from mfg_assets.sim.messages import JSON, SPARKPLUG
 from mfg_assets.sim.sparkplug_node import ndeath
 from mfg_assets.sim.stream import iter_messages
+from mfg_assets.uns.broker import configure_client, parse_broker_url
 
 SCHEMA_VERSION = "1.0.0"  # info.version of the plant contract the JSON payloads follow
-DEFAULT_PORTS = {"mqtt": 1883, "tcp": 1883, "mqtts": 8883, "ssl": 8883}
-
-
-def parse_broker_url(url: str) -> tuple[str, int, str | None, str | None, bool]:
-    """``mqtt://user:pass@host:port`` -> (host, port, username, password, tls)."""
-    parts = urlsplit(url)
-    if parts.scheme not in DEFAULT_PORTS:
-        raise ValueError(f"broker URL {url!r}: scheme must be one of {', '.join(DEFAULT_PORTS)}")
-    if not parts.hostname:
-        raise ValueError(f"broker URL {url!r} has no host")
-    port = parts.port or DEFAULT_PORTS[parts.scheme]
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
-    return parts.hostname, port, user, password, parts.scheme in ("mqtts", "ssl")
 
 
 def _properties(content_type: str) -> Properties:
@@ -51,16 +37,14 @@ def _connect(
     window: int = 1000,
 ) -> tuple[mqtt.Client, int]:
     """A connected client with its network loop running, and the broker's Receive Maximum."""
-    host, port, user, password, tls = parse_broker_url(broker_url)
+    broker = parse_broker_url(broker_url)
+    where = f"{broker.host}:{broker.port}"
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id or f"mfg-sim-{config.plant.site}-{config.seed}",
         protocol=mqtt.MQTTv5,
     )
-    if user is not None:
-        client.username_pw_set(user, password)
-    if tls:
-        client.tls_set()
+    configure_client(client, broker)
     if "press" in config.sources and config.plant.press_machines:
         # Sparkplug: the broker announces the node's death if this session drops.
         will = ndeath(config)
@@ -76,17 +60,17 @@ def _connect(
 
     client.on_connect = on_connect
     try:
-        client.connect(host, port, keepalive=30)
+        client.connect(broker.host, broker.port, keepalive=30)
     except OSError as exc:
-        raise ConnectionError(f"cannot reach MQTT broker at {host}:{port}: {exc}") from exc
+        raise ConnectionError(f"cannot reach MQTT broker at {where}: {exc}") from exc
     client.loop_start()
     if not connected.wait(timeout_s):
         client.loop_stop()
-        raise ConnectionError(f"MQTT broker at {host}:{port} did not accept within {timeout_s}s")
+        raise ConnectionError(f"MQTT broker at {where} did not accept within {timeout_s}s")
     reason = outcome["reason"]
     if getattr(reason, "is_failure", False):
         client.loop_stop()
-        raise ConnectionError(f"MQTT broker at {host}:{port} refused the connection: {reason}")
+        raise ConnectionError(f"MQTT broker at {where} refused the connection: {reason}")
     return client, int(outcome["receive_max"])
 
 

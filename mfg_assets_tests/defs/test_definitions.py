@@ -72,6 +72,14 @@ def test_snapshot_of_asset_graph():
         "monitoring/inspection_stats": [
             "edge/rollouts", "silver/edge_predictions", "silver/inspection_images"
         ],
+        "monitoring/drift": [
+            "features/image_dataset", "features/process_units", "features/sensor_windows",
+            "silver/edge_predictions", "silver/inspection_images",
+        ],
+        "monitoring/cost": ["silver/edge_predictions", "silver/inspection_images"],
+        "monitoring/dashboard": [
+            "bronze/quarantine", "edge/rollouts", "monitoring/cost", "monitoring/inspection_stats",
+        ],
     }
 
 

@@ -14,10 +14,10 @@ import paho.mqtt.client as mqtt
 import polars as pl
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mfg_assets.gateway.config import parse_broker_url
 from mfg_assets.lake.delta import Lake
 from mfg_assets.lake.registry import table
 from mfg_assets.lake.silver import refine, type_sensor_readings
+from mfg_assets.uns.broker import parse_broker_url
 
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 

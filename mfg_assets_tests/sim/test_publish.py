@@ -12,9 +12,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from mfg_assets.sim import SimConfig, iter_messages, publish
-from mfg_assets.sim.publish import _connect, parse_broker_url
+from mfg_assets.sim.publish import _connect
 from mfg_assets.sim.sparkplug_node import ndeath
 from mfg_assets.uns import sparkplug
+from mfg_assets.uns.broker import BrokerAddress, parse_broker_url
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,8 @@ class Recorder:
     """A subscriber on '#' that keeps (topic, payload, properties) in arrival order."""
 
     def __init__(self, url: str) -> None:
-        host, port, *_ = parse_broker_url(url)
+        broker = parse_broker_url(url)
+        host, port = broker.host, broker.port
         self.messages: list[tuple[str, bytes, dict[str, Any]]] = []
         self.lock = threading.Lock()
         self.ready = threading.Event()
@@ -120,12 +122,14 @@ def test_an_unreachable_broker_is_a_clear_error() -> None:
 @pytest.mark.parametrize(
     ("url", "parsed"),
     [
-        ("mqtt://broker:1884", ("broker", 1884, None, None, False)),
-        ("mqtt://u%40x:p%3Aw@host", ("host", 1883, "u@x", "p:w", False)),
-        ("mqtts://host", ("host", 8883, None, None, True)),
+        ("mqtt://broker:1884", BrokerAddress("broker", 1884, False)),
+        ("mqtt://u%40x:p%3Aw@host", BrokerAddress("host", 1883, False, "u@x", "p:w")),
+        ("mqtts://host", BrokerAddress("host", 8883, True)),
     ],
 )
-def test_broker_urls(url: str, parsed: tuple) -> None:
+def test_broker_urls(url: str, parsed: BrokerAddress, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MFG_BROKER_USERNAME", raising=False)
+    monkeypatch.delenv("MFG_BROKER_PASSWORD", raising=False)
     assert parse_broker_url(url) == parsed
 
 

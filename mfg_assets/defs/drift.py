@@ -1,0 +1,264 @@
+"""Drift: ``monitoring/drift_report`` measures it, the ``model_drift`` sensor acts on it.
+
+The report compares, per model family, the rows its champion trained on (the feature
+table's Delta version recorded on the MLflow model version) with the most recent rows,
+plus the edge predictions and, where QA labels exist, accuracy. The statistics are plain
+functions in :mod:`mfg_assets.ml.drift`; this module reads, writes and wires.
+
+The sensor reads the latest evaluation from ``monitoring.drift`` and asks for a retrain
+(the feature table, the challenger and its champion step behind the blocking gate) once per
+piece of drift evidence: same reference window and same drifted features = same evidence.
+"""
+
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from mfg_assets.defs.automation import rebuild_on_upstream_change
+from mfg_assets.defs.features import feature_key
+from mfg_assets.defs.metadata import table_metadata
+from mfg_assets.defs.models import MlflowResource, champion_key, model_key
+from mfg_assets.defs.resources import LakehouseResource
+from mfg_assets.lake.delta import Lake
+from mfg_assets.lake.registry import table
+from mfg_assets.ml import drift as dm
+
+OWNER = "team:ml-engineering"
+DRIFT_TABLE = "monitoring.drift"
+TRIGGER_TAG = "mfg/trigger"
+REASON_TAG = "mfg/drift_reason"
+
+
+class DriftConfig(dg.Config):
+    families: list[str] = Field(default_factory=lambda: list(dm.FAMILY_INPUTS))
+    recent_hours: float = Field(default=6.0, gt=0, description="Length of the recent window.")
+    reference: str = Field(
+        default="training",
+        description="'training': the rows the champion trained on (falls back to 'oldest' "
+        "without a champion); 'oldest': the oldest reference_hours of the table.",
+    )
+    reference_hours: float = Field(default=24.0, gt=0)
+    psi: float = Field(default=0.2, gt=0, description="PSI above which a feature drifts.")
+    ks_alpha: float = Field(default=0.01, gt=0, lt=1)
+    share: float = Field(default=0.5, gt=0, le=1)
+    any_feature: bool = True
+    plots: int = Field(default=3, ge=0, description="Histograms of the top features per family.")
+
+    def thresholds(self) -> dm.DriftThresholds:
+        return dm.DriftThresholds(psi=self.psi, ks_alpha=self.ks_alpha, share=self.share,
+                                  any_feature=self.any_feature)
+
+
+def training_window(
+    lake: Lake, mlflow: MlflowResource | None, family: str
+) -> tuple[tuple[datetime, datetime] | None, str]:
+    """The time range of the feature rows the champion trained on, and where it came from."""
+    inputs = dm.FAMILY_INPUTS[family]
+    if mlflow is None:
+        return None, "oldest window"
+    try:
+        from mfg_assets.ml.registry import DATA_TAG_PREFIX, registered_name
+
+        champion = mlflow.registry().champion(registered_name(family))
+        version = None if champion is None else champion.tags.get(
+            f"{DATA_TAG_PREFIX}{inputs.table}")
+        if version in (None, "None"):
+            return None, "oldest window (no champion)"
+        span = lake.scan(table(inputs.table), int(version)).select(
+            pl.col(inputs.ts).min().alias("a"), pl.col(inputs.ts).max().alias("b")).collect()
+        start, end = span.row(0)
+        if start is None:
+            return None, "oldest window (empty training version)"
+        return (start, end), f"training {inputs.table}@{version}"
+    except Exception as exc:  # a lost tracking server must not stop monitoring
+        return None, f"oldest window (champion unknown: {type(exc).__name__})"
+
+
+def compute_drift(
+    lake: Lake,
+    config: DriftConfig,
+    mlflow: MlflowResource | None = None,
+    now: datetime | None = None,
+) -> tuple[list[dm.DriftReport], pl.DataFrame, dict[str, Any]]:
+    """Reports per family, the rows for ``monitoring.drift`` and the input versions read."""
+    now = now or datetime.now(UTC)
+    versions: dict[str, int | None] = {}
+    frames: dict[str, pl.DataFrame] = {}
+
+    def read(name: str) -> pl.DataFrame:
+        if name not in frames:
+            versions[name] = lake.version(table(name))
+            frames[name] = lake.read(table(name), versions[name])
+        return frames[name]
+
+    predictions = read("silver.edge_predictions")
+    labels = read("silver.inspection_images").filter(pl.col("label").is_not_null()).select(
+        pl.col("image_id").alias("source_id"), "label")
+    reports, rows = [], []
+    for family in config.families:
+        inputs = dm.FAMILY_INPUTS[family]
+        window, source = (None, "oldest window")
+        if config.reference == "training":
+            window, source = training_window(lake, mlflow, family)
+        report = dm.family_drift(
+            family, read(inputs.table), recent=timedelta(hours=config.recent_hours),
+            reference=window,
+            reference_span=None if window else timedelta(hours=config.reference_hours),
+            predictions=predictions, labels=labels, thresholds=config.thresholds(),
+        )
+        reports.append(report)
+        rows.append(report.features.with_columns(
+            pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("computed_at"),
+            pl.lit(family).alias("family"),
+            pl.lit(report.reference.start, pl.Datetime("us", "UTC")).alias("reference_start"),
+            pl.lit(report.reference.end, pl.Datetime("us", "UTC")).alias("reference_end"),
+            pl.lit(report.recent.start, pl.Datetime("us", "UTC")).alias("recent_start"),
+            pl.lit(report.recent.end, pl.Datetime("us", "UTC")).alias("recent_end"),
+            pl.lit(source).alias("reference_source"),
+            pl.lit(report.drifted).alias("family_drifted"),
+            pl.lit(report.reason).alias("reason"),
+            pl.lit(report.evidence_id).alias("evidence_id"),
+        ))
+    out = pl.concat(rows, how="diagonal_relaxed") if rows else table(DRIFT_TABLE).empty()
+    return reports, out.select(list(table(DRIFT_TABLE).polars_schema)), versions
+
+
+def drift_markdown(reports: list[dm.DriftReport]) -> str:
+    lines = ["| family | drifted | reason | top features (PSI / KS p) |", "|---|---|---|---|"]
+    for r in reports:
+        top = ", ".join(f"{dm.label(row)} ({row['psi']:.2f} / {row['ks_pvalue']:.1e})"
+                        for row in r.top(3).iter_rows(named=True))
+        lines.append(f"| {r.family} | {'**yes**' if r.drifted else 'no'} | {r.reason} | {top} |")
+    return "\n".join(lines)
+
+
+def histograms(lake: Lake, report: dm.DriftReport, n: int) -> str:
+    """Markdown with embedded PNG histograms (reference vs recent) of the top input features."""
+    inputs = dm.FAMILY_INPUTS[report.family]
+    if n == 0 or report.reference.start is None or report.recent.start is None:
+        return ""
+    frame = lake.read(table(inputs.table))
+    if inputs.kind == "image":
+        frame = dm.with_image_stats(frame)
+    ts = pl.col(inputs.ts)
+    ref = frame.filter(ts.is_between(report.reference.start, report.reference.end))
+    rec = frame.filter(ts.is_between(report.recent.start, report.recent.end))
+    parts = []
+    for row in report.top(n, kind="input").iter_rows(named=True):
+        if inputs.segment and row["segment"] != dm.ALL:
+            seg = pl.col(inputs.segment) == row["segment"]
+            a, b = ref.filter(seg), rec.filter(seg)
+        else:
+            a, b = ref, rec
+        png = dm.histogram_png(a.get_column(row["feature"]).to_numpy(),
+                               b.get_column(row["feature"]).to_numpy(),
+                               f"{dm.label(row)}: PSI {row['psi']:.2f}")
+        parts.append(f"![{dm.label(row)}](data:image/png;base64,"
+                     f"{base64.b64encode(png).decode('ascii')})")
+    return "\n\n".join(parts)
+
+
+@dg.asset(
+    key=dg.AssetKey(table(DRIFT_TABLE).asset_key_path),
+    deps=[
+        *{feature_key(i.table) for i in dm.FAMILY_INPUTS.values()},
+        dg.AssetKey(table("silver.edge_predictions").asset_key_path),
+        dg.AssetKey(table("silver.inspection_images").asset_key_path),
+    ],
+    group_name="monitoring",
+    kinds={"polars", "delta"},
+    owners=[OWNER],
+    description="Data drift per model family: PSI, KS and Wasserstein of every input feature "
+    "between the champion's training window and the recent window, edge prediction and "
+    "accuracy drift, and a verdict with its reason (monitoring.drift). The drift sensor "
+    "retrains a family when it drifts.",
+    metadata={"dagster/table_name": DRIFT_TABLE},
+    automation_condition=rebuild_on_upstream_change(),
+)
+def drift_report(
+    context: dg.AssetExecutionContext,
+    config: DriftConfig,
+    lakehouse: LakehouseResource,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
+    lake = lakehouse.lake()
+    reports, rows, versions = compute_drift(lake, config, mlflow)
+    spec = table(DRIFT_TABLE)
+    write = lake.append(spec, rows, **{f"mfg.read.{k}": str(v) for k, v in versions.items()})
+    meta = table_metadata(lake, spec, write)
+    meta["inputs_read"] = dg.MetadataValue.json(versions)
+    meta["drift"] = dg.MetadataValue.md(drift_markdown(reports))
+    meta["drifted_families"] = dg.MetadataValue.json([r.family for r in reports if r.drifted])
+    for r in reports:
+        context.log.info(r.reason)
+        plots = histograms(lake, r, config.plots)
+        if plots:
+            meta[f"histograms/{r.family}"] = dg.MetadataValue.md(plots)
+    return dg.MaterializeResult(metadata=meta)
+
+
+# -- the sensor --------------------------------------------------------------------------
+
+
+def latest_drift(lake: Lake) -> pl.DataFrame:
+    """(family, evidence_id, reason) of the latest evaluation of each drifted family."""
+    spec = table(DRIFT_TABLE)
+    if not lake.exists(spec):
+        return pl.DataFrame(schema={"family": pl.String, "evidence_id": pl.String,
+                                    "reason": pl.String})
+    latest = lake.scan(spec).filter(
+        pl.col("computed_at") == pl.col("computed_at").max().over("family"))
+    return (latest.filter(pl.col("family_drifted"))
+            .select("family", "evidence_id", "reason").unique().sort("family").collect())
+
+
+def retrain_requests(
+    drifted: pl.DataFrame, acted: dict[str, str]
+) -> tuple[list[dg.RunRequest], dict[str, str]]:
+    """One run per feature table whose families show evidence not acted on yet."""
+    by_table: dict[str, list[dict]] = {}
+    for row in drifted.iter_rows(named=True):
+        if acted.get(row["family"]) == row["evidence_id"]:
+            continue
+        by_table.setdefault(dm.FAMILY_INPUTS[row["family"]].table, []).append(row)
+    requests, cursor = [], dict(acted)
+    for feature_table, rows in sorted(by_table.items()):
+        keys = [feature_key(feature_table)]
+        for row in rows:
+            keys += [model_key(row["family"]), champion_key(row["family"])]
+            cursor[row["family"]] = row["evidence_id"]
+        reason = "; ".join(r["reason"] for r in rows)
+        requests.append(dg.RunRequest(
+            run_key="drift-" + "-".join(f"{r['family']}:{r['evidence_id']}" for r in rows),
+            asset_selection=keys,
+            tags={TRIGGER_TAG: "drift", REASON_TAG: reason[:1000]},
+        ))
+    return requests, cursor
+
+
+@dg.sensor(
+    name="model_drift",
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    asset_selection=dg.AssetSelection.groups("features", "models"),
+    description="Retrains a model family (feature table, challenger, champion behind its "
+    "gate) when monitoring.drift says its inputs drifted; once per piece of evidence.",
+)
+def model_drift(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
+    acted: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    requests, cursor = retrain_requests(latest_drift(lakehouse.lake()), acted)
+    if not requests:
+        return dg.SkipReason("no new drift evidence")
+    for request in requests:
+        context.log.info(f"retrain {request.asset_selection}: {request.tags[REASON_TAG]}")
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
+
+
+drift_assets = [drift_report]
+drift_sensors = [model_drift]

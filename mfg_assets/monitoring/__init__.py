@@ -1,0 +1,1 @@
+"""Monitoring room: cost accounting and the operations dashboard (plain Python, no Dagster)."""

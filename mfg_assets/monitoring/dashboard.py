@@ -1,0 +1,351 @@
+"""The operations dashboard: one self-contained HTML page built from the lakehouse.
+
+Everything comes from DuckDB over the Delta tables (:func:`mfg_assets.lake.catalog.connect`):
+contract compliance per channel and site, inspection statistics, drift, rollouts and cost.
+Charts are matplotlib PNGs inlined as base64 and the page has no JavaScript, so it renders
+offline (plant networks often have no internet) and can be mailed as one file.
+:func:`serve` rebuilds the page on every request with the standard library's HTTP server.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from mfg_assets.lake.catalog import connect, list_tables
+from mfg_assets.lake.delta import Lake
+
+BRONZE_MESSAGE_TABLES = ("sensor_readings", "process_runs", "inspection_images",
+                         "edge_telemetry", "edge_predictions")
+Rows = list[dict[str, Any]]
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> Rows:
+    cursor = con.execute(sql)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _pct(part: float | None, whole: float | None) -> float | None:
+    return None if not whole else 100.0 * float(part or 0) / float(whole)
+
+
+# -- figures --------------------------------------------------------------------------
+
+
+def compliance(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict[str, Any] | None:
+    """Valid share per channel (with its top errors), per site, overall, and over time."""
+    if "bronze.validation_results" not in present:
+        return None
+    channels = _rows(con, """
+        SELECT channel, sum(received) AS received, sum(valid) AS valid, sum(invalid) AS invalid
+        FROM bronze.validation_results GROUP BY channel ORDER BY channel""")
+    errors: dict[str, Counter] = {}
+    for r in _rows(con, "SELECT channel, top_errors FROM bronze.validation_results"):
+        errors.setdefault(r["channel"], Counter()).update(json.loads(r["top_errors"] or "{}"))
+    for c in channels:
+        c["valid_pct"] = _pct(c["valid"], c["received"])
+        c["top_errors"] = errors.get(c["channel"], Counter()).most_common(3)
+    total = _rows(con, "SELECT sum(received) AS received, sum(valid) AS valid "
+                       "FROM bronze.validation_results")[0]
+    span = _rows(con, "SELECT max(minute) - min(minute) AS span FROM bronze.validation_results")
+    span_s = span[0]["span"].total_seconds() if span[0]["span"] is not None else 0
+    bucket = "day" if span_s > 2 * 86400 else "minute"  # minutes read well up to two days
+    trend = _rows(con, f"""
+        SELECT date_trunc('{bucket}', minute) AS t, sum(received) AS received,
+               sum(valid) AS valid
+        FROM bronze.validation_results GROUP BY 1 ORDER BY 1""")
+    # Per site: landed messages carry their ISA-95 site; refused ones only their topic, whose
+    # second level is the site in the UNS and the group id in Sparkplug.
+    landed = [f"SELECT site, count(*) AS n FROM bronze.{t} GROUP BY site"
+              for t in BRONZE_MESSAGE_TABLES if f"bronze.{t}" in present]
+    sites: Rows = []
+    if landed:
+        refused = ("SELECT nullif(split_part(topic, '/', 2), '') AS site, count(*) AS n "
+                   "FROM bronze.quarantine GROUP BY 1" if "bronze.quarantine" in present
+                   else "SELECT NULL::VARCHAR AS site, 0 AS n WHERE false")
+        sites = _rows(con, f"""
+            WITH v AS ({' UNION ALL '.join(landed)}), q AS ({refused})
+            SELECT coalesce(site, 'unknown') AS site, sum(valid) AS valid,
+                   sum(invalid) AS invalid
+            FROM (SELECT site, n AS valid, 0 AS invalid FROM v
+                  UNION ALL SELECT site, 0, n FROM q)
+            GROUP BY 1 ORDER BY 1""")
+        for s in sites:
+            s["valid_pct"] = _pct(s["valid"], s["valid"] + s["invalid"])
+    reasons = (_rows(con, "SELECT reason_code, count(*) AS n FROM bronze.quarantine "
+                          "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10")
+               if "bronze.quarantine" in present else [])
+    return {"overall_valid_pct": _pct(total["valid"], total["received"]),
+            "received": int(total["received"] or 0), "channels": channels, "sites": sites,
+            "trend": trend, "trend_bucket": bucket, "quarantine_reasons": reasons}
+
+
+def inspection(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None:
+    if "monitoring.inspection_stats" not in present:
+        return None
+    return _rows(con, """
+        SELECT date, scope, line, edge_id, model, predictions, defect_rate, accuracy,
+               latency_p50_ms, latency_p95_ms, latency_p99_ms, rollout_stage
+        FROM monitoring.inspection_stats
+        WHERE date = (SELECT max(date) FROM monitoring.inspection_stats)
+        ORDER BY scope DESC, line, edge_id, model""")
+
+
+def drift(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None:
+    """Whatever ``monitoring.drift`` holds (its owner decides the columns), newest first."""
+    if "monitoring.drift" not in present:
+        return None
+    columns = [r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = 'monitoring' AND table_name = 'drift'").fetchall()]
+    order = next((c for c in ("computed_at", "window_end", "ts", "date") if c in columns), None)
+    return _rows(con, "SELECT * FROM monitoring.drift"
+                      + (f' ORDER BY "{order}" DESC' if order else "") + " LIMIT 50")
+
+
+def rollouts(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None:
+    if "edge.rollouts" not in present:
+        return None
+    return _rows(con, """
+        SELECT model, candidate_version, state, decision, canary_edges, reason, updated_at
+        FROM edge.rollouts ORDER BY updated_at DESC LIMIT 20""")
+
+
+def cost(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None:
+    if "monitoring.cost" not in present:
+        return None
+    return _rows(con, "SELECT item, category, quantity, unit, unit_price_usd, monthly_usd, "
+                      "basis FROM monitoring.cost ORDER BY category, item")
+
+
+def collect(lake: Lake | None = None) -> dict[str, Any]:
+    """Every figure of the page, as plain data (tests compare these with SQL)."""
+    con = connect(lake)
+    try:
+        present = set(list_tables(con))
+        return {"compliance": compliance(con, present), "inspection": inspection(con, present),
+                "drift": drift(con, present), "rollouts": rollouts(con, present),
+                "cost": cost(con, present)}
+    finally:
+        con.close()
+
+
+# -- rendering --------------------------------------------------------------------------
+
+
+def _png(fig: Any) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img alt="chart" src="data:image/png;base64,{data}">'
+
+
+def _figure(width: float = 7.0, height: float = 2.6) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height))
+
+
+def trend_chart(trend: Rows, bucket: str) -> str:
+    if not trend:
+        return ""
+    fig, ax = _figure()
+    ax.plot([r["t"] for r in trend], [_pct(r["valid"], r["received"]) for r in trend],
+            marker="." if len(trend) < 60 else None, color="#1f6f8b")
+    ax.set_ylabel("valid %")
+    ax.set_title(f"Contract compliance per {bucket}")
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
+def channel_chart(channels: Rows) -> str:
+    if not channels:
+        return ""
+    fig, ax = _figure(7.0, 0.4 * len(channels) + 1)
+    ax.barh([c["channel"] for c in channels], [c["valid_pct"] or 0 for c in channels],
+            color="#4c956c")
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("valid %")
+    return _png(fig)
+
+
+def cost_chart(lines: Rows) -> str:
+    if not lines:
+        return ""
+    by_cat: dict[str, float] = {}
+    for line in lines:
+        by_cat[line["category"]] = by_cat.get(line["category"], 0.0) + line["monthly_usd"]
+    shared = sum(v for k, v in by_cat.items() if k not in ("cloud_inference", "edge_inference"))
+    fig, ax = _figure(5.0, 2.2)
+    ax.barh(["edge inference", "cloud inference"],
+            [shared + by_cat.get("edge_inference", 0), shared + by_cat.get("cloud_inference", 0)],
+            color=["#4c956c", "#d1495b"])
+    ax.set_xlabel("USD / month (pipeline + training + storage + inference)")
+    return _png(fig)
+
+
+def _fmt(value: Any, kind: str = "") -> str:
+    if value is None:
+        return ""
+    if kind == "pct":
+        return f"{value:.2f}%"
+    if kind == "rate":
+        return f"{100 * value:.1f}%"
+    if kind == "usd":
+        return f"${value:,.2f}"
+    if isinstance(value, float):
+        return f"{value:,.3f}"
+    return str(value)
+
+
+def _table(rows: Rows, columns: list[tuple[str, str, str]], row_id: str | None = None) -> str:
+    """``columns``: (key, header, format kind)."""
+    if not rows:
+        return '<p class="empty">no rows</p>'
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in columns)
+    body = []
+    for r in rows:
+        attr = f' data-{row_id}="{html.escape(str(r[row_id]))}"' if row_id else ""
+        cells = "".join(f'<td data-col="{k}">{html.escape(_fmt(r.get(k), kind))}</td>'
+                        for k, _, kind in columns)
+        body.append(f"<tr{attr}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; max-width: 70rem; }
+h1 { margin-bottom: 0; } .sub { color: #666; margin-top: .2rem; }
+section { margin: 2rem 0; } h2 { border-bottom: 2px solid #1f6f8b; padding-bottom: .2rem; }
+table { border-collapse: collapse; font-size: .9rem; margin: .5rem 0; }
+th, td { border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; }
+th { background: #eef3f6; } .empty { color: #888; font-style: italic; }
+.kpi { font-size: 2rem; font-weight: bold; color: #1f6f8b; }
+"""
+
+
+def render_html(data: dict[str, Any], generated_at: datetime | None = None) -> str:
+    generated_at = generated_at or datetime.now(UTC)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>mfg dashboard</title>"
+             f"<style>{CSS}</style></head><body><h1>Plant data dashboard</h1>"
+             f"<p class='sub'>generated {generated_at:%Y-%m-%d %H:%M:%S} UTC from the "
+             "lakehouse (DuckDB over Delta)</p>"]
+    c = data.get("compliance")
+    parts.append("<section id='compliance'><h2>Contract compliance</h2>")
+    if c is None:
+        parts.append("<p class='empty'>no validation results yet</p>")
+    else:
+        channels = [{**ch, "top_errors": "; ".join(f"{k} ({n})" for k, n in ch["top_errors"])}
+                    for ch in c["channels"]]
+        parts += [
+            f"<p>Valid messages overall: <span class='kpi' id='overall-valid-pct'>"
+            f"{_fmt(c['overall_valid_pct'], 'pct')}</span> of "
+            f"<span id='received'>{c['received']}</span> received</p>",
+            "<h3>Per channel</h3>",
+            _table(channels, [("channel", "channel", ""), ("received", "received", ""),
+                              ("valid", "valid", ""), ("invalid", "invalid", ""),
+                              ("valid_pct", "valid %", "pct"),
+                              ("top_errors", "top errors", "")], row_id="channel"),
+            channel_chart(c["channels"]),
+            "<h3>Per site</h3>",
+            _table(c["sites"], [("site", "site", ""), ("valid", "landed", ""),
+                                ("invalid", "quarantined", ""),
+                                ("valid_pct", "valid %", "pct")], row_id="site"),
+            "<h3>Over time</h3>", trend_chart(c["trend"], c["trend_bucket"]),
+            "<h3>Quarantine reasons</h3>",
+            _table(c["quarantine_reasons"], [("reason_code", "reason", ""), ("n", "count", "")]),
+        ]
+    parts.append("</section><section id='inspection'><h2>Inspection statistics</h2>")
+    if data.get("inspection") is None:
+        parts.append("<p class='empty'>no inspection statistics yet</p>")
+    else:
+        parts.append(_table(data["inspection"], [
+            ("date", "date", ""), ("scope", "scope", ""), ("line", "line", ""),
+            ("edge_id", "edge", ""), ("model", "model", ""), ("predictions", "predictions", ""),
+            ("defect_rate", "defect rate", "rate"), ("accuracy", "accuracy", "rate"),
+            ("latency_p50_ms", "p50 ms", ""), ("latency_p95_ms", "p95 ms", ""),
+            ("latency_p99_ms", "p99 ms", ""), ("rollout_stage", "rollout", "")]))
+    parts.append("</section><section id='drift'><h2>Drift</h2>")
+    if data.get("drift") is None:
+        parts.append("<p class='empty'>no drift report yet</p>")
+    else:
+        rows = data["drift"]
+        cols = list(rows[0]) if rows else []
+        parts.append(_table(rows, [(k, k, "") for k in cols]))
+    parts.append("</section><section id='rollouts'><h2>Rollouts</h2>")
+    if data.get("rollouts") is None:
+        parts.append("<p class='empty'>no rollouts yet</p>")
+    else:
+        parts.append(_table(data["rollouts"], [
+            ("model", "model", ""), ("candidate_version", "candidate", ""),
+            ("state", "state", ""), ("decision", "decision", ""),
+            ("canary_edges", "canary edges", ""), ("reason", "reason", ""),
+            ("updated_at", "updated", "")]))
+    parts.append("</section><section id='cost'><h2>Cost (projected month)</h2>")
+    if data.get("cost") is None:
+        parts.append("<p class='empty'>no cost projection yet (materialize monitoring/cost)</p>")
+    else:
+        lines = data["cost"]
+        parts += [_table(lines, [
+            ("item", "item", ""), ("quantity", "quantity", ""), ("unit", "unit", ""),
+            ("unit_price_usd", "unit price", "usd"), ("monthly_usd", "USD / month", "usd"),
+            ("basis", "basis", "")], row_id="item"), cost_chart(lines)]
+    parts.append("</section></body></html>")
+    return "\n".join(parts)
+
+
+def build(lake: Lake | None = None) -> str:
+    return render_html(collect(lake))
+
+
+def write_report(path: Path, lake: Lake | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(build(lake), encoding="utf-8")
+    return path
+
+
+def serve(lake: Lake | None = None, host: str = "127.0.0.1", port: int = 8050) -> None:
+    """Serve the page (rebuilt per request, so it follows the lakehouse) until interrupted."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path not in ("/", "/index.html"):
+                self.send_error(404)
+                return
+            try:
+                body, status = build(lake).encode(), 200
+            except Exception as exc:  # show the failure on the page, keep serving
+                body, status = f"<pre>{html.escape(repr(exc))}</pre>".encode(), 500
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # quiet: one line per request is noise on a plant PC
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    print(f"dashboard on http://{host}:{server.server_address[1]}/", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
