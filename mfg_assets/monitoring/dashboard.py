@@ -102,15 +102,27 @@ def inspection(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None
 
 
 def drift(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None:
-    """Whatever ``monitoring.drift`` holds (its owner decides the columns), newest first."""
+    """The latest drift evaluation, one row per model family: verdict and what drifted."""
     if "monitoring.drift" not in present:
         return None
-    columns = [r[0] for r in con.execute(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_schema = 'monitoring' AND table_name = 'drift'").fetchall()]
-    order = next((c for c in ("computed_at", "window_end", "ts", "date") if c in columns), None)
-    return _rows(con, "SELECT * FROM monitoring.drift"
-                      + (f' ORDER BY "{order}" DESC' if order else "") + " LIMIT 50")
+    return _rows(con, """
+        WITH latest AS (
+            SELECT * FROM monitoring.drift
+            WHERE computed_at = (SELECT max(computed_at) FROM monitoring.drift))
+        SELECT family,
+               any_value(reference_source) AS reference,
+               max(n_recent) AS recent_rows,
+               count(*) FILTER (WHERE n_recent > 0) AS compared,
+               count(*) FILTER (WHERE drifted) AS drifted,
+               round(max(psi), 3) AS max_psi,
+               coalesce(array_to_string(list_slice(
+                   list(feature || ' (' || segment || ')' ORDER BY psi DESC)
+                       FILTER (WHERE drifted), 1, 5), ', '),
+                   CASE WHEN max(n_recent) = 0
+                        THEN 'no data newer than the reference window' ELSE '' END)
+                   AS top_drifted,
+               bool_or(family_drifted) AS verdict
+        FROM latest GROUP BY family ORDER BY family""")
 
 
 def rollouts(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None:
@@ -285,9 +297,11 @@ def render_html(data: dict[str, Any], generated_at: datetime | None = None) -> s
     if data.get("drift") is None:
         parts.append("<p class='empty'>no drift report yet</p>")
     else:
-        rows = data["drift"]
-        cols = list(rows[0]) if rows else []
-        parts.append(_table(rows, [(k, k, "") for k in cols]))
+        parts.append(_table(data["drift"], [
+            ("family", "model family", ""), ("verdict", "drifted", ""),
+            ("reference", "reference", ""), ("recent_rows", "recent rows", ""),
+            ("compared", "features compared", ""), ("drifted", "features drifted", ""),
+            ("max_psi", "max PSI", ""), ("top_drifted", "top drifted (segment)", "")]))
     parts.append("</section><section id='rollouts'><h2>Rollouts</h2>")
     if data.get("rollouts") is None:
         parts.append("<p class='empty'>no rollouts yet</p>")
