@@ -120,7 +120,9 @@ def _dbirth() -> tuple[str, bytes]:
     )
 
 
-def raw_subscriber(port: int, n: int, subscribed: mp.Event, result: mp.Queue) -> None:
+def raw_subscriber(
+    port: int, n: int, subscribed: mp.Event, result: mp.Queue, topic: str = JSON_TOPIC
+) -> None:
     """Count QoS 1 messages (auto-ack); report first/last receive time."""
     times: list[float] = []
     done = threading.Event()
@@ -133,19 +135,21 @@ def raw_subscriber(port: int, n: int, subscribed: mp.Event, result: mp.Queue) ->
     client = _client(port, "bench-raw")
     client.on_message = on_message
     client.on_subscribe = lambda *a: subscribed.set()
-    client.subscribe(JSON_TOPIC, qos=1)
+    client.subscribe(topic, qos=1)
     client.loop_start()
     done.wait(300)
     client.loop_stop()
     result.put((len(times), times[0] if times else 0.0, times[-1] if times else 0.0))
 
 
-def run_raw(broker: Mosquitto, n: int) -> float:
+def run_raw(broker: Mosquitto, n: int, kind: str = "json") -> float:
+    """Messages/s a bare subscriber receives from the same publisher (Sparkplug: DDATA only)."""
+    topic = JSON_TOPIC if kind == "json" else sparkplug.format_topic("DDATA", GROUP, NODE, DEVICE)
     subscribed, ready, result = mp.Event(), mp.Event(), mp.Queue()
-    sub = mp.Process(target=raw_subscriber, args=(broker.port, n, subscribed, result))
+    sub = mp.Process(target=raw_subscriber, args=(broker.port, n, subscribed, result, topic))
     sub.start()
     subscribed.wait(30)
-    pub = mp.Process(target=publisher, args=(broker.port, "json", n, ready))
+    pub = mp.Process(target=publisher, args=(broker.port, kind, n, ready))
     pub.start()
     time.sleep(0.5)
     start = time.time()
@@ -274,6 +278,7 @@ def main() -> None:
         broker = Mosquitto(workdir / "mq").start()
         try:
             raw = run_raw(broker, n_json)
+            raw_spb = run_raw(broker, n_spb, "sparkplug") * METRICS_PER_DDATA
             gw_json = run_gateway(broker, "json", n_json, workdir)
             gw_spb = run_gateway(broker, "sparkplug", n_spb, workdir)
             # latency at a sustainable load: half of what the gateway just sustained
@@ -291,7 +296,9 @@ def main() -> None:
         "gateway_json_p99_latency_s": lat_json["p99_latency_s"],
         "gateway_json_flood_p99_latency_s": gw_json["p99_latency_s"],
         "gateway_json_peak_rss_mb": gw_json["peak_rss_mb"],
+        "raw_subscriber_sparkplug_metrics_per_s": raw_spb,
         "gateway_sparkplug_metrics_per_s": gw_spb["metrics_per_s"],
+        "gateway_vs_raw_sparkplug_ratio": gw_spb["metrics_per_s"] / raw_spb,
         "gateway_sparkplug_p50_latency_s": lat_spb["p50_latency_s"],
         "gateway_sparkplug_p99_latency_s": lat_spb["p99_latency_s"],
         "gateway_sparkplug_peak_rss_mb": gw_spb["peak_rss_mb"],
