@@ -11,6 +11,7 @@ from mfg_assets.defs.dashboard import dashboard_assets
 from mfg_assets.defs.drift import drift_assets, drift_sensors
 from mfg_assets.defs.edge import edge_assets, edge_jobs, edge_resources, edge_sensors
 from mfg_assets.defs.features import feature_assets
+from mfg_assets.defs.maintenance import maintenance_assets
 from mfg_assets.defs.models import model_assets, model_resources
 from mfg_assets.defs.monitoring import monitoring_assets
 from mfg_assets.defs.resources import default_resources
@@ -19,7 +20,8 @@ from mfg_assets.defs.silver import fault_labels, silver_assets
 
 ALL_ASSETS = [
     bronze_from_replay, *silver_assets, fault_labels, *feature_assets, *model_assets,
-    *edge_assets, *monitoring_assets, *cost_assets, *dashboard_assets,
+    *edge_assets, *monitoring_assets,
+    *maintenance_assets, *cost_assets, *dashboard_assets,
     *drift_assets,
 ]
 

@@ -246,6 +246,14 @@ TABLES: tuple[TableSpec, ...] = (
         "Per drift evaluation, model family and feature: PSI, KS, Wasserstein between the "
         "training (reference) window and the recent window, and the family's verdict.",
     ),
+    TableSpec(
+        "monitoring",
+        "lake_maintenance",
+        schemas.LakeMaintenance,
+        ("run_at", "table"),
+        None,
+        "Nightly lakehouse maintenance per table: compaction/Z-order and VACUUM figures.",
+    ),
 )
 
 _BY_NAME = {spec.qualified_name: spec for spec in TABLES}

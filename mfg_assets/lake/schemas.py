@@ -391,3 +391,19 @@ class DriftRow(_Strict):
     family_drifted: pl.Boolean
     reason: str
     evidence_id: str
+
+
+class LakeMaintenance(_Strict):
+    """One table's nightly maintenance: files and bytes before/after, what was vacuumed."""
+
+    run_at: UTC_TS
+    table: str
+    files_before: pl.Int64 = pa.Field(ge=0)
+    files_after: pl.Int64 = pa.Field(ge=0)
+    bytes_before: pl.Int64 = pa.Field(ge=0)
+    bytes_after: pl.Int64 = pa.Field(ge=0)
+    files_added: pl.Int64 = pa.Field(ge=0)
+    files_removed: pl.Int64 = pa.Field(ge=0)
+    vacuumed: pl.Int64 = pa.Field(ge=0)
+    zordered_by: str
+    seconds: pl.Float64 = pa.Field(ge=0)

@@ -80,6 +80,7 @@ def test_snapshot_of_asset_graph():
         "monitoring/dashboard": [
             "bronze/quarantine", "edge/rollouts", "monitoring/cost", "monitoring/inspection_stats",
         ],
+        "monitoring/lake_maintenance": [],
     }
 
 
