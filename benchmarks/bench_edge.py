@@ -23,7 +23,6 @@ Prints one line per figure and writes them as flat JSON to data/bench/bench_edge
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -36,6 +35,8 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _report import report  # noqa: E402  (benchmarks/ is the script's folder)
 
 from mfg_assets.edge import signing  # noqa: E402
 from mfg_assets.edge.bundle import build_bundle, threshold_entry, verify_bundle  # noqa: E402
@@ -51,7 +52,6 @@ from mfg_assets.edge.predictor import (  # noqa: E402
 from mfg_assets.edge.windows import RollingWindows, WindowSpec, columns_of  # noqa: E402
 from mfg_assets.ml.anomaly import TypeAutoencoder  # noqa: E402
 from mfg_assets.ml.vision import DEFAULT_PARAMS, DefectNet  # noqa: E402
-from mfg_assets.settings import get_settings  # noqa: E402
 from mfg_assets.sim import SimConfig  # noqa: E402
 from mfg_assets.sim.config import IMAGE_LABELS, PlantLayout  # noqa: E402
 from mfg_assets.sim.images import render  # noqa: E402
@@ -256,12 +256,7 @@ def main() -> None:
         figures["sensor_windows_per_s"] = scored / elapsed
         figures["sensor_readings_per_s"] = len(feed) / elapsed
 
-    for key, value in figures.items():
-        print(f"{key}: {value:.4g}")
-    out = get_settings().data_dir / "bench" / "bench_edge.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({k: round(float(v), 6) for k, v in figures.items()}, indent=2))
-    print(f"wrote {out}")
+    report("bench_edge", figures)
 
 
 if __name__ == "__main__":

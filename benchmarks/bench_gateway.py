@@ -31,6 +31,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _report import report  # noqa: E402  (benchmarks/ is the script's folder)
+
 from mfg_assets.lake.delta import Lake  # noqa: E402
 from mfg_assets.lake.registry import table  # noqa: E402
 from mfg_assets.uns import sparkplug  # noqa: E402
@@ -303,11 +305,7 @@ def main() -> None:
         "gateway_sparkplug_p99_latency_s": lat_spb["p99_latency_s"],
         "gateway_sparkplug_peak_rss_mb": gw_spb["peak_rss_mb"],
     }
-    for name, value in figures.items():
-        print(f"{name}: {value:,.3f}")
-    out = ROOT / "data" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_gateway.json").write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
+    report("bench_gateway", figures)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import orjson
 import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _report import report  # noqa: E402  (benchmarks/ is the script's folder)
 
 from mfg_assets.lake.catalog import connect  # noqa: E402
 from mfg_assets.lake.delta import Lake  # noqa: E402
@@ -146,11 +147,7 @@ def main() -> None:
         "bytes_before_mb": bytes_before / 2**20,
         "bytes_after_mb": bytes_after / 2**20,
     }
-    for name, value in figures.items():
-        print(f"{name}: {value:,.3f}")
-    out = ROOT / "data" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_scale.json").write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
+    report("bench_scale", figures)
 
 
 if __name__ == "__main__":

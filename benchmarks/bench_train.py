@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import time
-from pathlib import Path
 
 import polars as pl
+from _report import report
 from threadpoolctl import threadpool_limits
 
 from mfg_assets.gateway.routing import Router
@@ -140,12 +139,7 @@ def main() -> None:
         figures[f"train_{name}_rows"] = rows
     figures |= prophet_throughput(features["features.sensor_windows"], args.workers)
 
-    for key, value in figures.items():
-        print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
-    out = get_settings().data_dir / "bench" / "bench_train.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({k: round(float(v), 6) for k, v in figures.items()}, indent=2))
-    print(f"wrote {Path(out)}")
+    report("bench_train", figures)
 
 
 if __name__ == "__main__":

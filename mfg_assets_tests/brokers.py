@@ -25,6 +25,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """SIGTERM (so a server can save its state), then SIGKILL if it does not exit in time."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class Mosquitto:
     """One broker process. ``persistent=True`` keeps sessions across :meth:`restart`."""
 
@@ -72,12 +82,7 @@ class Mosquitto:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()  # SIGTERM: mosquitto saves its persistence file on the way out
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)  # mosquitto saves its persistence file on SIGTERM
         self.proc = None
 
     def restart(self, down_s: float = 1.0) -> None:

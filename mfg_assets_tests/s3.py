@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from mfg_assets_tests.brokers import free_port
+from mfg_assets_tests.brokers import free_port, stop_process
 
 REGION = "us-east-1"
 
@@ -137,12 +137,7 @@ class SeaweedS3:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc, timeout_s=15)
             self.proc = None
         shutil.rmtree(self.sockdir, ignore_errors=True)
         for port in (self.port, *self.ports.values()):

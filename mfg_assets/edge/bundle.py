@@ -69,11 +69,8 @@ class Bundle:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def calibrate_threshold(scores: Iterable[float] | np.ndarray, quantile: float = 0.99) -> float:

@@ -41,11 +41,8 @@ class LoadReport:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def loaded_files(lake: Lake) -> set[str]:
@@ -53,11 +50,12 @@ def loaded_files(lake: Lake) -> set[str]:
     return set(batches.get_column("file_sha256").drop_nulls().to_list())
 
 
-def pending_files(lake: Lake, replay_dir: Path) -> list[Path]:
-    """Replay and ground-truth files under ``replay_dir`` that are not loaded yet."""
+def pending_files(lake: Lake, replay_dir: Path) -> list[tuple[Path, str]]:
+    """(file, sha256) of replay and ground-truth files under ``replay_dir`` not loaded yet."""
     done = loaded_files(lake)
     files = sorted({*replay_dir.glob(MESSAGES_GLOB), *replay_dir.glob(GROUND_TRUTH_GLOB)})
-    return [path for path in files if file_sha256(path) not in done]
+    hashed = [(path, file_sha256(path)) for path in files]
+    return [(path, sha) for path, sha in hashed if sha not in done]
 
 
 def iter_replay(path: Path) -> Iterator[tuple[int, str | None, bytes, str | None]]:
@@ -83,8 +81,10 @@ def iter_replay(path: Path) -> Iterator[tuple[int, str | None, bytes, str | None
             yield number, topic, payload, None
 
 
-def load_replay_file(lake: Lake, path: Path, contract: Contract, enterprise: str) -> LoadReport:
-    sha = file_sha256(path)
+def load_replay_file(
+    lake: Lake, path: Path, contract: Contract, enterprise: str, sha: str | None = None
+) -> LoadReport:
+    sha = sha or file_sha256(path)
     batch_id = f"replay-{sha[:16]}"
     router = Router(
         contract, source=f"replay:{path.name}", enterprise=enterprise, blobs=BlobStore(lake.root)
@@ -104,8 +104,8 @@ def load_replay_file(lake: Lake, path: Path, contract: Contract, enterprise: str
     return LoadReport(str(path), batch_id, skipped=False, versions=versions, **totals)
 
 
-def load_ground_truth_file(lake: Lake, path: Path) -> LoadReport:
-    sha = file_sha256(path)
+def load_ground_truth_file(lake: Lake, path: Path, sha: str | None = None) -> LoadReport:
+    sha = sha or file_sha256(path)
     batch_id = f"truth-{sha[:16]}"
     rows = []
     for number, line in enumerate(path.read_bytes().splitlines(), start=1):
@@ -132,11 +132,11 @@ def load_pending(
     lake: Lake, replay_dir: Path, contract: Contract, enterprise: str
 ) -> list[LoadReport]:
     reports = []
-    for path in pending_files(lake, replay_dir):
+    for path, sha in pending_files(lake, replay_dir):
         if path.name.startswith("ground_truth"):
-            reports.append(load_ground_truth_file(lake, path))
+            reports.append(load_ground_truth_file(lake, path, sha))
         else:
-            reports.append(load_replay_file(lake, path, contract, enterprise))
+            reports.append(load_replay_file(lake, path, contract, enterprise, sha))
     return reports
 
 

@@ -17,7 +17,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from mfg_assets.lake.registry import TableSpec
-from mfg_assets.settings import Settings, get_settings
+from mfg_assets.settings import get_settings
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,10 @@ class Lake:
     """The lakehouse root (local folder or object store) and its registered tables."""
 
     def __init__(self, root: str | None = None, storage_options: dict[str, str] | None = None):
-        settings: Settings | None = None
-        if root is None:
-            settings = get_settings()
+        settings = get_settings() if root is None or storage_options is None else None
         self.root = (root or settings.lake_uri).rstrip("/")  # type: ignore[union-attr]
         if storage_options is None:
-            storage_options = (settings or get_settings()).storage_options
+            storage_options = settings.storage_options  # type: ignore[union-attr]
         self.storage_options = storage_options or None
 
     def uri(self, spec: TableSpec) -> str:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mfg_assets.sim.drift import DRIFT_SCENARIOS
+from mfg_assets.uns.topics import MessageClass, UnsTopic
 
 SOURCES = ("welding", "press", "process", "images", "telemetry")
 IMAGE_LABELS = ("ok", "scratch", "dent", "missing_part")
@@ -87,6 +88,12 @@ class PlantLayout:
         Edge("edge-cam01", "assembly", "final1", "inspect01", "2.4.0", "camera"),
         Edge("edge-cam02", "assembly", "final1", "inspect02", "2.3.1", "camera"),
     )
+
+    def topic(
+        self, area: str, line: str, cell: str, asset: str, message_class: MessageClass
+    ) -> UnsTopic:
+        """The UNS topic of an asset of this plant."""
+        return UnsTopic(self.enterprise, self.site, area, line, cell, asset, message_class)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from mfg_assets.sim.config import Camera, SimConfig
 from mfg_assets.sim.messages import SimMessage, json_message
 from mfg_assets.sim.rng import rng_for
 from mfg_assets.sim.schedule import time_grid
-from mfg_assets.uns.topics import MessageClass, UnsTopic
+from mfg_assets.uns.topics import MessageClass
 
 SURFACE_LEVEL = 105.0
 PART_LEVEL = 95.0  # the part's brightness above the surface
@@ -109,13 +109,8 @@ def decode_png(data: bytes) -> np.ndarray:
 
 def camera_messages(config: SimConfig, camera: Camera) -> Iterator[SimMessage]:
     plant = config.plant
-    topic = UnsTopic(
-        plant.enterprise,
-        plant.site,
-        plant.inspect_area,
-        plant.inspect_line,
-        camera.cell,
-        camera.camera_id,
+    topic = plant.topic(
+        plant.inspect_area, plant.inspect_line, camera.cell, camera.camera_id,
         MessageClass.INSPECTION,
     )
     period_ms = round(config.image_period_s * 1000)

@@ -23,7 +23,7 @@ from mfg_assets.sim.messages import SimMessage, json_message
 from mfg_assets.sim.rng import rng_for
 from mfg_assets.sim.schedule import ambient_temp, time_grid
 from mfg_assets.sim.welding import arc_voltage_for, wire_feed_for
-from mfg_assets.uns.topics import MessageClass, UnsTopic
+from mfg_assets.uns.topics import MessageClass
 
 HOUR_MS = 3_600_000
 LOT_HOURS = (4.0, 8.0)  # a coil/batch of sheet lasts a few hours on the line
@@ -212,14 +212,8 @@ def unit_records(config: SimConfig, welder: Welder) -> tuple[np.ndarray, list[di
 
 def unit_messages(config: SimConfig, welder: Welder) -> Iterator[SimMessage]:
     plant = config.plant
-    topic = UnsTopic(
-        plant.enterprise,
-        plant.site,
-        plant.weld_area,
-        plant.weld_line,
-        welder.cell,
-        welder.machine_id,
-        MessageClass.PROCESS,
+    topic = plant.topic(
+        plant.weld_area, plant.weld_line, welder.cell, welder.machine_id, MessageClass.PROCESS
     )
     ts, docs = unit_records(config, welder)
     for t, doc in zip(ts.tolist(), docs, strict=True):

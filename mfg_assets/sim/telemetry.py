@@ -16,7 +16,7 @@ from mfg_assets.sim.config import Edge, SimConfig
 from mfg_assets.sim.messages import SimMessage, json_message
 from mfg_assets.sim.rng import rng_for
 from mfg_assets.sim.schedule import ar1, local_time, shift_level, time_grid
-from mfg_assets.uns.topics import MessageClass, UnsTopic
+from mfg_assets.uns.topics import MessageClass
 
 BASE_CPU = {"line": 14.0, "camera": 42.0}
 LOAD_CPU = {"line": 14.0, "camera": 28.0}
@@ -62,15 +62,7 @@ def _line(rng: np.random.Generator, level: str, templates: tuple[str, ...]) -> d
 
 def edge_messages(config: SimConfig, edge: Edge) -> Iterator[SimMessage]:
     plant = config.plant
-    topic = UnsTopic(
-        plant.enterprise,
-        plant.site,
-        edge.area,
-        edge.line,
-        edge.cell,
-        edge.edge_id,
-        MessageClass.TELEMETRY,
-    )
+    topic = plant.topic(edge.area, edge.line, edge.cell, edge.edge_id, MessageClass.TELEMETRY)
     dt = config.telemetry_period_s
     period_ms = round(dt * 1000)
     eid = edge.edge_id

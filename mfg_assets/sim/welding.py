@@ -19,7 +19,7 @@ from mfg_assets.sim.faults import FaultEvent, active, plan_machine_faults, progr
 from mfg_assets.sim.messages import SimMessage, json_message
 from mfg_assets.sim.rng import rng_for
 from mfg_assets.sim.schedule import ambient_temp, ar1, ema, time_grid, utilisation
-from mfg_assets.uns.topics import MessageClass, UnsTopic
+from mfg_assets.uns.topics import MessageClass
 
 SENSORS = (("current", "A"), ("voltage", "V"), ("wire_feed", "m/min"), ("temperature", "C"))
 JITTER_MS = 40
@@ -104,14 +104,8 @@ def welder_messages(
     config: SimConfig, welder: Welder, faults: list[FaultEvent] | None = None
 ) -> Iterator[SimMessage]:
     plant = config.plant
-    topic = UnsTopic(
-        plant.enterprise,
-        plant.site,
-        plant.weld_area,
-        plant.weld_line,
-        welder.cell,
-        welder.machine_id,
-        MessageClass.SENSORS,
+    topic = plant.topic(
+        plant.weld_area, plant.weld_line, welder.cell, welder.machine_id, MessageClass.SENSORS
     )
     ts, values = welder_signals(config, welder, faults)
     columns = [(name, unit, np.round(values[name], 3).tolist()) for name, unit in SENSORS]
