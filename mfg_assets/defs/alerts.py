@@ -1,11 +1,15 @@
-"""Alerts: failed asset checks and failed runs are logged and POSTed to a webhook.
+"""Alerts: failed asset checks, freshness failures and failed runs are logged and POSTed
+to a webhook.
 
 ``MFG_ALERT_WEBHOOK_URL`` (Slack/Teams/any JSON endpoint) receives one JSON message per
-failure; without it, alerts are only logged. Two sensors, both running by default:
+failure; without it, alerts are only logged. Three sensors, all running by default:
 
 - ``failed_checks``: polls the event log for asset check evaluations that did not pass
   (silver ``schema``/``unique_key``, the models' ``beats_champion`` gate, ...), cursor = the
   last event storage id seen, so each failure is reported once;
+- ``stale_assets``: polls the freshness state changes the Dagster daemon records for assets
+  with a ``FreshnessPolicy`` (silver, features, models): an alert when one turns WARN or
+  FAIL, and one when it is fresh again;
 - ``failed_runs``: Dagster's run-failure sensor, one message per failed run.
 """
 
@@ -44,14 +48,18 @@ def post_alert(message: dict[str, Any], url: str | None = None, timeout_s: float
         return False
 
 
+def _records(instance: dg.DagsterInstance, event_type: dg.DagsterEventType, after: int | None,
+             limit: int) -> list[dg.EventLogRecord]:
+    flt = dg.EventRecordsFilter(event_type=event_type, after_cursor=after)
+    with warnings.catch_warnings():
+        # deprecated for 2.0, but the only call that lists these events across all assets
+        warnings.simplefilter("ignore")
+        return list(instance.get_event_records(flt, limit=limit, ascending=True))
+
+
 def check_failures(instance: dg.DagsterInstance, after: int | None, limit: int = 100):
     """(failed check evaluations as alert messages, last storage id seen)."""
-    flt = dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION,
-                                after_cursor=after)
-    with warnings.catch_warnings():
-        # deprecated for 2.0, but the only call that lists check evaluations of all assets
-        warnings.simplefilter("ignore")
-        records = instance.get_event_records(flt, limit=limit, ascending=True)
+    records = _records(instance, dg.DagsterEventType.ASSET_CHECK_EVALUATION, after, limit)
     messages, last = [], after
     for record in records:
         last = record.storage_id
@@ -73,6 +81,56 @@ def check_failures(instance: dg.DagsterInstance, after: int | None, limit: int =
     return messages, last
 
 
+BAD_FRESHNESS = ("WARN", "FAIL")
+
+
+def freshness_changes(instance: dg.DagsterInstance, after: int | None, limit: int = 100):
+    """(freshness alerts: turned WARN/FAIL, or fresh again after one; last storage id seen)."""
+    records = _records(instance, dg.DagsterEventType.FRESHNESS_STATE_CHANGE, after, limit)
+    messages, last = [], after
+    for record in records:
+        last = record.storage_id
+        change = record.event_log_entry.dagster_event.event_specific_data
+        new, old = str(change.new_state.value), str(change.previous_state.value)
+        if new in BAD_FRESHNESS:
+            kind = "freshness_failed" if new == "FAIL" else "freshness_warning"
+        elif new == "PASS" and old in BAD_FRESHNESS:
+            kind = "freshness_recovered"
+        else:
+            continue  # UNKNOWN -> PASS and the like: nothing to tell anyone
+        asset = change.key.to_user_string()
+        messages.append({
+            "kind": kind,
+            "asset": asset,
+            "state": new,
+            "previous_state": old,
+            "changed_at": change.state_change_timestamp,
+            "text": f"{asset} freshness {old} -> {new}",
+        })
+    return messages, last
+
+
+def _poll(context: dg.SensorEvaluationContext, poll, what: str) -> dg.SkipReason:
+    after = int(context.cursor) if context.cursor else None
+    messages, last = poll(context.instance, after)
+    for message in messages:
+        post_alert(message)
+    if last is not None:
+        context.update_cursor(str(last))
+    return dg.SkipReason(f"{len(messages)} {what} alerted")
+
+
+@dg.sensor(
+    name="stale_assets",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=f"Alerts (log + {WEBHOOK_ENV}) when an asset's freshness policy turns WARN or "
+    "FAIL, and when it is fresh again.",
+)
+def stale_assets(context: dg.SensorEvaluationContext):
+    return _poll(context, freshness_changes, "freshness changes")
+
+
 @dg.sensor(
     name="failed_checks",
     minimum_interval_seconds=60,
@@ -80,13 +138,7 @@ def check_failures(instance: dg.DagsterInstance, after: int | None, limit: int =
     description=f"Alerts (log + {WEBHOOK_ENV}) on every asset check that does not pass.",
 )
 def failed_checks(context: dg.SensorEvaluationContext):
-    after = int(context.cursor) if context.cursor else None
-    messages, last = check_failures(context.instance, after)
-    for message in messages:
-        post_alert(message)
-    if last is not None:
-        context.update_cursor(str(last))
-    return dg.SkipReason(f"{len(messages)} failed checks alerted")
+    return _poll(context, check_failures, "failed checks")
 
 
 @dg.run_failure_sensor(
@@ -101,9 +153,22 @@ def failed_runs(context: dg.RunFailureSensorContext) -> None:
         "run_id": run.run_id,
         "job": run.job_name,
         "tags": dict(run.tags),
+        "steps": step_errors(context.instance, run.run_id),
         "text": f"run {run.run_id} of {run.job_name} failed: "
                 f"{context.failure_event.message or ''}",
     })
 
 
-alert_sensors = [failed_checks, failed_runs]
+def step_errors(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
+    """Step key -> first line of its error: what on-call reads first."""
+    errors = {}
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        error = entry.dagster_event.event_specific_data.error
+        while error is not None and error.cause is not None:  # Dagster wraps the user error
+            error = error.cause
+        text = error.message if error else entry.dagster_event.message or ""
+        errors[entry.step_key or "?"] = text.strip().splitlines()[0][:500] if text else ""
+    return errors
+
+
+alert_sensors = [failed_checks, stale_assets, failed_runs]

@@ -4,10 +4,12 @@ from pathlib import Path
 
 import dagster as dg
 
+from mfg_assets.defs.cost import shared_cost_metadata
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.resources import LakehouseResource, UnsResource
 from mfg_assets.gateway.replay import load_pending
 from mfg_assets.lake.registry import table
+from mfg_assets.monitoring import cost as mc
 
 OWNER = "team:data-engineering"
 BRONZE_TABLES = (
@@ -46,7 +48,15 @@ def bronze_from_replay(
 ):
     """Load every replay file not loaded yet: validate against the contract, land in bronze."""
     lake = lakehouse.lake()
-    reports = load_pending(lake, Path(uns.replay_dir), uns.contract(), uns.enterprise)
+    before = {name: lake.version(table(name)) for name in BRONZE_TABLES}
+    with mc.measure() as usage:
+        reports = load_pending(lake, Path(uns.replay_dir), uns.contract(), uns.enterprise)
+    # bytes this load committed (a gateway appending at the same moment would be counted
+    # here too; replay loading and a live gateway are not run on one table in practice)
+    written = {name: mc.delta_bytes_added(lake.uri(table(name)), before[name],
+                                          lake.version(table(name)), lake.storage_options)
+               for name in BRONZE_TABLES}
+    costs = shared_cost_metadata(usage, written)
     for report in reports:
         context.log.info(
             f"{report.file}: {report.received} messages, {report.valid} valid, "
@@ -59,6 +69,7 @@ def bronze_from_replay(
         meta["files_loaded"] = len(reports)
         meta["messages_received"] = sum(r.received for r in reports)
         meta["messages_quarantined"] = sum(r.invalid for r in reports)
+        meta |= costs[name]
         yield dg.MaterializeResult(
             asset_key=bronze_key(name),
             metadata=meta,

@@ -51,6 +51,20 @@ def cost_metadata(
     return usage.metadata()
 
 
+def shared_cost_metadata(usage: mc.Usage, bytes_by_asset: dict[str, int]) -> dict[str, dict]:
+    """``cost/*`` metadata for each asset of a multi-asset that ran as one body.
+
+    Each asset gets its own bytes; CPU and wall time are shared in proportion to bytes
+    (evenly when nothing was written), so the sums over the assets equal what was used.
+    """
+    total = sum(bytes_by_asset.values())
+    out = {}
+    for name, written in bytes_by_asset.items():
+        share = written / total if total else 1 / len(bytes_by_asset)
+        out[name] = mc.Usage(usage.cpu_s * share, usage.wall_s * share, written).metadata()
+    return out
+
+
 def with_cost(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate an asset body (under ``@dg.asset``) to add ``cost/*`` to its metadata.
 

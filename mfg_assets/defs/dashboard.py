@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from mfg_assets.defs.automation import rebuild_on_upstream_change
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.lake.registry import table
 from mfg_assets.monitoring import dashboard as board
@@ -16,7 +17,8 @@ from mfg_assets.settings import get_settings
 OWNER = "team:operations"
 # bronze.validation_results is written by the same loads as bronze.quarantine but is not an
 # asset of its own, so quarantine stands for both in the graph.
-INPUTS = ("bronze.quarantine", "monitoring.inspection_stats", "edge.rollouts", "monitoring.cost")
+INPUTS = ("bronze.quarantine", "monitoring.inspection_stats", "monitoring.drift", "edge.rollouts",
+          "monitoring.cost")
 
 
 def default_report_path() -> Path:
@@ -36,6 +38,7 @@ class DashboardConfig(dg.Config):
     description="Static HTML dashboard (data/reports/dashboard.html): contract compliance per "
     "channel and site with trend, inspection statistics, drift, rollout status and the "
     "projected monthly cost, all read from the lakehouse with DuckDB.",
+    automation_condition=rebuild_on_upstream_change(),
 )
 def dashboard_asset(
     config: DashboardConfig, lakehouse: LakehouseResource

@@ -13,7 +13,10 @@ piece of drift evidence: same reference window and same drifted features = same 
 
 import base64
 import json
+import logging
+import tempfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -33,6 +36,7 @@ OWNER = "team:ml-engineering"
 DRIFT_TABLE = "monitoring.drift"
 TRIGGER_TAG = "mfg/trigger"
 REASON_TAG = "mfg/drift_reason"
+log = logging.getLogger(__name__)
 
 
 class DriftConfig(dg.Config):
@@ -80,6 +84,29 @@ def training_window(
         return None, f"oldest window (champion unknown: {type(exc).__name__})"
 
 
+def champion_scorer(mlflow: MlflowResource | None, family: str) -> dm.Scorer | None:
+    """The champion's predictions for label-based error drift (regressors with a target)."""
+    inputs = dm.FAMILY_INPUTS[family]
+    if mlflow is None or inputs.target is None:
+        return None
+    try:
+        from mfg_assets.ml.families import family as family_module
+        from mfg_assets.ml.registry import registered_name
+
+        module = family_module(family)
+        registry = mlflow.registry()
+        champion = registry.champion(registered_name(family))
+        if champion is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix="mfg-drift-") as tmp:
+            model, info = registry.load(module, champion, Path(tmp))
+        return dm.Scorer(predict=model.predict, target=inputs.target,
+                         unseen=lambda frame: module.unseen_rows(frame, info))
+    except Exception as exc:  # a lost tracking server must not stop monitoring
+        log.warning("no champion scorer for %s: %s", family, exc)
+        return None
+
+
 def compute_drift(
     lake: Lake,
     config: DriftConfig,
@@ -111,6 +138,7 @@ def compute_drift(
             reference=window,
             reference_span=None if window else timedelta(hours=config.reference_hours),
             predictions=predictions, labels=labels, thresholds=config.thresholds(),
+            scorer=champion_scorer(mlflow, family),
         )
         reports.append(report)
         rows.append(report.features.with_columns(

@@ -33,6 +33,7 @@ import polars as pl
 from pydantic import Field
 
 from mfg_assets.defs.automation import new_bundles_or_every, new_edge_or_new_champion
+from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.features import feature_key
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.models import MlflowResource, champion_key
@@ -594,6 +595,7 @@ bundles_condition = new_edge_or_new_champion(
     metadata={"dagster/table_name": BUNDLES_TABLE},
     automation_condition=bundles_condition,
 )
+@with_cost  # cost/* metadata (mfg_assets.defs.cost)
 def bundles(
     context: dg.AssetExecutionContext,
     config: BundleConfig,
@@ -711,6 +713,7 @@ ROLLOUTS_KEY = dg.AssetKey(["edge", "rollouts"])
     metadata={"dagster/table_name": ro.ROLLOUTS_TABLE},
     automation_condition=rollouts_condition,
 )
+@with_cost  # cost/* metadata (mfg_assets.defs.cost)
 def rollouts(
     context: dg.AssetExecutionContext,
     config: RolloutConfig,

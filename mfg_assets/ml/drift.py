@@ -14,15 +14,17 @@ A feature drifts when its PSI passes the threshold AND the KS test agrees (p bel
 PSI alone is noisy on small windows, KS alone flags trivial shifts on large ones. A family
 drifts when any of its input features drifts, or when a share of them does (both
 configurable), when its predictions' score distribution drifts, or when its accuracy
-against labels drops. Images are reduced to simple statistics (brightness, contrast, edge
-energy) so lighting changes are caught without a model.
+against labels drops (classifiers at the edge) or its absolute error against labels rises
+(regressors: the champion's own predictions on rows whose outcome is known). Images
+are reduced to simple statistics (brightness, contrast, edge energy) so lighting changes
+are caught without a model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -46,6 +48,7 @@ class DriftThresholds:
     min_rows: int = 10  # fewer rows in either window (per segment): not judged
     max_bins: int = 10
     accuracy_drop: float = 0.1  # absolute drop of accuracy against labels
+    error_rise: float = 0.5  # relative rise of a regressor's mean absolute error
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class FamilyInputs:
     ts: str
     segment: str | None
     kind: str  # "sensor", "process" or "image": how the input columns are found
+    target: str | None = None  # the label a regressor predicts (error drift needs it)
     # exogenous covariates that drift with the time of day, not with the process
     ignore: tuple[str, ...] = ()
 
@@ -66,7 +70,7 @@ FAMILY_INPUTS: dict[str, FamilyInputs] = {
     "failure_forecast": FamilyInputs("features.sensor_windows", "window_start", "machine_id",
                                      "sensor"),
     "process_yield": FamilyInputs("features.process_units", "ts", None, "process",
-                                  ignore=("param__ambient_temp",)),
+                                  target="yield_pct", ignore=("param__ambient_temp",)),
     "vision_defect": FamilyInputs("features.image_dataset", "ts", "camera_id", "image"),
 }
 
@@ -315,6 +319,55 @@ def performance_drift(
     }], schema=DRIFT_COLUMNS)
 
 
+@dataclass(frozen=True)
+class Scorer:
+    """A champion's predictions, for label-based monitoring of a regressor.
+
+    ``unseen`` keeps the reference rows the model did not fit on: errors on its own
+    training rows are optimistic and would make every later window look like drift.
+    """
+
+    predict: Callable[[pl.DataFrame], np.ndarray]
+    target: str
+    unseen: Callable[[pl.DataFrame], pl.DataFrame] = lambda frame: frame
+
+
+def absolute_errors(frame: pl.DataFrame, scorer: Scorer) -> np.ndarray:
+    rows = frame.filter(pl.col(scorer.target).is_not_null())
+    if rows.height == 0:
+        return np.empty(0)
+    actual = rows.get_column(scorer.target).cast(pl.Float64).to_numpy()
+    return _clean(np.abs(actual - np.asarray(scorer.predict(rows), dtype=float)))
+
+
+def error_drift(
+    reference: pl.DataFrame,
+    recent: pl.DataFrame,
+    scorer: Scorer,
+    thresholds: DriftThresholds | None = None,
+) -> pl.DataFrame:
+    """A regressor's absolute error against labels, reference (unseen rows) vs recent.
+
+    One row of kind ``performance``; drifted when the mean absolute error rose by more than
+    ``error_rise`` (relative) and the KS test on the errors agrees.
+    """
+    th = thresholds or DriftThresholds()
+    a, b = absolute_errors(scorer.unseen(reference), scorer), absolute_errors(recent, scorer)
+    judged = a.size >= th.min_rows and b.size >= th.min_rows
+    stat, pvalue = ks(a, b) if judged else (float("nan"), float("nan"))
+    mae_ref = float(a.mean()) if a.size else None
+    mae_rec = float(b.mean()) if b.size else None
+    rose = judged and mae_rec > mae_ref * (1 + th.error_rise) and pvalue < th.ks_alpha
+    return pl.DataFrame([{
+        "kind": "performance", "feature": f"abs_error:{scorer.target}", "segment": ALL,
+        "n_reference": int(a.size), "n_recent": int(b.size),
+        "psi": psi(a, b, bins_for(a.size, b.size, th.max_bins)) if judged else float("nan"),
+        "ks_stat": stat, "ks_pvalue": pvalue,
+        "wasserstein": wasserstein(a, b) if judged else float("nan"),
+        "mean_reference": mae_ref, "mean_recent": mae_rec, "drifted": bool(rose),
+    }], schema=DRIFT_COLUMNS)
+
+
 # -- the report --------------------------------------------------------------------------
 
 
@@ -362,7 +415,7 @@ def verdict(
     inputs = judged.filter(pl.col("kind") == "input")
     drifted = features.filter(pl.col("drifted"))
     share = float(inputs.get_column("drifted").mean() or 0.0) if inputs.height else 0.0
-    outputs = drifted.filter(pl.col("kind") != "input").height  # predictions, accuracy
+    outputs = drifted.filter(pl.col("kind") != "input").height  # predictions, performance
     inputs_drift = share >= th.share or (th.any_feature and share > 0)
     if not (inputs_drift or outputs):
         report.reason = (f"no drift: max PSI {judged.get_column('psi').max() or 0:.3f} over "
@@ -375,7 +428,7 @@ def verdict(
         f"{label(r)} (PSI {r['psi']:.2f})" if r["psi"] is not None else
         f"{label(r)} ({r['mean_reference']:.2f} -> {r['mean_recent']:.2f})"
         for r in top.iter_rows(named=True))
-    why = f"{share:.0%} of inputs" if inputs_drift else "predictions"
+    why = f"{share:.0%} of inputs" if inputs_drift else "predictions/performance"
     report.reason = (f"{family}: {drifted.height} drifted ({why}; PSI > {th.psi}, "
                      f"KS p < {th.ks_alpha} family-wise): {names}")
     return report
@@ -390,8 +443,10 @@ def family_drift(
     predictions: pl.DataFrame | None = None,
     labels: pl.DataFrame | None = None,
     thresholds: DriftThresholds | None = None,
+    scorer: Scorer | None = None,
 ) -> DriftReport:
-    """The drift report of one family from its feature frame (and edge predictions)."""
+    """The drift report of one family from its feature frame (and edge predictions, and the
+    champion's errors against labels where a ``scorer`` is given)."""
     inputs = FAMILY_INPUTS[family]
     if inputs.kind == "image" and "png" in features.columns:
         features = with_image_stats(features)
@@ -403,6 +458,8 @@ def family_drift(
         parts.append(prediction_drift(p_ref, p_rec, thresholds=thresholds))
         if labels is not None:
             parts.append(performance_drift(p_ref, p_rec, labels, thresholds))
+    if scorer is not None:
+        parts.append(error_drift(ref, rec, scorer, thresholds))
     table = pl.concat(parts)
     return verdict(family, table, window_of(ref, inputs.ts), window_of(rec, inputs.ts),
                    thresholds)

@@ -131,6 +131,12 @@ def with_split(features: pl.DataFrame, block: str) -> pl.DataFrame:
     return features.with_columns(block_split(pl.col("ts"), block).alias("_split"))
 
 
+def unseen_rows(features: pl.DataFrame, info: dict[str, Any]) -> pl.DataFrame:
+    """The rows a trained model did not fit on (its validation and test blocks)."""
+    split = with_split(features, info["split"]["block"])
+    return split.filter(pl.col("_split") != "train").drop("_split")
+
+
 def train(features: pl.DataFrame, params: dict[str, Any], seed: int = 0) -> Trained:
     p = {**DEFAULT_PARAMS, **params}
     with threadpool_limits(limits=p["threads"], user_api="openmp"):

@@ -79,12 +79,22 @@ def measure() -> Iterator[Usage]:
 def delta_bytes_written(
     uri: str, version: int | None, storage_options: dict[str, str] | None = None
 ) -> int:
-    """Bytes of the data files that commit ``version`` added to the Delta table at ``uri``.
-
-    The difference of the add actions of the snapshots at ``version`` and ``version - 1``
-    (works on any object store; the commit's own log entry is not exposed by delta-rs).
-    """
+    """Bytes of the data files that commit ``version`` added to the Delta table at ``uri``."""
     if version is None:
+        return 0
+    return delta_bytes_added(uri, version - 1, version, storage_options)
+
+
+def delta_bytes_added(
+    uri: str, since: int | None, version: int | None,
+    storage_options: dict[str, str] | None = None,
+) -> int:
+    """Bytes of the data files in snapshot ``version`` that were not in snapshot ``since``.
+
+    The difference of the two snapshots' add actions (works on any object store; the
+    commits' own log entries are not exposed by delta-rs). ``since`` None or < 0: all files.
+    """
+    if version is None or (since is not None and since >= version):
         return 0
 
     def files(v: int) -> dict[str, int]:
@@ -97,7 +107,7 @@ def delta_bytes_written(
                         frame.get_column("size_bytes").to_list(), strict=True))
 
     now = files(version)
-    before = files(version - 1) if version > 0 else {}
+    before = files(since) if since is not None and since >= 0 else {}
     return int(sum(size for path, size in now.items() if path not in before))
 
 

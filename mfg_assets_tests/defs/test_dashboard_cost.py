@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mfg_assets.defs.bronze import bronze_from_replay
+from mfg_assets.defs.bronze import BRONZE_TABLES, bronze_from_replay
 from mfg_assets.defs.cost import cost_asset
 from mfg_assets.defs.dashboard import dashboard_asset
 from mfg_assets.defs.resources import default_resources
@@ -44,8 +44,9 @@ def built(tmp_path_factory):
             handle.writelines(line + b"\n" for line in bad_lines())
         instance = dg.DagsterInstance.ephemeral()
         resources = default_resources()
-        assert dg.materialize([bronze_from_replay, fault_labels], instance=instance,
-                              resources=resources).success
+        bronze = dg.materialize([bronze_from_replay, fault_labels], instance=instance,
+                                resources=resources)
+        assert bronze.success
         silver = dg.materialize(silver_assets, partition_key=DAY, instance=instance,
                                 resources=resources)
         assert silver.success
@@ -54,7 +55,8 @@ def built(tmp_path_factory):
                                     resources=resources)
         assert monitoring.success
         yield {"data_dir": data_dir, "lake": Lake(str(data_dir / "lake"), {}),
-               "silver": silver, "monitoring": monitoring, "report": report}
+               "bronze": bronze, "silver": silver, "monitoring": monitoring,
+               "report": report}
 
 
 def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
@@ -74,6 +76,20 @@ def test_silver_materializations_record_cpu_wall_and_delta_bytes(built):
     assert meta["cost/bytes_written"] == on_disk > 0
 
 
+def test_bronze_load_shares_its_usage_and_counts_each_tables_bytes(built):
+    metas = {name: _metadata(built["bronze"], "/".join(table(name).asset_key_path))
+             for name in BRONZE_TABLES}
+    for name, meta in metas.items():
+        folder = Path(built["lake"].uri(table(name)))
+        on_disk = sum(p.stat().st_size for p in folder.rglob("*.parquet"))
+        assert meta["cost/bytes_written"] == on_disk, name  # fresh lake: all of it is new
+    assert metas["bronze.sensor_readings"]["cost/bytes_written"] > 0
+    assert sum(m["cost/cpu_s"] for m in metas.values()) > 0
+    # CPU is shared in proportion to bytes: the biggest table carries the biggest share
+    biggest = max(metas, key=lambda n: metas[n]["cost/bytes_written"])
+    assert metas[biggest]["cost/cpu_s"] == max(m["cost/cpu_s"] for m in metas.values())
+
+
 def test_cost_table_prices_the_recorded_materializations(built):
     meta = _metadata(built["monitoring"], "monitoring/cost")
     assert meta["materializations_priced"] >= len(silver_assets)
@@ -83,9 +99,11 @@ def test_cost_table_prices_the_recorded_materializations(built):
                          "cloud_inference_endpoints", "cloud_inference_egress", "edge_inference"}
     assert rows["pipeline_compute"] > 0 and rows["storage_growth"] > 0
     assert rows["retraining"] == 0  # no model trained in this lakehouse
-    # storage growth is the recorded bytes (one day) x 30 at $0.023/GB-month
+    # storage growth is the recorded bytes (one day, bronze + silver) x 30 at $0.023/GB-month
     written = sum(_metadata(built["silver"], a.key.to_user_string())["cost/bytes_written"]
                   for a in silver_assets)
+    written += sum(_metadata(built["bronze"], "/".join(table(n).asset_key_path))
+                   ["cost/bytes_written"] for n in BRONZE_TABLES)
     assert rows["storage_growth"] == pytest.approx(written * 30 / 1e9 * 0.023)
     assert meta["usd_per_month/total_with_cloud_inference"] > 0
 

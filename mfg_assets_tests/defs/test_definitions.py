@@ -78,7 +78,8 @@ def test_snapshot_of_asset_graph():
         ],
         "monitoring/cost": ["silver/edge_predictions", "silver/inspection_images"],
         "monitoring/dashboard": [
-            "bronze/quarantine", "edge/rollouts", "monitoring/cost", "monitoring/inspection_stats",
+            "bronze/quarantine", "edge/rollouts", "monitoring/cost", "monitoring/drift",
+            "monitoring/inspection_stats",
         ],
         "monitoring/lake_maintenance": [],
     }

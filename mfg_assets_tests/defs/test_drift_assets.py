@@ -1,15 +1,12 @@
-"""drift_report writes monitoring.drift; the drift sensor retrains once; alerts reach a webhook."""
+"""drift_report writes monitoring.drift; the drift sensor retrains the drifted family once."""
 
-import json
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
 
-from mfg_assets.defs import alerts
 from mfg_assets.defs.drift import REASON_TAG, TRIGGER_TAG, drift_report, model_drift
 from mfg_assets.defs.models import MlflowResource
 from mfg_assets.defs.resources import LakehouseResource
@@ -32,7 +29,9 @@ def _report(lake, instance) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [drift_report], instance=instance,
         resources={"lakehouse": LakehouseResource(root=lake.root),
-                   "mlflow": MlflowResource(tracking_uri="sqlite:///unused.db")},
+                   # no champion registered: the oldest window is the reference
+                   "mlflow": MlflowResource(
+                       tracking_uri=f"sqlite:///{Path(lake.root).parent / 'mlflow.db'}")},
         run_config={"ops": {"monitoring__drift": {"config": {
             "families": ["process_yield"], "reference": "oldest",
             "reference_hours": 2.0, "recent_hours": 2.0, "plots": 2}}}},
@@ -70,57 +69,3 @@ def test_drift_report_and_sensor_retrain_the_drifted_model_once(lake, process_un
     assert isinstance(model_drift(again), dg.SkipReason)  # same evidence: not twice
     _report(lake, instance)  # re-evaluated, same drift
     assert isinstance(model_drift(again), dg.SkipReason)
-
-
-class _Inbox(BaseHTTPRequestHandler):
-    received: list = []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-
-@pytest.fixture
-def webhook(monkeypatch):
-    _Inbox.received = []
-    server = HTTPServer(("127.0.0.1", 0), _Inbox)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    monkeypatch.setenv(alerts.WEBHOOK_ENV, url)
-    yield _Inbox.received
-    server.shutdown()
-    server.server_close()
-
-
-PROBE = ["silver", "alert_probe"]
-
-
-@dg.asset(key=PROBE, check_specs=[dg.AssetCheckSpec("schema", asset=PROBE)])
-def _probe() -> dg.MaterializeResult:
-    return dg.MaterializeResult(check_results=[
-        dg.AssetCheckResult(check_name="schema", passed=False, metadata={"bad_rows": 3})])
-
-
-def test_failed_check_is_posted_to_the_webhook_once(webhook):
-    instance = dg.DagsterInstance.ephemeral()
-    assert dg.materialize([_probe], instance=instance).success
-    context = dg.build_sensor_context(instance=instance)
-    alerts.failed_checks(context)
-    (message,) = webhook
-    assert message["kind"] == "asset_check_failed"
-    assert (message["asset"], message["check"]) == ("silver/alert_probe", "schema")
-    assert message["metadata"]["bad_rows"] == 3
-    again = dg.build_sensor_context(instance=instance, cursor=context.cursor)
-    alerts.failed_checks(again)
-    assert len(webhook) == 1  # reported once
-
-
-def test_without_webhook_alerts_are_only_logged(monkeypatch):
-    monkeypatch.delenv(alerts.WEBHOOK_ENV, raising=False)
-    assert alerts.post_alert({"kind": "test"}) is False

@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from mfg_assets.defs.bronze import bronze_from_replay
+from mfg_assets.defs.drift import champion_scorer
 from mfg_assets.defs.features import feature_assets
 from mfg_assets.defs.models import (
     GATE,
@@ -19,6 +20,8 @@ from mfg_assets.defs.models import (
 )
 from mfg_assets.defs.resources import default_resources
 from mfg_assets.defs.silver import fault_labels, silver_assets
+from mfg_assets.lake.registry import table
+from mfg_assets.ml.drift import absolute_errors
 from mfg_assets.ml.registry import (
     CHALLENGER,
     ModelRegistry,
@@ -130,3 +133,11 @@ def test_models_train_then_the_gate_decides_the_champion(lakehouse, data_dir):
     assert str(registry.champion(registered_name("process_yield")).version) == "1"
     promoted = instance.get_latest_materialization_event(champion_key("process_yield"))
     assert promoted.run_id == first.run_id
+
+    # the drift report scores the yield champion's errors against labels on rows it did not
+    # fit on (mfg_assets.defs.drift.champion_scorer): about its hold-out error
+    scorer = champion_scorer(resources["mlflow"], "process_yield")
+    units = resources["lakehouse"].lake().read(table("features.process_units"))
+    errors = absolute_errors(scorer.unseen(units), scorer)
+    assert errors.size > 10
+    assert errors.mean() == pytest.approx(holdout(instance, "process_yield")["mae"], rel=0.5)

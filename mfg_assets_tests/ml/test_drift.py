@@ -99,3 +99,48 @@ def test_sensor_recalibration_caught_on_sensor_windows_of_its_targets():
         pl.concat_str("segment", pl.lit(":"), "feature")).to_series())
     assert {"weld-02:current__mean", "cnc-01:spindle_temp__mean"} <= flagged
     assert {f.split(":")[0] for f in flagged} == {"weld-02", "cnc-01"}
+
+
+def test_error_drift_flags_a_regressor_whose_errors_rose_only():
+    rng = np.random.default_rng(2)
+
+    def units(offset: float, n: int = 400) -> pl.DataFrame:
+        x = rng.uniform(0, 10, n)
+        return pl.DataFrame({"x": x, "y": 2 * x + offset + rng.normal(0, 0.5, n)})
+
+    scorer = drift.Scorer(predict=lambda f: 2 * f.get_column("x").to_numpy(), target="y")
+    same = drift.error_drift(units(0.0), units(0.0), scorer)
+    shifted = drift.error_drift(units(0.0), units(3.0), scorer)
+    assert not same.get_column("drifted").item()
+    (row,) = shifted.to_dicts()
+    assert row["drifted"] and row["kind"] == "performance" and row["feature"] == "abs_error:y"
+    assert row["mean_reference"] == pytest.approx(0.4, abs=0.1)  # MAE of N(0, 0.5) noise
+    assert row["mean_recent"] == pytest.approx(3.0, abs=0.2)
+    window = drift.Window(None, None, 400)
+    report = drift.verdict("process_yield", shifted, window, window)
+    assert report.drifted and "abs_error:y" in report.reason
+
+
+def test_material_lot_raises_the_yield_champions_error():
+    from mfg_assets.ml import yield_model
+
+    config = SimConfig(seed=3, duration_h=8, sources=("process",),
+                       drift=[("material_lot", 5.0)])
+    silver = simulate_silver(config)
+    units = features.process_units(silver["silver.process_runs"],
+                                   silver["silver.process_parameters"])
+    t0 = units.get_column("ts").min()
+    before = units.filter(pl.col("ts") < t0 + timedelta(hours=5))
+    trained = yield_model.train(before, {"max_iter": 100, "importance_repeats": 1})
+    scorer = drift.Scorer(predict=trained.model.predict, target="yield_pct",
+                          unseen=lambda f: yield_model.unseen_rows(f, trained.info))
+    span = (before.get_column("ts").min(), before.get_column("ts").max())
+    kw = dict(recent=timedelta(hours=2), reference=span, scorer=scorer)
+    quiet = drift.family_drift("process_yield", before, **{**kw, "reference": None,
+                               "reference_span": timedelta(hours=3)})
+    after = drift.family_drift("process_yield", units, **kw)
+    errors = after.features.filter(pl.col("feature") == "abs_error:yield_pct").to_dicts()[0]
+    assert errors["drifted"], errors
+    assert errors["mean_recent"] > 1.5 * errors["mean_reference"]
+    quiet_errors = quiet.features.filter(pl.col("feature") == "abs_error:yield_pct")
+    assert not quiet_errors.get_column("drifted").item()

@@ -1,0 +1,121 @@
+"""Alerts reach a real local webhook: failed checks, freshness failures, failed runs."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import dagster as dg
+import pytest
+from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
+
+from mfg_assets.defs import alerts
+
+
+class _Inbox(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def webhook(monkeypatch):
+    _Inbox.received = []
+    server = HTTPServer(("127.0.0.1", 0), _Inbox)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    monkeypatch.setenv(alerts.WEBHOOK_ENV, url)
+    yield _Inbox.received
+    server.shutdown()
+    server.server_close()
+
+
+PROBE = ["silver", "alert_probe"]
+
+
+@dg.asset(key=PROBE, check_specs=[dg.AssetCheckSpec("schema", asset=PROBE)])
+def _probe() -> dg.MaterializeResult:
+    return dg.MaterializeResult(check_results=[
+        dg.AssetCheckResult(check_name="schema", passed=False, metadata={"bad_rows": 3})])
+
+
+@dg.asset(key=["features", "alert_broken"])
+def _broken() -> None:
+    raise RuntimeError("historian export truncated")
+
+
+def test_failed_check_is_posted_to_the_webhook_once(webhook):
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([_probe], instance=instance).success
+    context = dg.build_sensor_context(instance=instance)
+    alerts.failed_checks(context)
+    (message,) = webhook
+    assert message["kind"] == "asset_check_failed"
+    assert (message["asset"], message["check"]) == ("silver/alert_probe", "schema")
+    assert message["metadata"]["bad_rows"] == 3
+    again = dg.build_sensor_context(instance=instance, cursor=context.cursor)
+    alerts.failed_checks(again)
+    assert len(webhook) == 1  # reported once
+
+
+def _freshness(instance: dg.DagsterInstance, key: str, old: str, new: str) -> None:
+    # the event the Dagster daemon's freshness evaluation records on a state change
+    instance.report_runless_asset_event(FreshnessStateChange(
+        key=dg.AssetKey.from_user_string(key), previous_state=FreshnessState(old),
+        new_state=FreshnessState(new), state_change_timestamp=time.time()))
+
+
+def test_freshness_failures_and_recovery_are_posted_once(webhook):
+    instance = dg.DagsterInstance.ephemeral()
+    _freshness(instance, "silver/sensor_readings", "UNKNOWN", "PASS")  # first data: quiet
+    _freshness(instance, "silver/sensor_readings", "PASS", "WARN")
+    _freshness(instance, "models/sensor_anomaly", "WARN", "FAIL")
+    context = dg.build_sensor_context(instance=instance)
+    alerts.stale_assets(context)
+    assert [(m["kind"], m["asset"], m["state"]) for m in webhook] == [
+        ("freshness_warning", "silver/sensor_readings", "WARN"),
+        ("freshness_failed", "models/sensor_anomaly", "FAIL"),
+    ]
+    _freshness(instance, "models/sensor_anomaly", "FAIL", "PASS")
+    again = dg.build_sensor_context(instance=instance, cursor=context.cursor)
+    alerts.stale_assets(again)
+    assert len(webhook) == 3  # the earlier changes are not sent twice
+    assert (webhook[-1]["kind"], webhook[-1]["previous_state"]) == ("freshness_recovered", "FAIL")
+
+
+def test_failed_run_is_posted_with_its_error(webhook):
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([_broken], instance=instance, raise_on_error=False,
+                            tags={"mfg/trigger": "drift"})
+    assert not result.success
+    failure = next(e for e in result.all_events
+                   if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="failed_runs", dagster_event=failure, dagster_instance=instance,
+        dagster_run=result.dagster_run).for_run_failure()
+    alerts.failed_runs(context)
+    (message,) = webhook
+    assert message["kind"] == "run_failed"
+    assert message["run_id"] == result.run_id
+    assert message["tags"]["mfg/trigger"] == "drift"
+    assert "historian export truncated" in message["steps"]["features__alert_broken"]
+
+
+def test_a_dead_webhook_does_not_fail_the_sensor(monkeypatch):
+    server = HTTPServer(("127.0.0.1", 0), _Inbox)
+    port = server.server_address[1]
+    server.server_close()  # nothing listens there any more
+    assert alerts.post_alert({"kind": "test"}, url=f"http://127.0.0.1:{port}/hook") is False
+
+
+def test_without_webhook_alerts_are_only_logged(monkeypatch):
+    monkeypatch.delenv(alerts.WEBHOOK_ENV, raising=False)
+    assert alerts.post_alert({"kind": "test"}) is False
