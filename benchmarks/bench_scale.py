@@ -5,8 +5,9 @@
 Builds `silver.sensor_readings` (daily partitions) from many micro-batch appends, as the
 gateway + silver leave it, then times two analyst queries through the DuckDB catalog:
 (a) one machine, one day; (b) fleet-wide daily averages — before maintenance, after
-compaction + Z-order + VACUUM, and a full scan (the whole table read, then filtered: no
-partition pruning, no statistics) as the baseline. Ratios are within this one run.
+compaction + Z-order + VACUUM, and a full scan (every row of the needed columns read,
+then filtered: no partition pruning, no statistics) as the baseline. Ratios are within
+this one run.
 """
 
 from __future__ import annotations
@@ -99,12 +100,18 @@ def run_queries(lake: Lake, day: date) -> dict[str, float]:
 
 
 def full_scan(lake: Lake, day: date) -> float:
-    """The baseline: every row read, then filtered (what a plain folder of files costs)."""
+    """The baseline: every row of the columns the query needs read, then filtered (what a
+    plain folder of Parquet files costs: no partition pruning, no file statistics).
+
+    Streamed batch by batch, so 100 M rows do not have to fit in memory at once.
+    """
     def query() -> None:
-        frame = lake.table(SENSORS).to_pyarrow_table()
-        pl.from_arrow(frame).filter(
-            (pl.col("machine_id") == "m-007") & (pl.col("date") == day)
-        ).group_by("sensor").agg(pl.len(), pl.col("value").mean())
+        dataset = lake.table(SENSORS).to_pyarrow_dataset()
+        parts = []
+        for batch in dataset.to_batches(columns=["machine_id", "date", "sensor", "value"]):
+            parts.append(pl.from_arrow(batch).filter(
+                (pl.col("machine_id") == "m-007") & (pl.col("date") == day)))
+        pl.concat(parts).group_by("sensor").agg(pl.len(), pl.col("value").mean())
     return timed(query, repeat=1)
 
 
