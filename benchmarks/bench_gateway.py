@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import subprocess
@@ -72,17 +73,21 @@ def _payload(kind: str, k: int, now: int) -> bytes:
     return sparkplug.encode_payload(now, (k + 2) % 256, metrics, include_datatypes=False)
 
 
-def publisher(port: int, kind: str, n: int, ready: mp.Event, rate: float | None = None) -> None:
+def publisher(
+    port: int, kind: str, n: int, prepared: mp.Event, ready: mp.Event, rate: float | None = None
+) -> None:
     """Publish n messages at QoS 1: as fast as the broker takes them (payloads encoded up
-    front, so the publisher's own encoding is not what is measured), or paced at ``rate``
-    messages/s and stamped at send time (latency: under overload it only measures backlog)."""
+    front, so the publisher's own encoding is not what is measured: ``prepared`` is set once
+    they are, and the clock starts after that), or paced at ``rate`` messages/s and stamped
+    at send time (latency: under overload it only measures backlog)."""
     client = _client(port, f"bench-pub-{kind}")
     client.loop_start()
     topic = JSON_TOPIC if kind == "json" else sparkplug.format_topic("DDATA", GROUP, NODE, DEVICE)
-    prepared = None
+    payloads = None
     if rate is None:
         stamp = int(time.time() * 1000)
-        prepared = [_payload(kind, k, stamp) for k in range(n)]
+        payloads = [_payload(kind, k, stamp) for k in range(n)]
+    prepared.set()
     ready.wait()
     infos: deque[mqtt.MQTTMessageInfo] = deque()
     if kind == "sparkplug":
@@ -90,8 +95,8 @@ def publisher(port: int, kind: str, n: int, ready: mp.Event, rate: float | None 
         infos.append(client.publish(*_dbirth(), qos=1))
     began = time.time()
     for k in range(n):
-        if prepared is not None:
-            payload = prepared[k]
+        if payloads is not None:
+            payload = payloads[k]
         else:
             lag = began + k / rate - time.time()
             if lag > 0:
@@ -147,13 +152,13 @@ def raw_subscriber(
 def run_raw(broker: Mosquitto, n: int, kind: str = "json") -> float:
     """Messages/s a bare subscriber receives from the same publisher (Sparkplug: DDATA only)."""
     topic = JSON_TOPIC if kind == "json" else sparkplug.format_topic("DDATA", GROUP, NODE, DEVICE)
-    subscribed, ready, result = mp.Event(), mp.Event(), mp.Queue()
+    subscribed, prepared, ready, result = mp.Event(), mp.Event(), mp.Event(), mp.Queue()
     sub = mp.Process(target=raw_subscriber, args=(broker.port, n, subscribed, result, topic))
     sub.start()
     subscribed.wait(30)
-    pub = mp.Process(target=publisher, args=(broker.port, kind, n, ready))
+    pub = mp.Process(target=publisher, args=(broker.port, kind, n, prepared, ready))
     pub.start()
-    time.sleep(0.5)
+    prepared.wait(300)
     start = time.time()
     ready.set()
     count, _, last = result.get(timeout=300)
@@ -164,59 +169,76 @@ def run_raw(broker: Mosquitto, n: int, kind: str = "json") -> float:
 
 
 def run_gateway(
-    broker: Mosquitto, kind: str, n: int, workdir: Path, rate: float | None = None
+    broker: Mosquitto,
+    kind: str,
+    n: int,
+    workdir: Path,
+    rate: float | None = None,
+    *,
+    workers: int = 0,
+    replicas: int = 1,
+    shared: bool = False,
 ) -> dict[str, float]:
-    data_dir = workdir / f"gateway-{kind}-{'paced' if rate else 'flood'}"
+    """Feed the gateway (``replicas`` processes on one shared subscription when > 1, each
+    with ``workers`` worker processes) and measure rate, latency, memory and CPU."""
+    name = f"{kind}-{'paced' if rate else 'flood'}-w{workers}-r{replicas}{'-s' if shared else ''}"
+    data_dir = workdir / f"gateway-{name}"
     data_dir.mkdir()
     env = dict(os.environ, MFG_DATA_DIR=str(data_dir))
+    client_ids = [f"bench-{name}-{k}" for k in range(replicas)]
     log = (data_dir / "gateway.log").open("wb")
-    gateway = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mfg_assets.cli",
-            "gateway",
-            "--broker",
-            broker.url,
-            "--client-id",
-            f"bench-{kind}-{data_dir.name}",
-            "--metrics-port",
-            "0",
-            "--share-group",
-            "",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
+    options = ["--metrics-port", "0", "--workers", str(workers)]
+    # A group of its own per run: a stopped replica's persistent session stays a member of
+    # its group (until it expires) and the broker keeps dealing it a share of the messages.
+    options += ["--share-group", f"bench-{name}" if replicas > 1 or shared else ""]
+    command = [sys.executable, "-m", "mfg_assets.cli", "gateway", "--broker", broker.url]
+    gateways = [
+        subprocess.Popen(
+            [*command, "--client-id", client_id, *options],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        for client_id in client_ids
+    ]
     lake = Lake(str(data_dir / "lake"), {})
-    process = psutil.Process(gateway.pid)
+    processes = [psutil.Process(gateway.pid) for gateway in gateways]
     peak = [0]
     stop_sampling = threading.Event()
 
+    def tree_rss() -> int:  # a gateway with workers is several processes
+        total = 0
+        for process in processes:
+            for member in [process, *process.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    total += member.memory_info().rss
+        return total
+
     def sample() -> None:
         while not stop_sampling.is_set():
-            try:
-                peak[0] = max(peak[0], process.memory_info().rss)
-            except psutil.NoSuchProcess:
-                return
+            with contextlib.suppress(psutil.NoSuchProcess):
+                peak[0] = max(peak[0], tree_rss())
             time.sleep(0.05)
 
     threading.Thread(target=sample, daemon=True).start()
-    _wait_state_online(broker.port, f"bench-{kind}-{data_dir.name}")
-    ready = mp.Event()
-    pub = mp.Process(target=publisher, args=(broker.port, kind, n, ready, rate))
+    for client_id in client_ids:
+        _wait_state_online(broker.port, client_id)
+    prepared, ready = mp.Event(), mp.Event()
+    pub = mp.Process(target=publisher, args=(broker.port, kind, n, prepared, ready, rate))
     pub.start()
-    time.sleep(0.5)
+    prepared.wait(300)
+    cpu_before = _tree_cpu(processes)
     start = time.time()
     ready.set()
-    target = n + (2 if kind == "sparkplug" else 0)
-    rows = _wait_committed(lake, target)
+    rows = _wait_committed(lake, n)
     end = rows.get_column("committed_at").max().timestamp()
+    cpu_used = _tree_cpu(processes) - cpu_before
     pub.join()
-    gateway.terminate()
-    gateway.wait(60)
+    for gateway in gateways:
+        gateway.terminate()
+    for gateway in gateways:
+        gateway.wait(60)
     stop_sampling.set()
     log.close()
     latency = _latencies(lake, kind)
@@ -225,12 +247,23 @@ def run_gateway(
         "p50_latency_s": latency.quantile(0.5),
         "p99_latency_s": latency.quantile(0.99),
         "peak_rss_mb": peak[0] / 2**20,
+        "cpu_us_per_msg": cpu_used / n * 1e6,
+        "msgs_per_s": rate,
     }
-    if kind == "json":
-        figures["msgs_per_s"] = rate
-    else:
+    if kind == "sparkplug":
         figures["metrics_per_s"] = rate * METRICS_PER_DDATA
     return figures
+
+
+def _tree_cpu(processes: list[psutil.Process]) -> float:
+    """CPU seconds (user + system) of the gateway processes and their workers so far."""
+    total = 0.0
+    for process in processes:
+        for member in [process, *process.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = member.cpu_times()
+                total += times.user + times.system
+    return total
 
 
 def _wait_state_online(port: int, host_id: str) -> None:
@@ -246,14 +279,13 @@ def _wait_state_online(port: int, host_id: str) -> None:
 
 
 def _wait_committed(lake: Lake, messages: int, timeout: float = 600) -> pl.DataFrame:
-    spec = table("bronze.ingest_batches")
+    """Wait until ``messages`` data rows are committed (a refused message never lands there:
+    the benchmark then times out rather than report a rate for work not done)."""
+    rows_spec, batches_spec = table("bronze.sensor_readings"), table("bronze.ingest_batches")
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if lake.exists(spec):
-            batches = lake.read(spec)
-            # the gateway's own STATE message is also committed: count data messages only
-            if batches.get_column("messages").sum() - 1 >= messages:
-                return batches
+        if lake.exists(rows_spec) and lake.row_count(rows_spec) >= messages:
+            return lake.read(batches_spec)
         time.sleep(0.2)
     raise TimeoutError("gateway did not commit everything in time")
 
@@ -283,9 +315,14 @@ def main() -> None:
             raw_spb = run_raw(broker, n_spb, "sparkplug") * METRICS_PER_DDATA
             gw_json = run_gateway(broker, "json", n_json, workdir)
             gw_spb = run_gateway(broker, "sparkplug", n_spb, workdir)
+            gw_spb_w1 = run_gateway(broker, "sparkplug", n_spb, workdir, workers=1)
+            # issue 7: replicas on one shared subscription, 1 -> 2 (JSON: stateless, so any
+            # replica may take any message; Sparkplug needs --workers, see the README)
+            shared_1 = run_gateway(broker, "json", n_json, workdir, shared=True)
+            shared_2 = run_gateway(broker, "json", n_json, workdir, replicas=2)
             # latency at a sustainable load: half of what the gateway just sustained
             json_rate = gw_json["msgs_per_s"] / 2
-            spb_rate = gw_spb["metrics_per_s"] / METRICS_PER_DDATA / 2
+            spb_rate = gw_spb["msgs_per_s"] / 2
             lat_json = run_gateway(broker, "json", int(json_rate * paced_s), workdir, json_rate)
             lat_spb = run_gateway(broker, "sparkplug", int(spb_rate * paced_s), workdir, spb_rate)
         finally:
@@ -298,12 +335,20 @@ def main() -> None:
         "gateway_json_p99_latency_s": lat_json["p99_latency_s"],
         "gateway_json_flood_p99_latency_s": gw_json["p99_latency_s"],
         "gateway_json_peak_rss_mb": gw_json["peak_rss_mb"],
+        "gateway_json_cpu_us_per_msg": gw_json["cpu_us_per_msg"],
         "raw_subscriber_sparkplug_metrics_per_s": raw_spb,
         "gateway_sparkplug_metrics_per_s": gw_spb["metrics_per_s"],
         "gateway_vs_raw_sparkplug_ratio": gw_spb["metrics_per_s"] / raw_spb,
         "gateway_sparkplug_p50_latency_s": lat_spb["p50_latency_s"],
         "gateway_sparkplug_p99_latency_s": lat_spb["p99_latency_s"],
         "gateway_sparkplug_peak_rss_mb": gw_spb["peak_rss_mb"],
+        "gateway_sparkplug_cpu_us_per_ddata": gw_spb["cpu_us_per_msg"],
+        "gateway_sparkplug_workers1_metrics_per_s": gw_spb_w1["metrics_per_s"],
+        "gateway_sparkplug_workers1_cpu_us_per_ddata": gw_spb_w1["cpu_us_per_msg"],
+        "gateway_sparkplug_workers1_peak_rss_mb": gw_spb_w1["peak_rss_mb"],
+        "gateway_json_shared_1_replica_msgs_per_s": shared_1["msgs_per_s"],
+        "gateway_json_shared_2_replicas_msgs_per_s": shared_2["msgs_per_s"],
+        "gateway_replicas_2_vs_1_ratio": shared_2["msgs_per_s"] / shared_1["msgs_per_s"],
     }
     report("bench_gateway", figures)
 

@@ -38,6 +38,9 @@ class GatewayConfig:
     )
     tls: TlsOptions = field(default_factory=TlsOptions.from_env)
     rebirth_min_interval_s: float = 5.0
+    # > 0: route and commit in this many worker processes, partitioned by Sparkplug edge
+    # node / topic (see mfg_assets.gateway.workers); 0: in the receiving process.
+    workers: int = 0
     write_retries: int = 5
 
     @property

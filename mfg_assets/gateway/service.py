@@ -5,35 +5,36 @@ A message is acknowledged only after the Delta commit that holds it, so a crash 
 point loses nothing: the broker redelivers what was not acknowledged (at-least-once into
 bronze) and silver's dedupe key makes it exactly-once downstream.
 
-Threads: paho's network thread puts messages on a bounded queue (when it is full the
-network thread blocks, the broker's in-flight window fills, and the broker holds further
-messages: backpressure); one writer thread closes micro-batches, routes, commits and acks.
+Threads: paho's network thread appends each message to an inbox (a deque: the cheapest
+hand-over there is, as the network thread's time per message bounds the receive rate);
+the broker's in-flight window (our Receive Maximum) bounds how many are unacknowledged,
+and the network thread stops reading while received-but-uncommitted bytes exceed their
+bound (backpressure: the broker holds the rest). One writer thread closes micro-batches,
+routes, commits and acknowledges; with ``workers`` > 0 it hands the messages to worker
+processes instead (see :mod:`mfg_assets.gateway.workers`), which commit and report back.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import signal
 import threading
 import time
-import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections import deque
+from pathlib import Path
 
 import orjson
 import paho.mqtt.client as mqtt
-import polars as pl
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from mfg_assets.gateway.commit import Committed, Item, commit_items
 from mfg_assets.gateway.config import GatewayConfig
 from mfg_assets.gateway.metrics import GatewayMetrics
-from mfg_assets.gateway.replay import write_batch
-from mfg_assets.gateway.routing import Batch, BlobStore, Router
+from mfg_assets.gateway.routing import BlobStore, Router
+from mfg_assets.gateway.workers import WorkerPool
 from mfg_assets.lake.delta import Lake
-from mfg_assets.lake.registry import table
 from mfg_assets.uns import sparkplug
 from mfg_assets.uns.broker import configure_client
 from mfg_assets.uns.contract import Contract
@@ -41,18 +42,14 @@ from mfg_assets.uns.contract import Contract
 log = logging.getLogger("mfg.gateway")
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    received_ms: int
-
-
 class Gateway:
     def __init__(
-        self, config: GatewayConfig, contract: Contract, lake: Lake, enterprise: str = "acme"
+        self,
+        config: GatewayConfig,
+        contract: Contract,
+        lake: Lake,
+        enterprise: str = "acme",
+        contract_source: str | Path | None = None,
     ) -> None:
         self.config = config
         self.lake = lake
@@ -63,10 +60,20 @@ class Gateway:
             enterprise=enterprise,
             blobs=BlobStore(lake.root),
         )
-        self._queue: queue.Queue[Received] = queue.Queue(maxsize=config.receive_maximum)
-        # Bytes received and not yet committed: the memory bound, whatever the message sizes.
-        self._pending_bytes = 0
-        self._room = threading.Condition()
+        self._pool: WorkerPool | None = None
+        if config.workers:
+            if contract_source is None:
+                raise ValueError("workers need the contract's file (contract_source)")
+            self._pool = WorkerPool(
+                config.workers, config, contract_source, lake, enterprise, self._committed
+            )
+        self._inbox: deque[Item] = deque()
+        self._arrived = threading.Event()  # set when the inbox stops being empty
+        # Received and committed payload bytes, each written by one thread only (no lock
+        # per message); their difference is the memory bound, whatever the message sizes.
+        self._received_bytes = 0
+        self._committed_bytes = 0
+        self._commit_lock = threading.Lock()  # result threads of several workers
         self._stop = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="gateway-writer")
         self._last_rebirth: dict[tuple[str, str], float] = {}
@@ -134,98 +141,95 @@ class Gateway:
             log.warning("disconnected from broker (%s); reconnecting with backoff", reason_code)
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        if message.topic == self.state_topic:
+        topic, payload = message.topic, message.payload
+        if topic == self.state_topic:
             self._own_state_messages += 1
-        item = Received(
-            message.topic, message.payload, message.mid, message.qos, int(time.time() * 1000)
-        )
-        self.metrics.received.inc()
-        with self._room:
-            while (
-                self._pending_bytes > 0
-                and self._pending_bytes + len(item.payload) > self.config.max_pending_bytes
-                and not self._stop.is_set()
-            ):
-                self._room.wait(0.5)
-            self._pending_bytes += len(item.payload)
+        pending = self._received_bytes - self._committed_bytes
+        if pending > 0 and pending + len(payload) > self.config.max_pending_bytes:
+            self._wait_for_room(len(payload))
+        self._received_bytes += len(payload)
+        if not self._inbox:
+            self._arrived.set()
+        self._inbox.append((topic, payload, message.mid, message.qos, int(time.time() * 1000)))
+
+    def _wait_for_room(self, size: int) -> None:
+        # Blocks the network thread: the broker's window fills and it holds further messages.
+        # Stopping meanwhile: the message is taken anyway, and flushed or redelivered.
         while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.5)  # blocks the network thread: backpressure
+            pending = self._received_bytes - self._committed_bytes
+            if pending <= 0 or pending + size <= self.config.max_pending_bytes:
                 return
-            except queue.Full:
-                continue
-        # Stopping with a full queue: the message stays unacknowledged and is redelivered.
+            time.sleep(0.05)
 
     # -- batching and commits --------------------------------------------------------------
 
-    def _collect(self) -> list[Received]:
-        try:
-            first = self._queue.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        items = [first]
-        deadline = time.monotonic() + self.config.batch_interval_s
-        limit = self.config.batch_max_messages
-        while len(items) < limit:
+    def _collect(self, interval: float, limit: int) -> list[Item]:
+        """Messages of one micro-batch: from the first one, ``interval`` s or ``limit``."""
+        inbox = self._inbox
+        if not inbox:
+            self._arrived.wait(0.2)
+            self._arrived.clear()
+            if not inbox:
+                return []
+        items: list[Item] = []
+        deadline = time.monotonic() + interval
+        while True:
+            while inbox and len(items) < limit:
+                items.append(inbox.popleft())
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if len(items) >= limit or remaining <= 0:
                 break
-            try:
-                items.append(self._queue.get(timeout=remaining))
-            except queue.Empty:
-                break
+            time.sleep(min(remaining, 0.005))  # polling beats a wake-up per message
+        self.metrics.received.inc(len(items))
+        self.metrics.pending.set(len(inbox))
         return items
 
     def _write_loop(self) -> None:
+        # Workers batch for themselves: hand messages over every few milliseconds.
+        interval = 0.01 if self._pool else self.config.batch_interval_s
+        limit = self.config.batch_max_messages
         while True:
-            items = self._collect()
+            items = self._collect(interval, limit)
             if items:
-                self._commit(items)
+                if self._pool is not None:
+                    self._pool.dispatch(items)
+                else:
+                    self._committed(self._commit(items))
             elif self._stop.is_set():
                 return
 
-    def _commit(self, items: list[Received]) -> None:
-        started = time.perf_counter()
-        for item in items:
-            self.router.route(item.topic, item.payload, item.received_ms)
-        batch = self.router.take(f"gw-{uuid.uuid4().hex[:16]}")
-        self._write_with_retries(batch)
-        committed_ms = time.time() * 1000
-        for item in items:
-            if item.qos > 0:
-                self.client.ack(item.mid, item.qos)
-            self.metrics.lag_seconds.observe((committed_ms - item.received_ms) / 1000)
-        self.metrics.valid.inc(batch.valid)
-        self.metrics.invalid.inc(batch.invalid)
+    def _commit(self, items: list[Item]) -> Committed:
+        return commit_items(
+            self.router,
+            self.lake,
+            items,
+            retries=self.config.write_retries,
+            stopping=self._stop.is_set,
+            on_failure=self.metrics.write_failures.inc,
+        )
+
+    def _committed(self, done: Committed) -> None:
+        """Acknowledge what a Delta commit holds (writer thread or a worker's result thread)."""
+        ack = self.client.ack
+        for mid, qos in done.acks:
+            ack(mid, qos)
+        observe = self.metrics.lag_seconds.observe
+        for received_ms in done.received_ms:
+            observe((done.committed_ms - received_ms) / 1000)
+        with self._commit_lock:
+            self._committed_bytes += done.payload_bytes
+            self.committed_batches += 1
+            self._send_rebirths(done.rebirths)
+        if self._pool is not None:
+            self.metrics.write_failures.inc(done.write_failures)
+        self.metrics.valid.inc(done.valid)
+        self.metrics.invalid.inc(done.invalid)
         self.metrics.batches.inc()
-        with self._room:
-            self._pending_bytes -= sum(len(item.payload) for item in items)
-            self._room.notify_all()
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        self.metrics.pending.set(self._queue.qsize())
-        self.committed_batches += 1
-        self._send_rebirths()
+        self.metrics.batch_seconds.observe(done.seconds)
 
-    def _write_with_retries(self, batch: Batch) -> None:
-        """Commit or keep trying: an unacknowledged batch must not be acknowledged later."""
-        attempt = 0
-        while True:
-            try:
-                write_batch(self.lake, batch)
-                _record_batch(self.lake, batch)
-                return
-            except Exception:
-                attempt += 1
-                self.metrics.write_failures.inc()
-                log.exception("Delta commit of %s failed (attempt %d)", batch.batch_id, attempt)
-                if self._stop.is_set() and attempt >= self.config.write_retries:
-                    # Exiting without acknowledging: the broker redelivers on restart.
-                    raise
-                time.sleep(min(30.0, 0.5 * 2 ** min(attempt, 6)))
-
-    def _send_rebirths(self) -> None:
+    def _send_rebirths(self, requests: list[tuple[str, str, str]]) -> None:
         now = time.monotonic()
-        for group, node, reason in self.router.rebirth_requests:
+        for group, node, reason in requests:
             last = self._last_rebirth.get((group, node), -1e9)
             if now - last < self.config.rebirth_min_interval_s:
                 continue
@@ -233,7 +237,6 @@ class Gateway:
             topic, payload = sparkplug.rebirth_command(group, node)
             self.client.publish(topic, payload, qos=0)
             log.info("requested rebirth of %s/%s: %s", group, node, reason)
-        self.router.rebirth_requests.clear()
 
     # -- waiting (demo, tests) ------------------------------------------------------------
 
@@ -260,6 +263,8 @@ class Gateway:
 
     def start(self) -> None:
         broker = self.config.broker
+        if self._pool is not None:
+            self._pool.start()  # before our own threads start
         if self.config.metrics_port:
             self.metrics.serve(self.config.metrics_port, self.config.metrics_host)
         self._writer.start()
@@ -276,6 +281,8 @@ class Gateway:
         """Flush what was received, acknowledge it, disconnect."""
         self._stop.set()
         self._writer.join(timeout)
+        if self._pool is not None:
+            self._pool.close(timeout)
         self.client.publish(self.state_topic, self._state_payload(False), qos=1, retain=True)
         self.client.disconnect()
         self.client.loop_stop()
@@ -294,19 +301,6 @@ class Gateway:
         while not done.wait(1.0):
             if not self._writer.is_alive():
                 raise RuntimeError("gateway writer stopped unexpectedly")
+            if self._pool is not None and not self._pool.alive():
+                raise RuntimeError("a gateway worker process stopped unexpectedly")
         self.stop()
-
-
-def _record_batch(lake: Lake, batch: Batch) -> None:
-    spec = table("bronze.ingest_batches")
-    row = {
-        "ingest_batch_id": batch.batch_id,
-        "source": "gateway",
-        "file": None,
-        "file_sha256": None,
-        "committed_at": datetime.now(UTC),
-        "messages": batch.received,
-        "valid": batch.valid,
-        "invalid": batch.invalid,
-    }
-    lake.append(spec, pl.DataFrame([row], schema=spec.polars_schema), batch=batch.batch_id)

@@ -345,6 +345,87 @@ def _decode_metric(
     return doc
 
 
+# Field numbers of Payload.Metric, by descriptor: one ListFields() call tells which fields
+# are present, where the general decoder asks HasField/WhichOneof about each of them.
+_METRIC_FIELDS: dict[Any, int] = {fd: fd.number for fd in _pb.Payload.Metric.DESCRIPTOR.fields}
+_NAME, _ALIAS, _TIMESTAMP, _DATATYPE = 1, 2, 3, 4
+_FIRST_VALUE_FIELD = 10  # the value oneof: int_value (10) .. extension_value (19)
+_VALUE_FIELD_NAMES: dict[int, str] = {
+    fd.number: fd.name
+    for fd in _pb.Payload.Metric.DESCRIPTOR.fields
+    if fd.containing_oneof is not None
+}
+# Value fields whose decoded value is a plain scalar (the data fast path handles these).
+_SCALAR_VALUE_FIELDS = frozenset(range(10, 17))
+
+
+def _decode_metrics(
+    metrics: Iterable[_pb.Payload.Metric], aliases: Mapping[int, tuple[str, int]] | None
+) -> list[dict[str, Any]]:
+    """Same documents as ``[_decode_metric(m, aliases) for m in metrics]``, faster.
+
+    DATA messages are mostly metrics with an alias, an optional timestamp and one scalar
+    value. Those are decoded from a single ``ListFields()``; anything else (flags,
+    properties, metadata, containers, a value that does not decode) goes through
+    :func:`_decode_metric`, which also produces the error message.
+    """
+    out = []
+    append = out.append
+    numbers = _METRIC_FIELDS
+    for m in metrics:
+        name = alias = timestamp = raw = None
+        dtype = which = 0
+        for fd, value in m.ListFields():
+            number = numbers[fd]
+            if number >= _FIRST_VALUE_FIELD:
+                which, raw = number, value
+            elif number == _ALIAS:
+                alias = value
+            elif number == _TIMESTAMP:
+                timestamp = value
+            elif number == _DATATYPE:
+                dtype = value
+            elif number == _NAME:
+                name = value
+            else:  # is_historical/is_transient/is_null, metadata, properties
+                which = -1
+                break
+        if which < 0 or (which and which not in _SCALAR_VALUE_FIELDS):
+            append(_decode_metric(m, aliases))
+            continue
+        doc: dict[str, Any] = {}
+        if name is not None:
+            doc["name"] = _text(name)
+        if alias is not None:
+            doc["alias"] = alias
+            bound = aliases.get(alias) if aliases is not None else None
+            if bound is not None:
+                if name is None:
+                    doc["name"] = bound[0]
+                if not dtype:
+                    dtype = bound[1]
+        if timestamp is not None:
+            doc["timestamp"] = timestamp
+        doc["datatype"] = _TYPE_NAMES.get(dtype) or _type_name(dtype)
+        if not which:
+            doc["value"] = None
+        else:
+            spec = _VALUE_DECODERS.get(dtype)
+            if spec is None or _VALUE_FIELD_NAMES[which] not in spec[0]:
+                append(_decode_metric(m, aliases))  # unknown type or wrong field: its error
+                continue
+            convert = spec[1]
+            try:
+                doc["value"] = raw if convert is None else convert(raw)
+            except SparkplugDecodeError:
+                append(_decode_metric(m, aliases))  # raises with the metric's label
+                continue
+            if dtype in _UNSUPPORTED_TYPES:
+                doc["unsupported"] = True
+        append(doc)
+    return out
+
+
 def _decode_property_set(ps: _pb.Payload.PropertySet) -> dict[str, Any]:
     keys, values = ps.keys, ps.values
     if len(keys) != len(values):
@@ -464,7 +545,7 @@ def _document(
             doc["uuid"] = _text(payload.uuid)
         if payload.HasField("body"):
             doc["body"] = _b64(payload.body)
-        doc["metrics"] = [_decode_metric(m, aliases) for m in payload.metrics]
+        doc["metrics"] = _decode_metrics(payload.metrics, aliases)
         return doc
     except _CONVERSION_ERRORS as exc:
         raise SparkplugDecodeError(f"malformed Sparkplug B payload: {exc}") from None
