@@ -1,12 +1,19 @@
 """Gateway throughput and latency against a bare subscriber, same broker, same run.
 
-    python benchmarks/bench_gateway.py [--quick]
+    python benchmarks/bench_gateway.py [--quick] [--only json|sparkplug|router]
+                                       [--sparkplug-nodes 4]
 
 (a) raw: a bare paho subscriber that only counts (QoS 1) — the rate the broker and a Python
     MQTT client manage on this machine; (b) the gateway: every message validated against
     the contract and committed to Delta before its acknowledgement. Figures: JSON msgs/s of
     both and their ratio, Sparkplug metrics/s (50 metrics per DDATA), p50/p99
-    publish-to-committed latency, peak RSS of the gateway.
+    publish-to-committed latency, peak RSS of the gateway, CPU per message.
+
+Sparkplug feeds: ``sparkplug_1node`` figures come from one edge node (one device, one seq);
+``sparkplug_<N>nodes`` figures from N edge nodes (each with its own births and seq, DDATA
+dealt round-robin), which ``--workers 2`` can split between its workers. ``router_*``
+figures route and commit pre-encoded DDATA in this process (no MQTT): CPU per DDATA of the
+worker path, robust to a busy machine.
 """
 
 from __future__ import annotations
@@ -59,7 +66,7 @@ def json_messages(n: int) -> list[tuple[str, bytes]]:
     return [(JSON_TOPIC, b"") for _ in range(n)]  # payload stamped at publish time
 
 
-def _payload(kind: str, k: int, now: int) -> bytes:
+def _payload(kind: str, k: int, now: int, nodes: int = 1) -> bytes:
     if kind == "json":
         readings = [
             {"sensor": "current", "value": 100.0 + k % 9},
@@ -70,29 +77,48 @@ def _payload(kind: str, k: int, now: int) -> bytes:
     metrics = [
         {"alias": i, "value": float(k + i), "datatype": "Double"} for i in range(METRICS_PER_DDATA)
     ]
-    return sparkplug.encode_payload(now, (k + 2) % 256, metrics, include_datatypes=False)
+    seq = (k // nodes + 2) % 256  # each node counts its own: NBIRTH 0, DBIRTH 1, DDATA 2..
+    return sparkplug.encode_payload(now, seq, metrics, include_datatypes=False)
+
+
+def node_name(index: int, nodes: int) -> str:
+    return NODE if nodes == 1 else f"{NODE}-{index}"
+
+
+def _topic(kind: str, k: int, nodes: int) -> str:
+    """Message k's topic: Sparkplug DDATA are dealt round-robin over the edge nodes."""
+    if kind == "json":
+        return JSON_TOPIC
+    return sparkplug.format_topic("DDATA", GROUP, node_name(k % nodes, nodes), DEVICE)
 
 
 def publisher(
-    port: int, kind: str, n: int, prepared: mp.Event, ready: mp.Event, rate: float | None = None
+    port: int,
+    kind: str,
+    n: int,
+    prepared: mp.Event,
+    ready: mp.Event,
+    rate: float | None = None,
+    nodes: int = 1,
 ) -> None:
     """Publish n messages at QoS 1: as fast as the broker takes them (payloads encoded up
     front, so the publisher's own encoding is not what is measured: ``prepared`` is set once
     they are, and the clock starts after that), or paced at ``rate`` messages/s and stamped
-    at send time (latency: under overload it only measures backlog)."""
+    at send time (latency: under overload it only measures backlog). Sparkplug: ``nodes``
+    edge nodes, each born (NBIRTH, DBIRTH) before the data."""
     client = _client(port, f"bench-pub-{kind}")
     client.loop_start()
-    topic = JSON_TOPIC if kind == "json" else sparkplug.format_topic("DDATA", GROUP, NODE, DEVICE)
     payloads = None
     if rate is None:
         stamp = int(time.time() * 1000)
-        payloads = [_payload(kind, k, stamp) for k in range(n)]
+        payloads = [_payload(kind, k, stamp, nodes) for k in range(n)]
     prepared.set()
     ready.wait()
     infos: deque[mqtt.MQTTMessageInfo] = deque()
     if kind == "sparkplug":
-        infos.append(client.publish(*_nbirth(), qos=1))
-        infos.append(client.publish(*_dbirth(), qos=1))
+        for index in range(nodes):
+            infos.append(client.publish(*_nbirth(node_name(index, nodes)), qos=1))
+            infos.append(client.publish(*_dbirth(node_name(index, nodes)), qos=1))
     began = time.time()
     for k in range(n):
         if payloads is not None:
@@ -101,8 +127,8 @@ def publisher(
             lag = began + k / rate - time.time()
             if lag > 0:
                 time.sleep(lag)
-            payload = _payload(kind, k, int(time.time() * 1000))
-        infos.append(client.publish(topic, payload, qos=1))
+            payload = _payload(kind, k, int(time.time() * 1000), nodes)
+        infos.append(client.publish(_topic(kind, k, nodes), payload, qos=1))
         if len(infos) >= PUBLISH_WINDOW:  # keep paho's own queue bounded
             infos.popleft().wait_for_publish(timeout=120)
     for info in infos:
@@ -111,19 +137,21 @@ def publisher(
     client.disconnect()
 
 
-def _nbirth() -> tuple[str, bytes]:
-    return sparkplug.format_topic("NBIRTH", GROUP, NODE), sparkplug.encode_payload(
-        int(time.time() * 1000), 0, [{"name": "bdSeq", "value": 0, "datatype": "Int64"}]
+def _nbirth(node: str = NODE, now: int | None = None) -> tuple[str, bytes]:
+    return sparkplug.format_topic("NBIRTH", GROUP, node), sparkplug.encode_payload(
+        int(time.time() * 1000) if now is None else now,
+        0,
+        [{"name": "bdSeq", "value": 0, "datatype": "Int64"}],
     )
 
 
-def _dbirth() -> tuple[str, bytes]:
+def _dbirth(node: str = NODE, now: int | None = None) -> tuple[str, bytes]:
     metrics = [
         {"name": f"m{i}", "alias": i, "value": 0.0, "datatype": "Double"}
         for i in range(METRICS_PER_DDATA)
     ]
-    return sparkplug.format_topic("DBIRTH", GROUP, NODE, DEVICE), sparkplug.encode_payload(
-        int(time.time() * 1000), 1, metrics
+    return sparkplug.format_topic("DBIRTH", GROUP, node, DEVICE), sparkplug.encode_payload(
+        int(time.time() * 1000) if now is None else now, 1, metrics
     )
 
 
@@ -178,10 +206,13 @@ def run_gateway(
     workers: int = 0,
     replicas: int = 1,
     shared: bool = False,
+    nodes: int = 1,
 ) -> dict[str, float]:
     """Feed the gateway (``replicas`` processes on one shared subscription when > 1, each
-    with ``workers`` worker processes) and measure rate, latency, memory and CPU."""
+    with ``workers`` worker processes; Sparkplug from ``nodes`` edge nodes) and measure
+    rate, latency, memory and CPU."""
     name = f"{kind}-{'paced' if rate else 'flood'}-w{workers}-r{replicas}{'-s' if shared else ''}"
+    name += f"-n{nodes}"
     data_dir = workdir / f"gateway-{name}"
     data_dir.mkdir()
     env = dict(os.environ, MFG_DATA_DIR=str(data_dir))
@@ -225,7 +256,7 @@ def run_gateway(
     for client_id in client_ids:
         _wait_state_online(broker.port, client_id)
     prepared, ready = mp.Event(), mp.Event()
-    pub = mp.Process(target=publisher, args=(broker.port, kind, n, prepared, ready, rate))
+    pub = mp.Process(target=publisher, args=(broker.port, kind, n, prepared, ready, rate, nodes))
     pub.start()
     prepared.wait(300)
     cpu_before = _tree_cpu(processes)
@@ -299,58 +330,128 @@ def _latencies(lake: Lake, kind: str) -> pl.Series:
     return joined.select(seconds.alias("latency")).get_column("latency")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller run, under a minute")
-    args = parser.parse_args()
-    n_json = 20_000 if args.quick else 100_000
-    n_spb = 4_000 if args.quick else 20_000
-    paced_s = 5 if args.quick else 20
-    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
-        workdir = Path(tmp)
-        (workdir / "mq").mkdir()
-        broker = Mosquitto(workdir / "mq").start()
-        try:
-            raw = run_raw(broker, n_json)
-            raw_spb = run_raw(broker, n_spb, "sparkplug") * METRICS_PER_DDATA
-            gw_json = run_gateway(broker, "json", n_json, workdir)
-            gw_spb = run_gateway(broker, "sparkplug", n_spb, workdir)
-            gw_spb_w1 = run_gateway(broker, "sparkplug", n_spb, workdir, workers=1)
-            # issue 7: replicas on one shared subscription, 1 -> 2 (JSON: stateless, so any
-            # replica may take any message; Sparkplug needs --workers, see the README)
-            shared_1 = run_gateway(broker, "json", n_json, workdir, shared=True)
-            shared_2 = run_gateway(broker, "json", n_json, workdir, replicas=2)
-            # latency at a sustainable load: half of what the gateway just sustained
-            json_rate = gw_json["msgs_per_s"] / 2
-            spb_rate = gw_spb["msgs_per_s"] / 2
-            lat_json = run_gateway(broker, "json", int(json_rate * paced_s), workdir, json_rate)
-            lat_spb = run_gateway(broker, "sparkplug", int(spb_rate * paced_s), workdir, spb_rate)
-        finally:
-            broker.stop()
-    figures = {
+def run_router(n: int, workdir: Path, per_batch: int = 2000) -> dict[str, float]:
+    """CPU per DDATA of the worker path in this process: route (decode, validate, rows) and
+    commit batches of ``per_batch`` pre-encoded 50-metric DDATA of one edge node."""
+    from mfg_assets.gateway.commit import commit_items
+    from mfg_assets.gateway.routing import Router
+    from mfg_assets.settings import DEFAULT_CONTRACT
+    from mfg_assets.uns.contract import load_contract
+
+    now = int(time.time() * 1000)
+    topic = sparkplug.format_topic("DDATA", GROUP, NODE, DEVICE)
+    births = [_nbirth(now=now), _dbirth(now=now)]
+    data = [(topic, _payload("sparkplug", k, now)) for k in range(per_batch)]
+    lake = Lake(str(workdir / "router-lake"), {})
+    router = Router(load_contract(DEFAULT_CONTRACT), source="bench")
+    routed = committed = 0.0
+    for batch in range(1 + max(1, n // per_batch)):  # the first creates the tables: not timed
+        items = [(t, p, k, 1, now) for k, (t, p) in enumerate([*births, *data])]
+        started = time.process_time()
+        done = commit_items(router, lake, items, retries=1, stopping=lambda: True)
+        if batch:
+            committed += time.process_time() - started
+            routed += len(data)
+        assert done.valid == len(items), f"router refused {len(items) - done.valid} messages"
+    return {"cpu_us_per_ddata": committed / routed * 1e6}
+
+
+def json_figures(broker: Mosquitto, workdir: Path, n: int, paced_s: float) -> dict[str, float]:
+    raw = run_raw(broker, n)
+    gw = run_gateway(broker, "json", n, workdir)
+    # issue 7: replicas on one shared subscription, 1 -> 2 (JSON: stateless, so any replica
+    # may take any message; Sparkplug needs --workers, see the README)
+    shared_1 = run_gateway(broker, "json", n, workdir, shared=True)
+    shared_2 = run_gateway(broker, "json", n, workdir, replicas=2)
+    rate = gw["msgs_per_s"] / 2  # latency at a sustainable load: half of what it sustained
+    paced = run_gateway(broker, "json", int(rate * paced_s), workdir, rate)
+    return {
         "raw_subscriber_json_msgs_per_s": raw,
-        "gateway_json_msgs_per_s": gw_json["msgs_per_s"],
-        "gateway_vs_raw_json_ratio": gw_json["msgs_per_s"] / raw,
-        "gateway_json_p50_latency_s": lat_json["p50_latency_s"],
-        "gateway_json_p99_latency_s": lat_json["p99_latency_s"],
-        "gateway_json_flood_p99_latency_s": gw_json["p99_latency_s"],
-        "gateway_json_peak_rss_mb": gw_json["peak_rss_mb"],
-        "gateway_json_cpu_us_per_msg": gw_json["cpu_us_per_msg"],
-        "raw_subscriber_sparkplug_metrics_per_s": raw_spb,
-        "gateway_sparkplug_metrics_per_s": gw_spb["metrics_per_s"],
-        "gateway_vs_raw_sparkplug_ratio": gw_spb["metrics_per_s"] / raw_spb,
-        "gateway_sparkplug_p50_latency_s": lat_spb["p50_latency_s"],
-        "gateway_sparkplug_p99_latency_s": lat_spb["p99_latency_s"],
-        "gateway_sparkplug_peak_rss_mb": gw_spb["peak_rss_mb"],
-        "gateway_sparkplug_cpu_us_per_ddata": gw_spb["cpu_us_per_msg"],
-        "gateway_sparkplug_workers1_metrics_per_s": gw_spb_w1["metrics_per_s"],
-        "gateway_sparkplug_workers1_cpu_us_per_ddata": gw_spb_w1["cpu_us_per_msg"],
-        "gateway_sparkplug_workers1_peak_rss_mb": gw_spb_w1["peak_rss_mb"],
+        "gateway_json_msgs_per_s": gw["msgs_per_s"],
+        "gateway_vs_raw_json_ratio": gw["msgs_per_s"] / raw,
+        "gateway_json_p50_latency_s": paced["p50_latency_s"],
+        "gateway_json_p99_latency_s": paced["p99_latency_s"],
+        "gateway_json_flood_p99_latency_s": gw["p99_latency_s"],
+        "gateway_json_peak_rss_mb": gw["peak_rss_mb"],
+        "gateway_json_cpu_us_per_msg": gw["cpu_us_per_msg"],
         "gateway_json_shared_1_replica_msgs_per_s": shared_1["msgs_per_s"],
         "gateway_json_shared_2_replicas_msgs_per_s": shared_2["msgs_per_s"],
         "gateway_replicas_2_vs_1_ratio": shared_2["msgs_per_s"] / shared_1["msgs_per_s"],
     }
-    report("bench_gateway", figures)
+
+
+def sparkplug_figures(
+    broker: Mosquitto, workdir: Path, n: int, paced_s: float, nodes: int
+) -> dict[str, float]:
+    """Single-node feed (in-process gateway, --workers 1, paced latency), then the
+    ``nodes``-node feed with --workers 1 and 2."""
+    raw = run_raw(broker, n, "sparkplug") * METRICS_PER_DDATA
+    one = run_gateway(broker, "sparkplug", n, workdir)
+    one_w1 = run_gateway(broker, "sparkplug", n, workdir, workers=1)
+    rate = one["msgs_per_s"] / 2
+    paced = run_gateway(broker, "sparkplug", int(rate * paced_s), workdir, rate)
+    multi_w1 = run_gateway(broker, "sparkplug", n, workdir, workers=1, nodes=nodes)
+    multi_w2 = run_gateway(broker, "sparkplug", n, workdir, workers=2, nodes=nodes)
+    multi = f"gateway_sparkplug_{nodes}nodes"
+    return {
+        "raw_subscriber_sparkplug_1node_metrics_per_s": raw,
+        "gateway_sparkplug_1node_metrics_per_s": one["metrics_per_s"],
+        "gateway_vs_raw_sparkplug_1node_ratio": one["metrics_per_s"] / raw,
+        "gateway_sparkplug_1node_p50_latency_s": paced["p50_latency_s"],
+        "gateway_sparkplug_1node_p99_latency_s": paced["p99_latency_s"],
+        "gateway_sparkplug_1node_peak_rss_mb": one["peak_rss_mb"],
+        "gateway_sparkplug_1node_cpu_us_per_ddata": one["cpu_us_per_msg"],
+        "gateway_sparkplug_1node_workers1_metrics_per_s": one_w1["metrics_per_s"],
+        "gateway_sparkplug_1node_workers1_cpu_us_per_ddata": one_w1["cpu_us_per_msg"],
+        "gateway_sparkplug_1node_workers1_peak_rss_mb": one_w1["peak_rss_mb"],
+        "sparkplug_multi_feed_nodes": float(nodes),
+        f"{multi}_workers1_metrics_per_s": multi_w1["metrics_per_s"],
+        f"{multi}_workers1_cpu_us_per_ddata": multi_w1["cpu_us_per_msg"],
+        f"{multi}_workers2_metrics_per_s": multi_w2["metrics_per_s"],
+        f"{multi}_workers2_cpu_us_per_ddata": multi_w2["cpu_us_per_msg"],
+        f"{multi}_workers2_peak_rss_mb": multi_w2["peak_rss_mb"],
+        f"{multi}_workers_2_vs_1_ratio": multi_w2["metrics_per_s"] / multi_w1["metrics_per_s"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller run, under a minute")
+    parser.add_argument(
+        "--only",
+        choices=["json", "sparkplug", "router"],
+        help="run one part (router: the in-process CPU-per-DDATA figure alone)",
+    )
+    parser.add_argument(
+        "--sparkplug-nodes",
+        type=int,
+        default=4,
+        help="edge nodes of the multi-node Sparkplug feed (default 4)",
+    )
+    args = parser.parse_args()
+    n_json = 20_000 if args.quick else 100_000
+    n_spb = 4_000 if args.quick else 20_000
+    paced_s = 5 if args.quick else 20
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
+        workdir = Path(tmp)
+        router = run_router(n_spb // 2 if args.quick else n_spb, workdir)
+        figures["router_sparkplug_1node_cpu_us_per_ddata"] = router["cpu_us_per_ddata"]
+        if args.only == "router":
+            report("bench_gateway_router", figures)
+            return
+        (workdir / "mq").mkdir()
+        broker = Mosquitto(workdir / "mq").start()
+        try:
+            if args.only in (None, "json"):
+                figures |= json_figures(broker, workdir, n_json, paced_s)
+            if args.only in (None, "sparkplug"):
+                nodes = args.sparkplug_nodes
+                figures |= sparkplug_figures(broker, workdir, n_spb, paced_s, nodes)
+        finally:
+            broker.stop()
+    # a partial run gets its own file: it must not replace the full run's figures
+    report("bench_gateway" if args.only is None else f"bench_gateway_{args.only}", figures)
 
 
 if __name__ == "__main__":

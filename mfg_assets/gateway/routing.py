@@ -213,9 +213,9 @@ class Router:
         except (sparkplug.SparkplugDecodeError, ValueError) as exc:
             self._quarantine(topic, payload, received_ms, "decode", f"bad_payload: {exc}")
             return False
-        result = self.contract.check(topic, payload, decoded=event.document)
-        if result.errors:
-            self._quarantine(topic, payload, received_ms, "contract", "; ".join(result.errors))
+        errors = self._sparkplug_errors(topic, payload, event)
+        if errors:
+            self._quarantine(topic, payload, received_ms, "contract", "; ".join(errors))
             return False
         parsed = event.topic
         if event.rebirth_needed:
@@ -239,6 +239,23 @@ class Router:
         self._valid += 1
         return True
 
+    def _sparkplug_errors(
+        self, topic: str, payload: bytes, event: sparkplug.SessionEvent
+    ) -> list[str]:
+        """The contract's verdict on the decoded document. A plain DATA message comes as
+        metric columns: when the contract is proven to accept them (column checks), no
+        per-metric documents are built; otherwise the whole document is checked as is."""
+        columns, header = event.columns, event.header
+        if (
+            columns is not None
+            and header is not None
+            and self.contract.accepts_columns(
+                topic, len(payload), header, "metrics", columns.as_mapping()
+            )
+        ):
+            return []
+        return self.contract.check(topic, payload, decoded=event.document).errors
+
     def _sparkplug_row(
         self, topic: str, payload: bytes, received_ms: int, event: sparkplug.SessionEvent
     ) -> dict[str, Any]:
@@ -246,25 +263,18 @@ class Router:
         info: dict[str, Any] = {}
         if parsed.device_id:
             info = self.session.device_info(parsed.group_id, parsed.edge_node_id, parsed.device_id)
-        readings, attributes = [], {}
-        for metric in event.document.get("metrics", []):
-            value = metric.get("value")
-            name = metric.get("name")
-            if isinstance(value, bool):
-                value = float(value)
-            if isinstance(value, int | float) and not metric.get("is_null"):
-                reading = {"sensor": name, "value": float(value)}
-                if metric.get("timestamp") is not None:
-                    reading["timestamp"] = metric["timestamp"]
-                readings.append(reading)
-            elif name is not None:
-                attributes[name] = value
-        timestamp = int(event.document.get("timestamp") or received_ms)
+        if event.columns is not None and event.header is not None:
+            fields = event.header
+            readings, attributes = _column_readings(event.columns)
+        else:
+            fields = event.document
+            readings, attributes = _document_readings(fields.get("metrics", []))
+        timestamp = int(fields.get("timestamp") or received_ms)
         normalized = {
             "timestamp": timestamp,
             "machineType": info.get("Properties/machine_type", "unknown"),
             "readings": readings,
-            "sparkplug": {"seq": event.document.get("seq"), "attributes": attributes},
+            "sparkplug": {"seq": fields.get("seq"), "attributes": attributes},
         }
         return {
             "message_id": message_id(topic, payload),
@@ -387,6 +397,47 @@ class Router:
         ]
         frame = pl.DataFrame(rows).with_columns(_ms(pl.col("minute_ms")).alias("minute"))
         return _frame("bronze.validation_results", frame.drop("minute_ms").to_dicts(), batch_id)
+
+
+Readings = tuple[list[dict[str, Any]], dict[str, Any]]
+
+
+def _document_readings(metrics: list[dict[str, Any]]) -> Readings:
+    """Numeric (and boolean) metrics as readings; the other named metrics as attributes."""
+    readings, attributes = [], {}
+    for metric in metrics:
+        value = metric.get("value")
+        name = metric.get("name")
+        if isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, int | float) and not metric.get("is_null"):
+            reading = {"sensor": name, "value": float(value)}
+            if metric.get("timestamp") is not None:
+                reading["timestamp"] = metric["timestamp"]
+            readings.append(reading)
+        elif name is not None:
+            attributes[name] = value
+    return readings, attributes
+
+
+def _column_readings(columns: sparkplug.MetricColumns) -> Readings:
+    """What :func:`_document_readings` makes of the same metrics as documents. Column values
+    are int, float, bool or str and never null, so a non-str value is a reading."""
+    names, values, stamps = columns.names, columns.values, columns.timestamps
+    if str not in set(map(type, values)) and stamps.count(None) == len(stamps):
+        # the usual DDATA: numbers without their own timestamps
+        return [{"sensor": n, "value": float(v)} for n, v in zip(names, values, strict=True)], {}
+    readings, attributes = [], {}
+    for name, value, stamp in zip(names, values, stamps, strict=True):
+        if value.__class__ is str:
+            if name is not None:
+                attributes[name] = value
+            continue
+        reading = {"sensor": name, "value": float(value)}
+        if stamp is not None:
+            reading["timestamp"] = stamp
+        readings.append(reading)
+    return readings, attributes
 
 
 def _error_family(reason: str) -> str:

@@ -26,7 +26,7 @@ import json
 import math
 import struct
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from functools import lru_cache
@@ -426,6 +426,109 @@ def _decode_metrics(
     return out
 
 
+# --------------------------------------------------------------------------- columns
+
+# datatype -> value field -> (datatype name, converter or None), for the columnar data path:
+# the scalar value fields whose decoded value is an int, float, bool or str.
+_COLUMN_VALUE_FIELDS = range(10, 16)  # int_value .. string_value (bytes stay on documents)
+_COLUMN_DECODERS: dict[int, dict[int, tuple[str, Callable[[Any], Any] | None]]] = {
+    code: {
+        number: (_TYPE_NAMES[code], convert)
+        for number in _COLUMN_VALUE_FIELDS
+        if _VALUE_FIELD_NAMES[number] in allowed
+    }
+    for code, (allowed, convert) in _VALUE_DECODERS.items()
+    if code not in _UNSUPPORTED_TYPES
+}
+_NO_DECODERS: dict[int, tuple[str, Callable[[Any], Any] | None]] = {}
+
+
+@dataclass(slots=True)
+class MetricColumns:
+    """The metrics of a DATA payload as columns, one entry per metric in payload order.
+
+    Only for payloads whose every metric has a name and/or alias, an optional timestamp and
+    one int, float, bool or string value (no flags, properties or metadata): the usual
+    DDATA. ``None`` in ``names``/``aliases``/``timestamps`` means the metric has no such key;
+    ``names`` holds birth names of alias-only metrics (None: unknown alias).
+    """
+
+    names: list[str | None]
+    aliases: list[int | None]
+    timestamps: list[int | None]
+    datatypes: list[str]
+    values: list[Any]
+    # what documents() decodes: the payload's metrics and the alias table they were read with
+    source: tuple[Any, Mapping[int, tuple[str, int]] | None] = field(default=((), None), repr=False)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def as_mapping(self) -> dict[str, list[Any]]:
+        """Document key -> column (None: key absent), as contract column checks take them."""
+        return {
+            "name": self.names,
+            "alias": self.aliases,
+            "timestamp": self.timestamps,
+            "datatype": self.datatypes,
+            "value": self.values,
+        }
+
+    def documents(self) -> list[dict[str, Any]]:
+        """The metric documents of :func:`decode_payload` (decoded again, when needed)."""
+        return _decode_metrics(*self.source)
+
+
+def _metric_columns(
+    metrics: Sequence[_pb.Payload.Metric], aliases: Mapping[int, tuple[str, int]] | None
+) -> MetricColumns | None:
+    """Columns of plain data metrics, or None when any metric is not plain or does not
+    decode: the caller then takes the document path, which also words the error."""
+    columns = MetricColumns([], [], [], [], [], source=(metrics, aliases))
+    names, alias_col, stamps = columns.names, columns.aliases, columns.timestamps
+    types, values = columns.datatypes, columns.values
+    numbers, decoders, bindings = _METRIC_FIELDS, _COLUMN_DECODERS, aliases or {}
+    for m in metrics:
+        name = alias = timestamp = raw = None
+        dtype = which = 0
+        for fd, value in m.ListFields():
+            number = numbers[fd]
+            if number >= _FIRST_VALUE_FIELD:
+                which, raw = number, value
+            elif number == _ALIAS:
+                alias = value
+            elif number == _TIMESTAMP:
+                timestamp = value
+            elif number == _DATATYPE:
+                dtype = value
+            elif number == _NAME:
+                name = value
+            else:  # flags, metadata, properties
+                return None
+        if alias is not None:
+            bound = bindings.get(alias)
+            if bound is not None:
+                if name is None:
+                    name = bound[0]
+                if not dtype:
+                    dtype = bound[1]
+        spec = decoders.get(dtype, _NO_DECODERS).get(which)
+        if spec is None or name.__class__ is bytes:  # not plain, or a name that is not UTF-8
+            return None
+        convert = spec[1]
+        if convert is not None:
+            try:
+                raw = convert(raw)
+            except SparkplugDecodeError:
+                return None
+        names.append(name)
+        alias_col.append(alias)
+        stamps.append(timestamp)
+        types.append(spec[0])
+        values.append(raw)
+    return columns
+
+
 def _decode_property_set(ps: _pb.Payload.PropertySet) -> dict[str, Any]:
     keys, values = ps.keys, ps.values
     if len(keys) != len(values):
@@ -533,18 +636,24 @@ def _parse(data: bytes | bytearray | memoryview) -> _pb.Payload:
         ) from None
 
 
+def _document_header(payload: _pb.Payload) -> dict[str, Any]:
+    """The payload's fields besides its metrics, in document order."""
+    doc: dict[str, Any] = {
+        "timestamp": payload.timestamp if payload.HasField("timestamp") else None,
+        "seq": payload.seq if payload.HasField("seq") else None,
+    }
+    if payload.HasField("uuid"):
+        doc["uuid"] = _text(payload.uuid)
+    if payload.HasField("body"):
+        doc["body"] = _b64(payload.body)
+    return doc
+
+
 def _document(
     payload: _pb.Payload, aliases: Mapping[int, tuple[str, int]] | None
 ) -> dict[str, Any]:
     try:
-        doc: dict[str, Any] = {
-            "timestamp": payload.timestamp if payload.HasField("timestamp") else None,
-            "seq": payload.seq if payload.HasField("seq") else None,
-        }
-        if payload.HasField("uuid"):
-            doc["uuid"] = _text(payload.uuid)
-        if payload.HasField("body"):
-            doc["body"] = _b64(payload.body)
+        doc = _document_header(payload)
         doc["metrics"] = _decode_metrics(payload.metrics, aliases)
         return doc
     except _CONVERSION_ERRORS as exc:
@@ -925,7 +1034,6 @@ class _Node:
     devices: dict[str, _Device] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
 class SessionEvent:
     """What one message meant to the session.
 
@@ -935,13 +1043,49 @@ class SessionEvent:
     :func:`rebirth_command`; the session reports it on every offending message, so callers
     should rate-limit the commands they send. ``stale_death`` marks an NDEATH ignored because
     its bdSeq does not match the current NBIRTH.
+
+    Plain DATA payloads (see :class:`MetricColumns`) come as ``columns`` plus ``header`` (the
+    payload's other fields), so that a caller that works on columns builds no per-metric
+    dicts; ``document`` is then built from them on first use (and kept).
     """
 
-    topic: SparkplugTopic
-    document: dict[str, Any]
-    online: bool
-    rebirth_needed: str | None = None
-    stale_death: bool = False
+    __slots__ = ("_doc", "columns", "header", "online", "rebirth_needed", "stale_death", "topic")
+
+    def __init__(
+        self,
+        topic: SparkplugTopic,
+        document: dict[str, Any] | None,
+        online: bool,
+        rebirth_needed: str | None = None,
+        stale_death: bool = False,
+        *,
+        columns: MetricColumns | None = None,
+        header: dict[str, Any] | None = None,
+    ) -> None:
+        if document is None and (columns is None or header is None):
+            raise ValueError("a SessionEvent needs a document, or columns and a header")
+        self.topic = topic
+        self._doc = document
+        self.online = online
+        self.rebirth_needed = rebirth_needed
+        self.stale_death = stale_death
+        self.columns = columns
+        self.header = header
+
+    def __repr__(self) -> str:
+        return (
+            f"SessionEvent(topic={self.topic!r}, online={self.online!r}, "
+            f"rebirth_needed={self.rebirth_needed!r}, stale_death={self.stale_death!r}, "
+            f"columnar={self.columns is not None})"
+        )
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The decoded payload (for columns: built on first use, then kept)."""
+        if self._doc is None:
+            assert self.columns is not None and self.header is not None  # see __init__
+            self._doc = {**self.header, "metrics": self.columns.documents()}
+        return self._doc
 
     @property
     def message_type(self) -> str:
@@ -995,6 +1139,13 @@ def _metric_value(doc: Mapping[str, Any], name: str) -> Any:
     return None
 
 
+def _unresolved_column(columns: MetricColumns) -> str | None:
+    if None not in columns.names:
+        return None
+    alias = columns.aliases[columns.names.index(None)]
+    return f"unknown alias {alias}" if alias is not None else "metric with neither name nor alias"
+
+
 def _unresolved(doc: Mapping[str, Any]) -> str | None:
     for metric in doc["metrics"]:
         if "name" not in metric:
@@ -1014,6 +1165,28 @@ def _device_info(doc: Mapping[str, Any]) -> dict[str, Any]:
             or metric["name"].startswith(DEVICE_INFO_PREFIXES)
         )
     }
+
+
+def _data_event(
+    topic: SparkplugTopic,
+    payload: _pb.Payload,
+    aliases: Mapping[int, tuple[str, int]],
+    reason: str | None,
+) -> SessionEvent:
+    """A DATA message of an online node/device: as columns when plain, else as a document."""
+    columns = _metric_columns(payload.metrics, aliases)
+    if columns is None:
+        doc = _document(payload, aliases)
+        return SessionEvent(topic, doc, True, reason or _unresolved(doc))
+    header = _document_header(payload)
+    return SessionEvent(
+        topic,
+        None,
+        True,
+        reason or _unresolved_column(columns),
+        columns=columns,
+        header=header,
+    )
 
 
 class SparkplugSession:
@@ -1130,8 +1303,7 @@ class SparkplugSession:
         if node is None:
             return self._before_birth(topic, payload)
         reason = self._check_seq(node, topic, payload.seq if payload.HasField("seq") else None)
-        doc = _document(payload, node.aliases)
-        return SessionEvent(topic, doc, True, reason or _unresolved(doc))
+        return _data_event(topic, payload, node.aliases, reason)
 
     def _on_dbirth(self, topic: SparkplugTopic, payload: _pb.Payload) -> SessionEvent:
         node = self._live_node(topic)
@@ -1154,8 +1326,7 @@ class SparkplugSession:
         if device is None or not device.online:
             doc = _document(payload, None)
             return SessionEvent(topic, doc, False, f"DDATA before DBIRTH of {topic.device_id}")
-        doc = _document(payload, device.aliases)
-        return SessionEvent(topic, doc, True, reason or _unresolved(doc))
+        return _data_event(topic, payload, device.aliases, reason)
 
     def _on_ddeath(self, topic: SparkplugTopic, payload: _pb.Payload) -> SessionEvent:
         node = self._live_node(topic)
@@ -1202,6 +1373,7 @@ __all__ = [
     "STATE",
     "DataType",
     "Metric",
+    "MetricColumns",
     "MetricLike",
     "SessionEvent",
     "SparkplugDecodeError",
