@@ -62,6 +62,15 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="stop after silver (skip features, models, bundles, rollouts)",
     )
+    parser.add_argument(
+        "--scenario",
+        choices=["drift"],
+        default=None,
+        help="drift: the closed loop, run by the Dagster daemon (drift -> retrain -> bundle "
+        "-> canary -> promoted) with its stage timeline and time to recover",
+    )
+    parser.add_argument("--timeout", type=float, default=900.0,
+                        help="--scenario drift: seconds to wait for the promotion")
     parser.set_defaults(run=_run_demo)
 
 
@@ -112,6 +121,12 @@ def _add_gateway(commands: argparse._SubParsersAction) -> None:
         help="MQTT v5 in-flight window (default: --batch-max)",
     )
     parser.add_argument("--metrics-port", type=int, default=9108, help="0 disables /metrics")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="route and commit in N worker processes (partitioned by Sparkplug edge node)",
+    )
     parser.add_argument("--log-level", default="INFO")
     parser.set_defaults(run=_run_gateway)
 
@@ -195,11 +210,27 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    if args.scenario == "drift":
+        return _run_loop(args)
     from mfg_assets.demo import DEMO_HOURS, run_demo
 
     if args.hours is None:
         args.hours = DEMO_HOURS
     return run_demo(_sim_config(args), broker_url=args.broker, with_models=not args.no_models)
+
+
+def _run_loop(args: argparse.Namespace) -> int:
+    from mfg_assets.loop.run import report, run_loop
+    from mfg_assets.loop.scenario import LoopConfig
+
+    options: dict = {"timeout_s": args.timeout, "broker_url": args.broker}
+    if args.seed is not None:
+        options["seed"] = args.seed
+    if args.hours is not None:
+        options["history_h"] = args.hours
+    result = run_loop(LoopConfig(**options))
+    report(result)
+    return 0 if result.recovered else 1
 
 
 def _run_load(args: argparse.Namespace) -> int:
@@ -305,10 +336,14 @@ def _run_gateway(args: argparse.Namespace) -> int:
         batch_max_messages=args.batch_max,
         receive_maximum=args.receive_maximum or 2 * args.batch_max,
         metrics_port=args.metrics_port or None,
+        workers=args.workers,
         **options,
     )
-    contract = load_contract(args.contract or settings.contract_path)
-    Gateway(config, contract, Lake(), enterprise=settings.enterprise).run_forever()
+    source = args.contract or settings.contract_path
+    gateway = Gateway(
+        config, load_contract(source), Lake(), settings.enterprise, contract_source=source
+    )
+    gateway.run_forever()
     return 0
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from mfg_assets.defs.alerts import alert_sensors
+from mfg_assets.defs.automation import sensor_interval
 from mfg_assets.defs.bronze import bronze_from_replay
 from mfg_assets.defs.cost import cost_assets
 from mfg_assets.defs.dashboard import dashboard_assets
@@ -36,8 +39,15 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     "automation",
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=sensor_interval(30),
 )
+
+# One process per step (Dagster's default) isolates steps; on a small box each step then pays
+# an interpreter start. MFG_RUN_EXECUTOR=in_process runs a run's steps in its one process.
+_EXECUTORS = {"": None, "multiprocess": None, "in_process": dg.in_process_executor}
+_executor = os.environ.get("MFG_RUN_EXECUTOR", "").strip()
+if _executor not in _EXECUTORS:
+    raise ValueError(f"MFG_RUN_EXECUTOR={_executor!r}: expected one of in_process, multiprocess")
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
@@ -45,4 +55,5 @@ defs = dg.Definitions(
     sensors=[automation_sensor, bronze_delta_versions, *edge_sensors, *drift_sensors,
              *alert_sensors],
     resources={**default_resources(), **model_resources(), **edge_resources()},
+    executor=_EXECUTORS[_executor],
 )

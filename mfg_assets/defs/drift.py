@@ -14,6 +14,7 @@ piece of drift evidence: same reference window and same drifted features = same 
 import base64
 import json
 import logging
+import os
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from mfg_assets.defs.automation import rebuild_on_upstream_change
+from mfg_assets.defs.automation import rebuild_on_upstream_change, sensor_interval
 from mfg_assets.defs.features import feature_key
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.models import MlflowResource, champion_key, model_key
@@ -233,56 +234,130 @@ def drift_report(
 
 # -- the sensor --------------------------------------------------------------------------
 
+FAMILIES_TAG = "mfg/families"  # the families a drift retrain covers (comma-separated)
+RETRAIN_BUDGET_ENV = "MFG_DRIFT_RETRAIN_BUDGET"
+PRIORITY_TAG = "dagster/priority"  # the QueuedRunCoordinator dequeues higher values first
+
 
 def latest_drift(lake: Lake) -> pl.DataFrame:
-    """(family, evidence_id, reason) of the latest evaluation of each drifted family."""
+    """(family, evidence_id, reason, computed_at) of the latest evaluation of each drifted
+    family."""
     spec = table(DRIFT_TABLE)
     if not lake.exists(spec):
         return pl.DataFrame(schema={"family": pl.String, "evidence_id": pl.String,
-                                    "reason": pl.String})
+                                    "reason": pl.String,
+                                    "computed_at": pl.Datetime("us", "UTC")})
     latest = lake.scan(spec).filter(
         pl.col("computed_at") == pl.col("computed_at").max().over("family"))
     return (latest.filter(pl.col("family_drifted"))
-            .select("family", "evidence_id", "reason").unique().sort("family").collect())
+            .select("family", "evidence_id", "reason", "computed_at").unique()
+            .sort("family").collect())
+
+
+def _families(record: dg.RunRecord) -> list[str]:
+    return [f for f in record.dagster_run.tags.get(FAMILIES_TAG, "").split(",") if f]
+
+
+def _never_started(record: dg.RunRecord) -> bool:
+    """Failed before its first step: the run could not be launched (a code server timeout
+    on a busy host, a lost run worker). No model was tried: the evidence is still open."""
+    return (record.dagster_run.status == dg.DagsterRunStatus.FAILURE
+            and record.start_time is None)
+
+
+def busy_families(instance: dg.DagsterInstance, drifted: pl.DataFrame) -> set[str]:
+    """Families not to act on now: a drift retrain of theirs is still running, or their
+    latest evidence predates the end of the last one (the report has not looked at the
+    retrained model yet). Without this, every refreshed report with one more drifted
+    feature would queue another retrain of the same family."""
+    records = instance.get_run_records(dg.RunsFilter(tags={TRIGGER_TAG: "drift"}), limit=50)
+    evaluated = {row["family"]: row["computed_at"] for row in drifted.iter_rows(named=True)}
+    busy: set[str] = set()
+    for record in records:
+        families = _families(record)
+        if not record.dagster_run.is_finished:
+            busy.update(families)
+            continue
+        if _never_started(record):
+            continue
+        ended = datetime.fromtimestamp(record.end_time, UTC) if record.end_time else None
+        busy.update(f for f in families
+                    if ended is not None and f in evaluated and evaluated[f] < ended)
+    return busy
+
+
+def relaunch(instance: dg.DagsterInstance) -> dict[str, str]:
+    """Family -> id of its latest drift retrain when that one never started: ask again."""
+    latest: dict[str, dg.RunRecord] = {}
+    for record in instance.get_run_records(dg.RunsFilter(tags={TRIGGER_TAG: "drift"}),
+                                           limit=50):  # newest first
+        for family in _families(record):
+            latest.setdefault(family, record)
+    return {f: r.dagster_run.run_id for f, r in latest.items() if _never_started(r)}
+
+
+def retrain_budget() -> int | None:
+    """Trials per drift retrain: ``MFG_DRIFT_RETRAIN_BUDGET``, else the models' default."""
+    value = os.environ.get(RETRAIN_BUDGET_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{RETRAIN_BUDGET_ENV}={value!r}: expected a positive whole number")
+    return int(value)
 
 
 def retrain_requests(
-    drifted: pl.DataFrame, acted: dict[str, str]
+    drifted: pl.DataFrame,
+    acted: dict[str, str],
+    busy: set[str] | frozenset[str] = frozenset(),
+    budget: int | None = None,
+    retry: dict[str, str] | None = None,
 ) -> tuple[list[dg.RunRequest], dict[str, str]]:
-    """One run per feature table whose families show evidence not acted on yet."""
-    by_table: dict[str, list[dict]] = {}
-    for row in drifted.iter_rows(named=True):
-        if acted.get(row["family"]) == row["evidence_id"]:
+    """One run per drifted family with evidence not acted on yet: its feature table, the
+    challenger and the champion step behind the gate. Families in ``busy`` wait (their
+    evidence is not marked as acted on). One run per family, not per feature table: two
+    families on one table (anomaly and forecast) then retrain in parallel, and the fast
+    one's champion does not wait for the slow one's search. ``retry``: family -> the
+    retrain run that never started; its evidence is requested again under a new run key."""
+    requests, cursor, retry = [], dict(acted), retry or {}
+    for row in drifted.sort("family").iter_rows(named=True):
+        family = row["family"]
+        again = family in retry and acted.get(family) == row["evidence_id"]
+        if (acted.get(family) == row["evidence_id"] and not again) or family in busy:
             continue
-        by_table.setdefault(dm.FAMILY_INPUTS[row["family"]].table, []).append(row)
-    requests, cursor = [], dict(acted)
-    for feature_table, rows in sorted(by_table.items()):
-        keys = [feature_key(feature_table)]
-        for row in rows:
-            keys += [model_key(row["family"]), champion_key(row["family"])]
-            cursor[row["family"]] = row["evidence_id"]
-        reason = "; ".join(r["reason"] for r in rows)
+        cursor[family] = row["evidence_id"]
+        ops = {model_key(family).to_python_identifier(): {"config": {"budget": budget}}}
         requests.append(dg.RunRequest(
-            run_key="drift-" + "-".join(f"{r['family']}:{r['evidence_id']}" for r in rows),
-            asset_selection=keys,
-            tags={TRIGGER_TAG: "drift", REASON_TAG: reason[:1000]},
+            run_key=f"drift-{family}:{row['evidence_id']}"
+            + (f":after-{retry[family][:8]}" if again else ""),
+            asset_selection=[feature_key(dm.FAMILY_INPUTS[family].table), model_key(family),
+                             champion_key(family)],
+            run_config={"ops": ops} if budget else {},
+            # ahead of routine runs in the queue: a drifted model is serving bad predictions
+            tags={TRIGGER_TAG: "drift", REASON_TAG: row["reason"][:1000],
+                  FAMILIES_TAG: family, PRIORITY_TAG: "10"},
         ))
     return requests, cursor
 
 
 @dg.sensor(
     name="model_drift",
-    minimum_interval_seconds=300,
+    minimum_interval_seconds=sensor_interval(300),
     default_status=dg.DefaultSensorStatus.RUNNING,
     asset_selection=dg.AssetSelection.groups("features", "models"),
     description="Retrains a model family (feature table, challenger, champion behind its "
-    "gate) when monitoring.drift says its inputs drifted; once per piece of evidence.",
+    "gate) when monitoring.drift says its inputs drifted; once per piece of evidence, one "
+    "retrain per family at a time.",
 )
 def model_drift(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
     acted: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    requests, cursor = retrain_requests(latest_drift(lakehouse.lake()), acted)
+    drifted = latest_drift(lakehouse.lake())
+    busy = busy_families(context.instance, drifted) if drifted.height else set()
+    retry = relaunch(context.instance) if drifted.height else {}
+    requests, cursor = retrain_requests(drifted, acted, busy, retrain_budget(), retry)
     if not requests:
-        return dg.SkipReason("no new drift evidence")
+        waiting = f" ({', '.join(sorted(busy))} retraining)" if busy else ""
+        return dg.SkipReason(f"no new drift evidence{waiting}")
     for request in requests:
         context.log.info(f"retrain {request.asset_selection}: {request.tags[REASON_TAG]}")
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))

@@ -32,7 +32,11 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from mfg_assets.defs.automation import new_bundles_or_every, new_edge_or_new_champion
+from mfg_assets.defs.automation import (
+    new_bundles_or_every,
+    new_edge_or_new_champion,
+    rollout_cadence,
+)
 from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.features import feature_key
 from mfg_assets.defs.metadata import table_metadata
@@ -690,8 +694,8 @@ class RolloutConfig(dg.Config):
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-# Re-evaluate running canaries every ten minutes, and react to new bundles at once.
-rollouts_condition = new_bundles_or_every("*/10 * * * *", dg.AssetKey(["edge", "bundles"]))
+# Re-evaluate running canaries every ten minutes (MFG_ROLLOUT_CRON), react to new bundles at once.
+rollouts_condition = new_bundles_or_every(rollout_cadence(), dg.AssetKey(["edge", "bundles"]))
 
 ROLLOUTS_KEY = dg.AssetKey(["edge", "rollouts"])
 

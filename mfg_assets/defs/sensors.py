@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 
+from mfg_assets.defs.automation import sensor_interval
 from mfg_assets.defs.bronze import BRONZE_TABLES, bronze_key
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.lake.registry import table
@@ -21,7 +22,7 @@ def changed_tables(lake, seen: dict[str, int]) -> dict[str, int]:
 
 @dg.sensor(
     name="bronze_delta_versions",
-    minimum_interval_seconds=15,
+    minimum_interval_seconds=sensor_interval(15),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Reports a bronze table as updated when the gateway commits a new Delta "
     "version, so silver and everything downstream follow live data by themselves.",

@@ -23,6 +23,10 @@ DRIFT_SCENARIOS: dict[str, str] = {
         "that gives the best yield"
     ),
     "camera_lighting": "the first inspection camera's lighting gets brighter and flatter",
+    "sensor_replacement": (
+        "the second welder's current sensor is replaced by a different model that reads "
+        "higher (true RMS instead of average): a new normal the anomaly model has not seen"
+    ),
 }
 
 # Offsets are a few noise sigmas: invisible to a threshold alarm, plain to a drift test.
@@ -30,6 +34,10 @@ CURRENT_OFFSET_A = 15.0
 SPINDLE_TEMP_OFFSET_C = 6.0
 LIGHTING_BRIGHTNESS = 28.0
 LIGHTING_CONTRAST = 0.8
+# Unlike a recalibration (a few sigmas, invisible to alarms), a replaced sensor moves its
+# readings far off the relations the anomaly model learned: alarms on every window until
+# the model is retrained on the new normal. The closed-loop demo uses it for that reason.
+REPLACEMENT_CURRENT_GAIN = 1.6
 # Under the new lot the optimal heat input moves up and the best reachable yield drops.
 LOT_HEAT_INPUT_FACTOR = 1.08
 LOT_YIELD_PENALTY = 1.5
@@ -62,6 +70,19 @@ def sensor_offsets(config: SimConfig) -> list[SensorOffset]:
 
 def offsets_for(config: SimConfig, machine_id: str) -> list[SensorOffset]:
     return [o for o in sensor_offsets(config) if o.machine_id == machine_id]
+
+
+def replacement_target(config: SimConfig) -> str | None:
+    welders = config.plant.welders
+    return welders[min(1, len(welders) - 1)].machine_id if welders else None
+
+
+def replacement_gain(config: SimConfig, machine_id: str) -> tuple[int, float] | None:
+    """(start_ms, gain of the current readings) once ``machine_id``'s sensor is replaced."""
+    start = config.drift_start_ms("sensor_replacement")
+    if start is None or machine_id != replacement_target(config):
+        return None
+    return start, REPLACEMENT_CURRENT_GAIN
 
 
 def lighting_target(config: SimConfig) -> str | None:
@@ -102,6 +123,10 @@ def drift_records(config: SimConfig) -> list[dict[str, Any]]:
                 "heat_input_factor": LOT_HEAT_INPUT_FACTOR,
                 "yield_penalty": LOT_YIELD_PENALTY,
             }
+        elif spec.name == "sensor_replacement":
+            target = replacement_target(config)
+            targets = [target] if target else []
+            details = {"sensor": "current", "gain": REPLACEMENT_CURRENT_GAIN}
         else:
             camera = lighting_target(config)
             targets = [camera] if camera else []

@@ -83,11 +83,15 @@ def publish(
     client_id: str | None = None,
     window: int = 1000,
     timeout_s: float = 30.0,
+    fast_until_ms: int | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, int]:
     """Publish the run's message stream to ``broker_url``; returns counts per channel and total.
 
     ``speed=None`` publishes as fast as the broker acknowledges, keeping at most ``window``
     messages in flight; ``speed=60`` plays one simulated minute per wall-clock second.
+    ``fast_until_ms``: messages before this simulated time go as fast as possible, the pace
+    applies from there (a backlog first, then live). ``stop``: end early once it is set.
     """
     if speed is not None and speed <= 0:
         raise ValueError(f"speed must be positive or None, got {speed}")
@@ -111,8 +115,12 @@ def publish(
 
     try:
         for message in iter_messages(config):
-            if speed is not None:
-                ts0 = message.ts_ms if ts0 is None else ts0
+            if stop is not None and stop.is_set():
+                break
+            paced = fast_until_ms is None or message.ts_ms >= fast_until_ms
+            if speed is not None and paced:
+                if ts0 is None:
+                    wall0, ts0 = time.monotonic(), message.ts_ms
                 delay = wall0 + (message.ts_ms - ts0) / 1000.0 / speed - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from mfg_assets.sim.config import SimConfig, Welder
-from mfg_assets.sim.drift import offsets_for
+from mfg_assets.sim.drift import offsets_for, replacement_gain
 from mfg_assets.sim.faults import FaultEvent, active, plan_machine_faults, progress
 from mfg_assets.sim.messages import SimMessage, json_message
 from mfg_assets.sim.rng import rng_for
@@ -97,6 +97,10 @@ def welder_signals(
             values[offset.sensor] = np.where(
                 ts >= offset.start_ms, values[offset.sensor] + offset.offset, values[offset.sensor]
             )
+    replaced = replacement_gain(config, mid)
+    if replaced is not None:
+        start_ms, gain = replaced
+        values["current"] = np.where(ts >= start_ms, values["current"] * gain, values["current"])
     return ts, values
 
 

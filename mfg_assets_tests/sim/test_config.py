@@ -23,7 +23,8 @@ def test_defaults_describe_the_documented_plant() -> None:
         "edge-cam01",
         "edge-cam02",
     ]
-    assert set(DRIFT_SCENARIOS) == {"sensor_recalibration", "material_lot", "camera_lighting"}
+    assert set(DRIFT_SCENARIOS) == {
+        "sensor_recalibration", "material_lot", "camera_lighting", "sensor_replacement"}
 
 
 def test_friendly_inputs_are_normalised() -> None:

@@ -106,3 +106,25 @@ def test_camera_lighting_brightens_one_camera_after_start() -> None:
 def test_drift_is_only_recorded_when_it_starts_within_the_run() -> None:
     config = SimConfig(**BASE, drift=[("material_lot", 10.0)])
     assert [r for r in ground_truth(config) if r["kind"] == "drift"] == []
+
+
+def test_sensor_replacement_scales_one_current_sensor_only_after_start() -> None:
+    plain, drifted = _pair("sensor_replacement", ("welding",))
+    record = _record(drifted, "sensor_replacement")
+    assert record["targets"] == ["weld-02"]
+    assert record["details"] == {"sensor": "current", "gain": drift_mod.REPLACEMENT_CURRENT_GAIN}
+    a, b = sensor_series(iter_messages(plain)), sensor_series(iter_messages(drifted))
+    for machine, series in a.items():
+        after = series["ts"] >= record["start_ms"]
+        for sensor, values in series.items():
+            if sensor == "ts":
+                continue
+            changed = machine == "weld-02" and sensor == "current"
+            assert np.array_equal(b[machine][sensor][~after], values[~after])
+            if changed:  # readings are rounded to 3 decimals after the gain
+                np.testing.assert_allclose(b[machine][sensor][after],
+                                           values[after] * drift_mod.REPLACEMENT_CURRENT_GAIN,
+                                           atol=5e-3)
+                assert values[after].mean() > 10  # the welder was working: a real change
+            else:
+                assert np.array_equal(b[machine][sensor][after], values[after])

@@ -1,0 +1,92 @@
+"""What the loop simulates: the plant, the history before the onset and the live day.
+
+Scenario: ``sensor_replacement`` on the second welder, watched by the sensor-anomaly
+autoencoder. Why this one: the autoencoder trains in seconds (the whole loop has to fit
+in minutes on two cores) and its bundle runs on line edges fed by the welders' JSON
+readings; and the replaced sensor really hurts the served model (it alarms on most of
+the welder's normal windows) while a retrained one does not, so the gate has something
+to decide and quality before/after means something. The other scenarios are built to be
+invisible to the models (sensor_recalibration: a few sigmas; camera_lighting: the CNN
+standardises each image; material_lot: the yield model has no edge bundle to roll out).
+
+Time: the live day is today (UTC) from midnight, because silver follows the latest
+wall-clock day; the history is the ``history_h`` hours before it. The live stream starts
+with a backlog of ``backlog_h`` simulated hours published at once (enough post-drift
+windows to detect the drift and learn the new normal), then runs at ``speed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from mfg_assets.sim import PlantLayout, SimConfig
+from mfg_assets.sim.config import Edge
+
+SCENARIO = "sensor_replacement"
+FAMILY = "sensor_anomaly"
+# Sensor readings feed the anomaly loop; process units keep every feature table buildable.
+# No cameras: image traffic would only slow the loop down.
+SOURCES = ("welding", "press", "process")
+# Two line edges on the welding line: one is the canary, the other the control group.
+EDGES = (
+    Edge("edge-weld1", "body", "weld1", "cell01", "2.3.1", "line"),
+    Edge("edge-weld2", "body", "weld1", "cell02", "2.3.1", "line"),
+)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    seed: int = 11
+    history_h: float = 48.0
+    backlog_h: float = 6.0  # simulated hours published at once at the onset
+    speed: float = 90.0  # then simulated seconds per wall-clock second (the day lasts 12 min)
+    fault_rate_per_day: float = 1.0
+    timeout_s: float = 900.0  # onset -> promoted, or give up
+    sensor_interval_s: int = 5  # every loop sensor (production: 15-300 s)
+    rollout_cron: str = "* * * * *"  # canary re-evaluation (production: every 10 min)
+    retrain_budget: int = 1  # hyper-parameter trials of the drift retrain
+    broker_url: str | None = None  # None: a private mosquitto
+
+    def __post_init__(self) -> None:
+        if self.history_h < 24:
+            raise ValueError(f"history_h={self.history_h}: the champion needs at least 24 h")
+        if not 0 < self.backlog_h < 20:
+            raise ValueError(f"backlog_h={self.backlog_h}: between 0 and 20 simulated hours")
+        if self.speed <= 0:
+            raise ValueError(f"speed={self.speed}: must be positive")
+
+    def env(self) -> dict[str, str]:
+        """The daemon's cadence overrides (production defaults stay as they are)."""
+        return {
+            "MFG_SENSOR_INTERVAL_S": str(self.sensor_interval_s),
+            "MFG_ROLLOUT_CRON": self.rollout_cron,
+            "MFG_DRIFT_RETRAIN_BUDGET": str(self.retrain_budget),
+            "MFG_RUN_EXECUTOR": "in_process",
+        }
+
+
+def layout() -> PlantLayout:
+    return PlantLayout(edges=EDGES)
+
+
+def live_day(now: datetime | None = None) -> datetime:
+    now = now or datetime.now(UTC)
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def history_config(config: LoopConfig, day: datetime) -> SimConfig:
+    return SimConfig(
+        seed=config.seed, start=day - timedelta(hours=config.history_h),
+        duration_h=config.history_h, sources=SOURCES, plant=layout(),
+        fault_rate_per_day=config.fault_rate_per_day,
+    )
+
+
+def live_config(config: LoopConfig, day: datetime) -> SimConfig:
+    """The live day, drifted from its first message (the onset). A different seed: the
+    same one would replay the history's noise."""
+    return SimConfig(
+        seed=config.seed + 1, start=day, duration_h=23.9, sources=SOURCES, plant=layout(),
+        fault_rate_per_day=config.fault_rate_per_day, drift=((SCENARIO, 0.0),),
+    )

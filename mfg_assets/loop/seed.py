@@ -1,0 +1,107 @@
+"""Before the onset: history into the lakehouse, a champion, bundles and a first rollout.
+
+This part is scripted (explicit materializations, like `mfg demo`): it is the plant's
+past. Nothing after the onset is launched from here.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+import orjson
+
+from mfg_assets.defs.bronze import bronze_from_replay
+from mfg_assets.defs.cost import cost_assets
+from mfg_assets.defs.dashboard import dashboard_assets
+from mfg_assets.defs.drift import drift_assets
+from mfg_assets.defs.edge import bundles, edge_devices, edge_resources, rollouts
+from mfg_assets.defs.features import feature_assets
+from mfg_assets.defs.models import TrainConfig, champion_key, model_assets, model_key
+from mfg_assets.defs.monitoring import inspection_stats_asset
+from mfg_assets.defs.resources import default_resources
+from mfg_assets.defs.silver import fault_labels, silver_assets
+from mfg_assets.edge.store import PLACE, BundleStore, Device, default_store_uri
+from mfg_assets.loop.scenario import EDGES, FAMILY, LoopConfig, layout
+from mfg_assets.sim import SimConfig, ground_truth, write_replay
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Both families on features/sensor_windows: the drift sensor retrains whichever drifted,
+# and a family without a champion would compare against its oldest window instead.
+SEED_FAMILIES = ("sensor_anomaly", "failure_forecast")
+
+
+def register_edges(store: BundleStore) -> list[str]:
+    """The loop's line edges, each scoring every welder of the welding line."""
+    plant = layout()
+    for edge in EDGES:
+        place = dict(zip(PLACE, (plant.enterprise, plant.site, edge.area, edge.line, edge.cell),
+                         strict=True))
+        sources = (f"{plant.enterprise}/{plant.site}/{edge.area}/{edge.line}/+/+/sensors",)
+        store.register(Device(edge.edge_id, edge.kind, place, sources,
+                              firmware=f"mfg-edge/{edge.firmware}"))
+    return [edge.edge_id for edge in EDGES]
+
+
+def write_history(history: SimConfig, live: SimConfig, replay_dir: Path) -> int:
+    """History as replay files; the live day's ground truth too (faults and the drift
+    record are known up front; the live UNS traffic itself goes through the gateway)."""
+    summary = write_replay(history, replay_dir / "loop-history")
+    truth = replay_dir / "loop-live"
+    truth.mkdir(parents=True, exist_ok=True)
+    (truth / "ground_truth.jsonl").write_bytes(
+        b"".join(orjson.dumps(r) + b"\n" for r in ground_truth(live)))
+    return summary.messages
+
+
+def seed(instance: dg.DagsterInstance, config: LoopConfig, history: SimConfig,
+         live: SimConfig, replay_dir: Path, log=print) -> dict[str, str]:
+    """Build the past; returns what the champion and bundles are at the onset."""
+    started = time.perf_counter()
+    messages = write_history(history, live, replay_dir)
+    store = BundleStore(default_store_uri())
+    edges = register_edges(store)
+    resources = {**default_resources(), **edge_resources()}
+    from mfg_assets.defs.models import model_resources
+
+    resources |= model_resources()
+    dg.materialize([bronze_from_replay, fault_labels], instance=instance, resources=resources,
+                   run_config=QUIET)
+    days = _days(history.start, live.start)
+    for day in days:  # the history's days and the (still empty) live day
+        dg.materialize(silver_assets, partition_key=day, instance=instance,
+                       resources=resources, run_config=QUIET)
+    log(f"seed: {messages} history messages -> bronze, silver {', '.join(days)} "
+        f"({time.perf_counter() - started:.0f}s)")
+    wanted = {model_key(f) for f in SEED_FAMILIES} | {champion_key(f) for f in SEED_FAMILIES}
+    chosen = [a for a in model_assets if set(a.keys) & wanted]
+    train = {model_key(f).to_python_identifier(): TrainConfig(budget=config.retrain_budget)
+             for f in SEED_FAMILIES}
+    dg.materialize([*feature_assets, *chosen], instance=instance, resources=resources,
+                   run_config=dg.RunConfig(ops=train, **QUIET), raise_on_error=False)
+    if instance.get_latest_materialization_event(champion_key(FAMILY)) is None:
+        raise RuntimeError(f"seed: the {FAMILY} challenger did not pass its gate on the "
+                           "history; try another --seed or a longer history")
+    instance.add_dynamic_partitions(edge_devices.name, edges)
+    for edge in edges:
+        dg.materialize([bundles], partition_key=edge, instance=instance, resources=resources,
+                       run_config=QUIET)
+    dg.materialize(
+        [rollouts, inspection_stats_asset, *drift_assets, *cost_assets, *dashboard_assets],
+        instance=instance, resources=resources, run_config=QUIET, raise_on_error=False)
+    assigned = {edge: a.bundle_id for edge in edges if (a := store.assignment(edge))}
+    if len(assigned) != len(edges):
+        raise RuntimeError(f"seed: not every edge got a first bundle: {assigned}")
+    log(f"seed: champion, bundles and first deployment to {', '.join(edges)} "
+        f"({time.perf_counter() - started:.0f}s)")
+    return assigned
+
+
+def _days(start: datetime, live_day: datetime) -> list[str]:
+    days, day = [], start.date()
+    while day <= live_day.date():
+        days.append(day.isoformat())
+        day = day.fromordinal(day.toordinal() + 1)
+    return days

@@ -1,0 +1,221 @@
+"""The loop's stage timeline, read from the Dagster instance and the lakehouse only.
+
+Every stage is the first event of its kind after the onset: the first bronze commit, the
+first silver materialization, the first drift verdict for the family, the first drift
+retrain run, the champion alias moving, the first bundle of the new version, the rollout
+that takes it to a canary, and that rollout's promotion (or rollback).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import dagster as dg
+import polars as pl
+
+from mfg_assets.defs.drift import DRIFT_TABLE, FAMILIES_TAG, TRIGGER_TAG
+from mfg_assets.defs.edge import BUNDLES_TABLE
+from mfg_assets.defs.models import champion_key
+from mfg_assets.edge.rollout import ROLLOUTS_TABLE
+from mfg_assets.lake.delta import Lake
+from mfg_assets.lake.registry import table
+
+STAGES = ("onset", "bronze_commit", "silver", "drift_detected", "retrain_launched",
+          "new_champion", "bundle", "canary", "promoted")
+SENSOR_TAG = "dagster/sensor_name"
+AUTOMATION_TAGS = ("dagster/from_automation_condition", "dagster/auto_materialize")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    created: datetime
+    status: str
+    launched_by: str  # the sensor that launched it, or "script" (no sensor tag)
+    assets: str
+    trigger: str  # mfg/trigger tag ("drift") or ""
+    queued_s: float  # created -> started: the run queue and the run worker's start
+    compute_s: float  # started -> ended
+
+
+@dataclass
+class Timeline:
+    onset: datetime
+    family: str
+    champion_before: str
+    stages: dict[str, datetime] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)
+    champion_after: str | None = None
+    outcome: str | None = None  # "promoted" | "rolled_back"
+    rollout: dict | None = None
+    runs: list[RunInfo] = field(default_factory=list)
+
+    def seconds(self, stage: str) -> float | None:
+        at = self.stages.get(stage)
+        return None if at is None else (at - self.onset).total_seconds()
+
+    @property
+    def time_to_recover_s(self) -> float | None:
+        return self.seconds("promoted")
+
+    def in_order(self) -> bool:
+        times = [self.stages[s] for s in STAGES if s in self.stages]
+        return len(times) == len(STAGES) and times == sorted(times)
+
+    def table(self) -> str:
+        lines = [f"{'stage':<18}{'t+ (s)':>9}  at (UTC)                  detail"]
+        for stage in STAGES:
+            at = self.stages.get(stage)
+            offset = f"{self.seconds(stage):9.1f}" if at else f"{'—':>9}"
+            when = at.strftime("%H:%M:%S.%f")[:-3] if at else ""
+            lines.append(f"{stage:<18}{offset}  {when:<24}  {self.details.get(stage, '')}")
+        return "\n".join(lines)
+
+
+def launched_by(tags: dict[str, str]) -> str:
+    if tags.get(SENSOR_TAG):
+        return tags[SENSOR_TAG]
+    if any(tags.get(t) for t in AUTOMATION_TAGS):
+        return "automation"
+    return "script"
+
+
+def _ts(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class Watcher:
+    """Polled: each :meth:`poll` fills in the stages that have happened since the last."""
+
+    def __init__(self, instance: dg.DagsterInstance, lake: Lake, onset: datetime,
+                 family: str, champion_before: str):
+        self.instance, self.lake = instance, lake
+        self.timeline = Timeline(onset, family, champion_before)
+        self.timeline.stages["onset"] = onset
+        self.timeline.details["onset"] = "drifted messages start"
+
+    @property
+    def done(self) -> bool:
+        return self.timeline.outcome is not None
+
+    def poll(self) -> Timeline:
+        t, onset = self.timeline, self.timeline.onset
+        if "bronze_commit" not in t.stages:
+            self._bronze()
+        if "silver" not in t.stages:
+            self._first_materialization("silver", dg.AssetKey(["silver", "sensor_readings"]))
+        if "drift_detected" not in t.stages:
+            self._drift()
+        if "retrain_launched" not in t.stages:
+            runs = self.instance.get_run_records(
+                dg.RunsFilter(tags={TRIGGER_TAG: "drift", FAMILIES_TAG: t.family},
+                              created_after=onset),
+                order_by="create_timestamp", ascending=True, limit=1)
+            if runs:
+                t.stages["retrain_launched"] = runs[0].create_timestamp.astimezone(UTC)
+                t.details["retrain_launched"] = (
+                    f"run {runs[0].dagster_run.run_id[:8]} by "
+                    f"{launched_by(runs[0].dagster_run.tags)}")
+        if "new_champion" not in t.stages:
+            self._champion()
+        if t.champion_after is not None:
+            self._bundle_and_rollout()
+        t.runs = self._runs()
+        return t
+
+    def _bronze(self) -> None:
+        spec = table("bronze.sensor_readings")
+        if not self.lake.exists(spec):
+            return
+        onset_ms = self.timeline.onset.timestamp() * 1000
+        commits = [c for c in self.lake.table(spec).history(limit=200)
+                   if c.get("timestamp", 0) >= onset_ms and c.get("operation") == "WRITE"]
+        if commits:
+            first = min(commits, key=lambda c: c["timestamp"])
+            self.timeline.stages["bronze_commit"] = _ts(first["timestamp"] / 1000)
+            self.timeline.details["bronze_commit"] = f"bronze.sensor_readings v{first['version']}"
+
+    def _first_materialization(self, stage: str, key: dg.AssetKey):
+        found = self.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, after_timestamp=self.timeline.onset.timestamp()),
+            limit=1, ascending=True).records
+        if not found:
+            return None
+        record = found[0]
+        run = self.instance.get_run_by_id(record.run_id) if record.run_id else None
+        self.timeline.stages[stage] = _ts(record.timestamp)
+        who = launched_by(run.tags) if run else "runless"
+        self.timeline.details[stage] = f"{key.to_user_string()} by {who}"
+        return record
+
+    def _drift(self) -> None:
+        spec = table(DRIFT_TABLE)
+        if not self.lake.exists(spec):
+            return
+        rows = (self.lake.scan(spec)
+                .filter((pl.col("family") == self.timeline.family) & pl.col("family_drifted")
+                        & (pl.col("computed_at") >= self.timeline.onset))
+                .select("computed_at", "reason").sort("computed_at").head(1).collect())
+        if rows.height:
+            at, reason = rows.row(0)
+            self.timeline.stages["drift_detected"] = at
+            self.timeline.details["drift_detected"] = reason[:160]
+
+    def _champion(self) -> None:
+        record = self._first_materialization("new_champion", champion_key(self.timeline.family))
+        if record is None:
+            return
+        meta = record.asset_materialization.metadata
+        version = str(meta["model_version"].value) if "model_version" in meta else None
+        self.timeline.champion_after = version
+        gate = str(meta["gate"].value) if "gate" in meta else ""
+        self.timeline.details["new_champion"] += (
+            f": v{self.timeline.champion_before} -> v{version} ({gate[:120]})")
+
+    def _bundle_and_rollout(self) -> None:
+        t, version = self.timeline, self.timeline.champion_after
+        if "bundle" not in t.stages:
+            rows = (self.lake.scan(table(BUNDLES_TABLE))
+                    .filter((pl.col("model") == t.family) & (pl.col("model_version") == version))
+                    .sort("created_at").collect())
+            if rows.height:
+                t.stages["bundle"] = rows.item(0, "created_at")
+                t.details["bundle"] = (f"{rows.height} bundle(s) of v{version}: "
+                                       f"{', '.join(rows.get_column('edge_id').to_list())}")
+        spec = table(ROLLOUTS_TABLE)
+        if not self.lake.exists(spec):
+            return
+        rows = (self.lake.scan(spec)
+                .filter((pl.col("model") == t.family)
+                        & pl.col("candidate_version").str.split(",").list.contains(version))
+                .sort("started_at").collect())
+        if not rows.height:
+            return
+        row = rows.row(0, named=True)
+        t.rollout = row
+        t.stages.setdefault("canary", row["started_at"])
+        t.details["canary"] = (f"rollout {row['rollout_id'][:8]}: canary "
+                               f"{row['canary_edges']}, control {row['control_edges']}")
+        if row["state"] in ("promoted", "rolled_back"):
+            t.outcome = row["state"]
+            stage = "promoted" if row["state"] == "promoted" else "rolled_back"
+            t.stages[stage] = row["updated_at"]
+            t.details[stage] = (row["reason"] or "")[:200]
+
+    def _runs(self) -> list[RunInfo]:
+        records = self.instance.get_run_records(
+            dg.RunsFilter(created_after=self.timeline.onset), order_by="create_timestamp",
+            ascending=True)
+        out = []
+        for r in records:
+            run = r.dagster_run
+            assets = sorted(k.to_user_string() for k in (run.asset_selection or ()))
+            created = r.create_timestamp.timestamp()
+            started = r.start_time or created
+            ended = r.end_time or started
+            out.append(RunInfo(run.run_id, r.create_timestamp.astimezone(UTC),
+                               run.status.value, launched_by(run.tags),
+                               ", ".join(assets)[:120], run.tags.get(TRIGGER_TAG, ""),
+                               started - created, ended - started))
+        return out

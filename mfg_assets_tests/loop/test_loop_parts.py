@@ -1,0 +1,117 @@
+"""The loop's plain parts: cadence knobs, drift retrain requests, the stage timeline."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import polars as pl
+import pytest
+from dagster._core.events import DagsterEvent, DagsterEventType
+from dagster._core.test_utils import create_run_for_test
+
+from mfg_assets.defs.automation import rollout_cadence, sensor_interval
+from mfg_assets.defs.drift import (
+    FAMILIES_TAG,
+    PRIORITY_TAG,
+    busy_families,
+    relaunch,
+    retrain_requests,
+)
+from mfg_assets.loop.scenario import LoopConfig, history_config, live_config, live_day
+from mfg_assets.loop.watch import STAGES, Timeline, launched_by
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def test_cadences_keep_production_defaults_unless_overridden(monkeypatch):
+    monkeypatch.delenv("MFG_SENSOR_INTERVAL_S", raising=False)
+    monkeypatch.delenv("MFG_ROLLOUT_CRON", raising=False)
+    assert sensor_interval(300) == 300 and rollout_cadence() == "*/10 * * * *"
+    monkeypatch.setenv("MFG_SENSOR_INTERVAL_S", "5")
+    monkeypatch.setenv("MFG_ROLLOUT_CRON", "* * * * *")
+    assert sensor_interval(300) == 5 and rollout_cadence() == "* * * * *"
+    monkeypatch.setenv("MFG_SENSOR_INTERVAL_S", "0")
+    with pytest.raises(ValueError, match="at least 1 second"):
+        sensor_interval(30)
+    monkeypatch.setenv("MFG_SENSOR_INTERVAL_S", "fast")
+    with pytest.raises(ValueError, match="whole seconds"):
+        sensor_interval(30)
+
+
+def _drifted(*families: str) -> pl.DataFrame:
+    return pl.DataFrame({"family": list(families), "evidence_id": [f"e-{f}" for f in families],
+                         "reason": [f"{f} drifted" for f in families],
+                         "computed_at": [T0] * len(families)},
+                        schema_overrides={"computed_at": pl.Datetime("us", "UTC")})
+
+
+def test_one_prioritised_retrain_per_family_and_busy_families_wait():
+    drifted = _drifted("failure_forecast", "sensor_anomaly")
+    requests, cursor = retrain_requests(drifted, {}, budget=2)
+    assert [r.tags[FAMILIES_TAG] for r in requests] == ["failure_forecast", "sensor_anomaly"]
+    anomaly = requests[1]
+    assert {k.to_user_string() for k in anomaly.asset_selection} == {
+        "features/sensor_windows", "models/sensor_anomaly", "models/sensor_anomaly_champion"}
+    assert anomaly.tags[PRIORITY_TAG] == "10"
+    assert anomaly.run_config == {"ops": {"models__sensor_anomaly": {"config": {"budget": 2}}}}
+    assert cursor == {"failure_forecast": "e-failure_forecast",
+                      "sensor_anomaly": "e-sensor_anomaly"}
+
+    waiting, cursor = retrain_requests(drifted, {}, busy={"failure_forecast"})
+    assert [r.tags[FAMILIES_TAG] for r in waiting] == ["sensor_anomaly"]
+    assert "failure_forecast" not in cursor  # acted on later, once its retrain is done
+    assert waiting[0].run_config == {}  # no budget override: the models' default
+    again, _ = retrain_requests(drifted, cursor, busy={"failure_forecast"})
+    assert again == []
+
+
+def test_busy_while_a_drift_retrain_runs_and_for_evidence_older_than_its_end():
+    instance = dg.DagsterInstance.ephemeral()
+    drifted = _drifted("sensor_anomaly")
+    assert busy_families(instance, drifted) == set()
+    created = create_run_for_test(instance, job_name="retrain", status=dg.DagsterRunStatus.STARTED,
+                                  tags={"mfg/trigger": "drift", FAMILIES_TAG: "sensor_anomaly"})
+    assert busy_families(instance, drifted) == {"sensor_anomaly"}
+    instance.report_dagster_event(  # it started (a model was tried) ...
+        DagsterEvent(DagsterEventType.RUN_START.value, job_name="retrain"), created.run_id)
+    instance.report_run_failed(created)  # ... and ended now: the evidence from T0 is older
+    assert busy_families(instance, drifted) == {"sensor_anomaly"}
+    fresh = drifted.with_columns(pl.lit(datetime.now(UTC) + timedelta(minutes=1))
+                                 .cast(pl.Datetime("us", "UTC")).alias("computed_at"))
+    assert busy_families(instance, fresh) == set()
+
+
+def test_timeline_order_and_launchers():
+    t = Timeline(T0, "sensor_anomaly", "1")
+    for i, stage in enumerate(STAGES):
+        t.stages[stage] = T0 + timedelta(seconds=10 * i)
+    assert t.in_order() and t.time_to_recover_s == 10 * (len(STAGES) - 1)
+    t.stages["silver"] = T0 + timedelta(hours=1)  # after the drift verdict: out of order
+    assert not t.in_order()
+    assert launched_by({"dagster/sensor_name": "model_drift"}) == "model_drift"
+    assert launched_by({"dagster/from_automation_condition": "true"}) == "automation"
+    assert launched_by({}) == "script"
+
+
+def test_live_day_is_today_and_history_ends_where_it_starts():
+    config = LoopConfig()
+    day = live_day(T0)
+    assert day == datetime(2026, 11, 22, tzinfo=UTC)
+    history, live = history_config(config, day), live_config(config, day)
+    assert history.end_ms == live.start_ms
+    assert live.drift_start_ms("sensor_replacement") == live.start_ms
+    assert live.end_ms < (day + timedelta(days=1)).timestamp() * 1000
+    with pytest.raises(ValueError, match="at least 24 h"):
+        LoopConfig(history_h=12)
+
+
+def test_a_retrain_that_never_started_is_requested_again():
+    instance = dg.DagsterInstance.ephemeral()
+    drifted = _drifted("sensor_anomaly")
+    requests, acted = retrain_requests(drifted, {})
+    lost = create_run_for_test(instance, job_name="retrain", status=dg.DagsterRunStatus.FAILURE,
+                               tags={"mfg/trigger": "drift", FAMILIES_TAG: "sensor_anomaly"})
+    assert relaunch(instance) == {"sensor_anomaly": lost.run_id}  # no start time recorded
+    assert busy_families(instance, drifted) == set()
+    (again,) = retrain_requests(drifted, acted, retry=relaunch(instance))[0]
+    assert again.run_key != requests[0].run_key  # a new key: the old one is spent
+    assert retrain_requests(drifted, acted)[0] == []  # without the lost run: acted on once
