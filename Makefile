@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: install system-deps demo test test-fast lint dev clean-data
+.PHONY: install system-deps demo test test-fast lint dev clean-data stack stack-down stack-clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,3 +44,17 @@ dev: install
 
 clean-data:
 	find data -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+
+# The production-like stack on this machine (deploy/README.md): PostgreSQL databases,
+# SeaweedFS, mosquitto (TLS, passwords, ACL), MLflow server, Dagster webserver + daemon, two
+# gateways, three edges; runs the demo through it and stays up until Ctrl-C.
+# State and generated credentials: data/stack/. STACK_ARGS e.g. "--no-wait" or "--hours 48".
+stack: install system-deps
+	$(BIN)/python -m mfg_assets.stack up $(STACK_ARGS)
+
+stack-down: install
+	$(BIN)/python -m mfg_assets.stack down
+
+# stop, drop the stack's databases and delete data/stack (new credentials next time)
+stack-clean: install
+	$(BIN)/python -m mfg_assets.stack down --purge

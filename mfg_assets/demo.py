@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -73,13 +74,20 @@ def event_days(lake: Lake) -> list[str]:
     return sorted(days)
 
 
-def run_demo(config: SimConfig, broker_url: str | None = None, with_models: bool = True) -> int:
+def run_demo(
+    config: SimConfig,
+    broker_url: str | None = None,
+    with_models: bool = True,
+    wait_landed: Callable[[int], None] | None = None,
+) -> int:
+    """``wait_landed``: gateways already run elsewhere (`make stack`): publish only, then
+    call it with the number of messages published; it returns once they are in bronze."""
     settings = get_settings()
     ensure_dagster_home(settings)
     started = time.perf_counter()
     replay = settings.replay_dir / f"demo-seed{config.seed}"
     if broker_url:
-        stream_through_gateway(config, broker_url, settings, replay)
+        stream_through_gateway(config, broker_url, settings, replay, wait_landed)
     else:
         summary = write_replay(config, replay)
         print(f"simulated {summary.messages} UNS messages -> {replay}")
@@ -169,7 +177,11 @@ def build_models_and_edge(instance: dg.DagsterInstance, lake: Lake, quiet: dict)
 
 
 def stream_through_gateway(
-    config: SimConfig, broker_url: str, settings: Settings, replay: Path
+    config: SimConfig,
+    broker_url: str,
+    settings: Settings,
+    replay: Path,
+    wait_landed: Callable[[int], None] | None = None,
 ) -> None:
     """Publish the simulated plant live and let an in-process gateway land it in bronze.
 
@@ -178,6 +190,11 @@ def stream_through_gateway(
     replay.mkdir(parents=True, exist_ok=True)
     truth = b"".join(orjson.dumps(record) + b"\n" for record in ground_truth(config))
     (replay / "ground_truth.jsonl").write_bytes(truth)
+    if wait_landed is not None:
+        counts = publish(config, broker_url)
+        print(f"published {counts['total']} UNS messages to {broker_url}")
+        wait_landed(counts["total"])
+        return
     lake = Lake(settings.lake_uri, settings.storage_options)
     gateway_config = GatewayConfig(
         broker_url=broker_url, metrics_port=None, client_id=f"mfg-demo-gateway-{config.seed}"

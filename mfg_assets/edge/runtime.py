@@ -465,6 +465,10 @@ class EdgeRuntime:
         self.client = self._make_client()
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.config.session_expiry_s
+        # MQTT v5 flow control: the broker sends at most queue_size unacknowledged inputs,
+        # so _on_message never blocks paho's network thread on a full queue (a blocked
+        # thread misses keepalives: the broker drops us while we wait for a bundle).
+        props.ReceiveMaximum = min(self.config.queue_size, 65535)
         broker = parse_broker_url(self.config.broker_url)
         self.client.connect_async(
             broker.host, broker.port, keepalive=30, clean_start=False, properties=props
