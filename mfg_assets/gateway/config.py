@@ -48,6 +48,21 @@ class GatewayConfig:
         return parse_broker_url(self.broker_url)
 
     def subscriptions(self) -> list[str]:
+        """The topic filters to subscribe; JSON UNS filters shared across the group.
+
+        Sparkplug filters are never shared: a broker deals a shared subscription's messages
+        out one by one, so one replica would see a node's NBIRTH and another its NDATA
+        (unknown aliases, seq gaps, rebirth storms). Every replica is then a Sparkplug host
+        application of its own and sees each node's whole stream; the same message lands
+        once per replica in bronze and silver's dedupe key keeps one. Scale Sparkplug out
+        with --workers (partitioned by edge node) instead.
+        """
         if not self.share_group:
             return list(self.topics)
-        return [f"$share/{self.share_group}/{topic}" for topic in self.topics]
+        return [topic if is_sparkplug_filter(topic) else f"$share/{self.share_group}/{topic}"
+                for topic in self.topics]
+
+
+def is_sparkplug_filter(topic: str) -> bool:
+    """A filter that can match Sparkplug topics (``spBv1.0/...``, or everything)."""
+    return topic == "#" or topic.split("/", 1)[0] == "spBv1.0"

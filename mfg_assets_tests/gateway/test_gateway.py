@@ -251,3 +251,41 @@ def test_two_replicas_on_a_shared_subscription_land_each_message_once(broker, la
     sources = dict(bronze.group_by("source").len().iter_rows())
     assert set(sources) == {"gateway:gw-replica-1", "gateway:gw-replica-2"}
     assert min(sources.values()) > len(messages) * 0.2  # both replicas took a real share
+
+
+def test_two_replicas_each_see_a_sparkplug_nodes_whole_stream(broker, lake, data_dir):
+    """Shared subscriptions would deal a node's BIRTH to one replica and its DATA to the
+    other; Sparkplug filters stay unshared, so neither replica quarantines anything and
+    silver holds every metric once."""
+    replicas = [start_gateway(broker.url, data_dir, f"gw-spb-{k}") for k in (1, 2)]
+    wait_online(broker.url, "gw-spb-1", "gw-spb-2")
+    node, device, n = "press2-gw", "press-02", 200
+    metrics = [{"name": f"m{i}", "alias": i, "value": 0.0, "datatype": "Double"}
+               for i in range(1, 6)]
+    messages = [
+        (sparkplug.format_topic("NBIRTH", "detroit", node),
+         sparkplug.encode_payload(T0, 0, [{"name": "bdSeq", "value": 1, "datatype": "Int64"}])),
+        (sparkplug.format_topic("DBIRTH", "detroit", node, device),
+         sparkplug.encode_payload(T0, 1, metrics)),
+    ] + [
+        (sparkplug.format_topic("DDATA", "detroit", node, device),
+         sparkplug.encode_payload(
+             T0 + (k + 1) * 1000, (2 + k) % 256,
+             [{"alias": m["alias"], "value": float(k), "datatype": "Double"} for m in metrics],
+             include_datatypes=False))
+        for k in range(n)
+    ]
+    publisher = connect_client(broker.url, "spb-publisher")
+    publish_all(publisher, messages)
+    try:
+        wait_for(lambda: bronze_rows(lake) >= 2 * n, 60, f"{2 * n} bronze rows")
+        time.sleep(1.5)
+    finally:
+        for proc in replicas:
+            assert stop(proc) == 0
+    bronze = lake.read(table("bronze.sensor_readings"))
+    assert set(bronze.get_column("source")) == {"gateway:gw-spb-1", "gateway:gw-spb-2"}
+    assert bronze.get_column("message_id").n_unique() == n  # each DDATA, once per replica
+    if lake.exists(table("bronze.quarantine")):
+        assert lake.read(table("bronze.quarantine")).height == 0
+    assert silver_sensor_rows(lake).height == n * len(metrics)  # deduplicated to once
