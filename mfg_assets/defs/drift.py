@@ -237,6 +237,14 @@ def drift_report(
 FAMILIES_TAG = "mfg/families"  # the families a drift retrain covers (comma-separated)
 RETRAIN_BUDGET_ENV = "MFG_DRIFT_RETRAIN_BUDGET"
 PRIORITY_TAG = "dagster/priority"  # the QueuedRunCoordinator dequeues higher values first
+# The gate of a drift retrain compares challenger and champion on the hold-out rows of the
+# feature table's last DRIFT_GATE_HOURS (TrainConfig.gate_recent_hours): the whole table is
+# mostly the pre-drift normal, where a model that fixes the drift does not win. Not the
+# report's 6 h recent window: the families score only their time-block test rows (1 h
+# blocks, 3 per 20 h cycle, up to 7 h apart), so 6 h can hold no test row at all; 12 h
+# always holds at least one whole test hour and is still mostly post-drift by the time a
+# drift is detected and retrained.
+DRIFT_GATE_HOURS = 12.0
 
 
 def latest_drift(lake: Lake) -> pl.DataFrame:
@@ -318,7 +326,8 @@ def retrain_requests(
     evidence is not marked as acted on). One run per family, not per feature table: two
     families on one table (anomaly and forecast) then retrain in parallel, and the fast
     one's champion does not wait for the slow one's search. ``retry``: family -> the
-    retrain run that never started; its evidence is requested again under a new run key."""
+    retrain run that never started; its evidence is requested again under a new run key.
+    The retrain's gate judges on the last ``DRIFT_GATE_HOURS`` of the feature table."""
     requests, cursor, retry = [], dict(acted), retry or {}
     for row in drifted.sort("family").iter_rows(named=True):
         family = row["family"]
@@ -326,13 +335,14 @@ def retrain_requests(
         if (acted.get(family) == row["evidence_id"] and not again) or family in busy:
             continue
         cursor[family] = row["evidence_id"]
-        ops = {model_key(family).to_python_identifier(): {"config": {"budget": budget}}}
+        train = {"gate_recent_hours": DRIFT_GATE_HOURS} | ({"budget": budget} if budget else {})
+        ops = {model_key(family).to_python_identifier(): {"config": train}}
         requests.append(dg.RunRequest(
             run_key=f"drift-{family}:{row['evidence_id']}"
             + (f":after-{retry[family][:8]}" if again else ""),
             asset_selection=[feature_key(dm.FAMILY_INPUTS[family].table), model_key(family),
                              champion_key(family)],
-            run_config={"ops": ops} if budget else {},
+            run_config={"ops": ops},
             # ahead of routine runs in the queue: a drifted model is serving bad predictions
             tags={TRIGGER_TAG: "drift", REASON_TAG: row["reason"][:1000],
                   FAMILIES_TAG: family, PRIORITY_TAG: "10"},

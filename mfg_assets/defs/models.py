@@ -5,7 +5,10 @@ trial), registers the best model as a new version with alias ``challenger`` and 
 the current ``champion`` again on the SAME hold-out rows. Its blocking check
 ``beats_champion`` is the promotion gate (the pattern of Dagster's ``project_ml`` example):
 when it fails, ``models/<family>_champion`` does not run and the champion alias stays where
-it was. The model code is plain Python in ``mfg_assets.ml``; this module only wires it.
+it was. A drift retrain (``TrainConfig.gate_recent_hours``, set by the drift sensor) moves
+the comparison to the hold-out rows of the table's last hours: after a drift the whole
+table is mostly the old normal, where a model that fixes the drift cannot win. The model
+code is plain Python in ``mfg_assets.ml``; this module only wires it.
 
 Why not ``dagster-mlflow``: its ``mlflow_tracking`` resource is a legacy function resource
 that opens ONE fluent, process-global MLflow run per Dagster run at resource init and only
@@ -19,10 +22,14 @@ always be closed; so a small ``ConfigurableResource`` hands out an explicit ``Ml
 import base64
 import importlib
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
+import polars as pl
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
@@ -35,6 +42,7 @@ from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.features import OWNER, feature_key, read_lineage
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.lake.registry import table
+from mfg_assets.ml.drift import FAMILY_INPUTS
 from mfg_assets.ml.registry import (
     CHALLENGER,
     CHAMPION,
@@ -82,6 +90,14 @@ class TrainConfig(dg.Config):
         default=1, ge=1,
         description="BLAS/OpenMP threads for training. One by default: on a shared host "
         "OpenMP threads spinning against other work make scikit-learn 20x slower.",
+    )
+    gate_recent_hours: float = Field(
+        default=0.0, ge=0.0,
+        description="0: the gate compares challenger and champion on the hold-out rows of "
+        "the whole feature table. > 0: on the hold-out rows of its last N hours (by the "
+        "family's time column), the data the model will face; the drift sensor sets it, "
+        "because after a drift the whole table is mostly the old normal. Falls back to "
+        "the whole hold-out when the recent one cannot be scored.",
     )
 
 
@@ -197,10 +213,10 @@ def train_challenger(
             module, features, config.budget, config.seed, data_versions,
             extra_tags={"dagster.run_id": context.run.run_id},
         )
-        champion_version, champion_metrics = _champion_on_holdout(context, registry, module,
-                                                                  features)
-    decision = promotion_decision(module.FAMILY, result.holdout_metrics, champion_metrics,
-                                  config.margin)
+        evidence = gate_evidence(registry, module, features, result.holdout_metrics,
+                                 FAMILY_INPUTS[spec.family].ts, config.gate_recent_hours,
+                                 context.log.warning)
+    decision = gate_decision(module.FAMILY, evidence, config.margin)
     registry.record_gate(result.model_name, result.version, decision)
     context.log.info(f"{spec.family} v{result.version}: gate "
                      f"{'passed' if decision.passed else 'refused'}: {decision.reason}")
@@ -225,32 +241,94 @@ def train_challenger(
     return dg.MaterializeResult(
         metadata=meta,
         data_version=dg.DataVersion(f"{result.model_name}/{result.version}"),
-        check_results=[_gate_result(decision, result.version, result.holdout_metrics,
-                                    champion_version, champion_metrics, config.margin)],
+        check_results=[_gate_result(decision, result.version, evidence, config.margin)],
     )
 
 
+@dataclass(frozen=True)
+class GateEvidence:
+    """The numbers the gate decides on, and which rows they come from."""
+
+    scope: str  # for the reason: "whole hold-out" or "hold-out of the last 6 h (...)"
+    rows: int  # feature rows handed to the family's evaluate() (it keeps their test blocks)
+    challenger: dict[str, float]
+    champion_version: str | None  # None: no champion yet; "unevaluable": it could not score
+    champion: dict[str, float] | None
+
+
+def recent_rows(features: pl.DataFrame, ts: str, hours: float) -> pl.DataFrame:
+    """The rows of the last ``hours`` hours before the newest row (data time, not the wall
+    clock: a backfilled or replayed table has its own "now")."""
+    if features.is_empty():
+        return features
+    newest = features.get_column(ts).max()
+    return features.filter(pl.col(ts) >= newest - timedelta(hours=hours))
+
+
+def unscorable(whole: dict[str, float], *recent: dict[str, float] | None) -> list[str]:
+    """Metrics finite on the whole hold-out but not on the recent one: the recent window
+    holds too few test rows (none, or one class only) to rank two models on."""
+    return sorted({k for metrics in recent if metrics is not None
+                   for k, v in whole.items()
+                   if math.isfinite(v) and not math.isfinite(metrics.get(k, math.nan))})
+
+
+def gate_evidence(
+    registry: ModelRegistry,
+    module: Any,
+    features: pl.DataFrame,
+    challenger_holdout: dict[str, float],
+    ts: str,
+    recent_hours: float,
+    warn: Callable[[str], None],
+) -> GateEvidence:
+    """Challenger and champion metrics on the SAME rows: the last ``recent_hours`` of
+    ``features`` when > 0 and scorable there, else the whole table (the challenger's
+    ``challenger_holdout`` already is that)."""
+    note = ""
+    if recent_hours > 0:
+        recent = recent_rows(features, ts, recent_hours)
+        found = registry.holdout_metrics_of(module, CHALLENGER, recent)
+        if found is None:  # the search registered it moments ago
+            raise RuntimeError(f"{registered_name(module.FAMILY)} lost its challenger alias")
+        champion_version, champion = _champion_on_holdout(warn, registry, module, recent)
+        missing = unscorable(challenger_holdout, found[1], champion)
+        window = f"last {recent_hours:g} h"
+        if not missing:
+            start, end = (recent.get_column(ts).min(), recent.get_column(ts).max())
+            return GateEvidence(f"hold-out of the {window} ({start:%Y-%m-%d %H:%M} .. "
+                                f"{end:%Y-%m-%d %H:%M}, {recent.height} rows)", recent.height,
+                                found[1],
+                                champion_version, champion)
+        note = (f"the {window} ({recent.height} rows) cannot be scored "
+                f"({', '.join(missing)} not finite); fell back to the ")
+        warn(note + "whole hold-out")
+    champion_version, champion = _champion_on_holdout(warn, registry, module, features)
+    return GateEvidence(f"{note}whole hold-out", features.height, challenger_holdout,
+                        champion_version, champion)
+
+
+def gate_decision(family: Any, evidence: GateEvidence, margin: float) -> Decision:
+    decision = promotion_decision(family, evidence.challenger, evidence.champion, margin)
+    return Decision(decision.passed, f"{evidence.scope}: {decision.reason}")
+
+
 def _champion_on_holdout(
-    context: dg.AssetExecutionContext, registry: ModelRegistry, module: Any, features: Any
+    warn: Callable[[str], None], registry: ModelRegistry, module: Any, features: pl.DataFrame
 ) -> tuple[str | None, dict[str, float] | None]:
-    """The champion's metrics on today's hold-out rows (None, None: no champion yet)."""
+    """The champion's metrics on the hold-out of ``features`` (None, None: no champion)."""
     try:
         found = registry.holdout_metrics_of(module, CHAMPION, features)
     except Exception as exc:
         # A champion that cannot score today's features (schema moved on, artifact lost)
         # cannot defend its title: the challenger is then judged on the floors alone.
-        context.log.warning(f"champion could not be evaluated on the current hold-out: {exc}")
+        warn(f"champion could not be evaluated on the current hold-out: {exc}")
         return "unevaluable", None
     return (None, None) if found is None else found
 
 
 def _gate_result(
-    decision: Decision,
-    version: str,
-    challenger: dict[str, float],
-    champion_version: str | None,
-    champion: dict[str, float] | None,
-    margin: float,
+    decision: Decision, version: str, evidence: GateEvidence, margin: float
 ) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name=GATE,
@@ -258,9 +336,11 @@ def _gate_result(
         metadata={
             "reason": decision.reason,
             "challenger_version": version,
-            "champion_version": champion_version or "none",
-            "challenger_holdout": dg.MetadataValue.json(challenger),
-            "champion_holdout": dg.MetadataValue.json(champion or {}),
+            "champion_version": evidence.champion_version or "none",
+            "gate_window": evidence.scope,
+            "gate_rows": evidence.rows,
+            "challenger_holdout": dg.MetadataValue.json(evidence.challenger),
+            "champion_holdout": dg.MetadataValue.json(evidence.champion or {}),
             "margin_relative": margin,
         },
     )

@@ -171,7 +171,7 @@ class Watcher:
         self.timeline.champion_after = version
         gate = str(meta["gate"].value) if "gate" in meta else ""
         self.timeline.details["new_champion"] += (
-            f": v{self.timeline.champion_before} -> v{version} ({gate[:120]})")
+            f": v{self.timeline.champion_before} -> v{version} ({gate[:240]})")
 
     def _bundle_and_rollout(self) -> None:
         t, version = self.timeline, self.timeline.champion_after

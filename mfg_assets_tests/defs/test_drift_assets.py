@@ -7,8 +7,14 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from mfg_assets.defs.drift import REASON_TAG, TRIGGER_TAG, drift_report, model_drift
-from mfg_assets.defs.models import MlflowResource
+from mfg_assets.defs.drift import (
+    DRIFT_GATE_HOURS,
+    REASON_TAG,
+    TRIGGER_TAG,
+    drift_report,
+    model_drift,
+)
+from mfg_assets.defs.models import MlflowResource, TrainConfig
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.lake.registry import table
 from mfg_assets.ml import features
@@ -64,6 +70,10 @@ def test_drift_report_and_sensor_retrain_the_drifted_model_once(lake, process_un
     assert "yield_pct" in request.tags[REASON_TAG]
     assert {k.to_user_string() for k in request.asset_selection} == {
         "features/process_units", "models/process_yield", "models/process_yield_champion"}
+    # its gate judges on the recent rows (keys the challenger's TrainConfig declares)
+    train = request.run_config["ops"]["models__process_yield"]["config"]
+    assert set(train) <= set(TrainConfig.model_fields)
+    assert TrainConfig(**train).gate_recent_hours == DRIFT_GATE_HOURS > 0
 
     again = dg.build_sensor_context(instance=instance, resources=resources, cursor=out.cursor)
     assert isinstance(model_drift(again), dg.SkipReason)  # same evidence: not twice

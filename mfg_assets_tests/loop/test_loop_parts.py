@@ -10,6 +10,7 @@ from dagster._core.test_utils import create_run_for_test
 
 from mfg_assets.defs.automation import rollout_cadence, sensor_interval
 from mfg_assets.defs.drift import (
+    DRIFT_GATE_HOURS,
     FAMILIES_TAG,
     PRIORITY_TAG,
     busy_families,
@@ -52,14 +53,18 @@ def test_one_prioritised_retrain_per_family_and_busy_families_wait():
     assert {k.to_user_string() for k in anomaly.asset_selection} == {
         "features/sensor_windows", "models/sensor_anomaly", "models/sensor_anomaly_champion"}
     assert anomaly.tags[PRIORITY_TAG] == "10"
-    assert anomaly.run_config == {"ops": {"models__sensor_anomaly": {"config": {"budget": 2}}}}
+    # the retrain's gate judges on recent rows (the data the model will face)
+    assert anomaly.run_config == {"ops": {"models__sensor_anomaly": {"config": {
+        "gate_recent_hours": DRIFT_GATE_HOURS, "budget": 2}}}}
     assert cursor == {"failure_forecast": "e-failure_forecast",
                       "sensor_anomaly": "e-sensor_anomaly"}
 
     waiting, cursor = retrain_requests(drifted, {}, busy={"failure_forecast"})
     assert [r.tags[FAMILIES_TAG] for r in waiting] == ["sensor_anomaly"]
     assert "failure_forecast" not in cursor  # acted on later, once its retrain is done
-    assert waiting[0].run_config == {}  # no budget override: the models' default
+    # no budget override: the models' default; the recent-window gate all the same
+    assert waiting[0].run_config == {"ops": {"models__sensor_anomaly": {"config": {
+        "gate_recent_hours": DRIFT_GATE_HOURS}}}}
     again, _ = retrain_requests(drifted, cursor, busy={"failure_forecast"})
     assert again == []
 
