@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import polars as pl
+from deltalake import WriterProperties
 
 from mfg_assets.lake.delta import Lake
 from mfg_assets.lake.registry import TableSpec
@@ -22,6 +23,7 @@ HOT_COLUMNS: dict[str, tuple[str, ...]] = {
     "silver.edge_predictions": ("edge_id", "model"),
     "bronze.sensor_readings": ("asset_id",),
 }
+ROW_GROUP_ROWS = 256 * 1024
 DEFAULT_RETENTION_HOURS = 7 * 24  # time travel kept for a week before files are vacuumed
 
 
@@ -62,7 +64,12 @@ def maintain(
     files_before, bytes_before = file_stats(lake, spec)
     table = lake.table(spec)
     columns = HOT_COLUMNS.get(spec.qualified_name, ()) if zorder else ()
-    metrics = table.optimize.z_order(list(columns)) if columns else table.optimize.compact()
+    # Small row groups in the rewritten files: Z-order only pays off when a reader can skip
+    # row groups by their min/max statistics, and the writer's default (about 1 M rows)
+    # leaves a few groups per file that each span most machines.
+    props = WriterProperties(max_row_group_size=ROW_GROUP_ROWS)
+    metrics = (table.optimize.z_order(list(columns), writer_properties=props) if columns
+               else table.optimize.compact(writer_properties=props))
     # Vacuum keeps `retention_hours` of history so time travel (and readers still on an
     # older snapshot) keep working; files older than that and no longer referenced go.
     vacuumed = lake.table(spec).vacuum(
