@@ -6,8 +6,6 @@ whole namespace, an edge publishes only under its own id and reads only its inpu
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import os
 import shutil
 import ssl
@@ -18,10 +16,6 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
 from mfg_assets.gateway.config import GatewayConfig, TlsOptions
@@ -29,6 +23,7 @@ from mfg_assets.gateway.service import Gateway
 from mfg_assets.lake.delta import Lake
 from mfg_assets.lake.registry import table
 from mfg_assets.settings import get_settings
+from mfg_assets.stack.pki import write_pki
 from mfg_assets.uns.contract import load_contract
 from mfg_assets_tests.brokers import Mosquitto, mosquitto_binary
 
@@ -41,59 +36,13 @@ PASSWORDS = {"gateway": "gw-pass-1", "edge-cam01": "edge-pass-1"}
 DEPLOY_ACL = Path(__file__).resolve().parents[2] / "deploy" / "broker" / "acl"
 
 
-def _write_pki(directory: Path) -> tuple[Path, Path, Path]:
-    """A private CA and a server certificate for localhost / 127.0.0.1 (what a plant issues)."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mfg test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return paths
-
-
 @pytest.fixture
 def secure_broker(tmp_path: Path):
     if mosquitto_binary() is None or shutil.which("mosquitto_passwd") is None:
         pytest.skip("mosquitto / mosquitto_passwd not installed: broker security tests skipped")
     workdir = tmp_path / "secure-broker"
     workdir.mkdir()
-    ca, cert, key = _write_pki(workdir)
+    ca, cert, key = write_pki(workdir)
     passwd, acl = workdir / "passwd", workdir / "acl"
     passwd.touch()
     for user, password in PASSWORDS.items():
