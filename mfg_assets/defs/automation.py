@@ -24,26 +24,31 @@ ROLLOUT_CRON_ENV = "MFG_ROLLOUT_CRON"
 ROLLOUT_CRON = "*/10 * * * *"
 
 
+def whole_number_env(name: str, default: int | None, minimum: int = 1) -> int | None:
+    """``name`` from the environment as a whole number >= ``minimum``, or ``default`` when
+    unset; anything else is a configuration error that names the variable."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: expected a whole number") from None
+    if number < minimum:
+        raise ValueError(f"{name}={value!r}: must be at least {minimum}")
+    return number
+
+
 def sensor_interval(default: int) -> int:
     """Seconds between a loop sensor's evaluations: its production ``default``, or
     ``MFG_SENSOR_INTERVAL_S`` when set (`mfg demo --scenario drift`, bench_loop and the loop
     test close the whole loop in minutes, which 30-300 s ticks per stage would not allow)."""
-    value = os.environ.get(SENSOR_INTERVAL_ENV, "").strip()
-    if not value:
-        return default
-    try:
-        seconds = int(value)
-    except ValueError:
-        raise ValueError(f"{SENSOR_INTERVAL_ENV}={value!r}: expected whole seconds") from None
-    if seconds < 1:
-        raise ValueError(f"{SENSOR_INTERVAL_ENV}={value!r}: must be at least 1 second")
-    return seconds
+    return whole_number_env(SENSOR_INTERVAL_ENV, default)
 
 
 def rollout_cadence() -> str:
     """How often running canaries are re-evaluated (cron; ``MFG_ROLLOUT_CRON`` overrides)."""
     return os.environ.get(ROLLOUT_CRON_ENV, "").strip() or ROLLOUT_CRON
-
 
 
 def follow_new_data() -> dg.AutomationCondition:

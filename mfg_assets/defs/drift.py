@@ -14,7 +14,6 @@ piece of drift evidence: same reference window and same drifted features = same 
 import base64
 import json
 import logging
-import os
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +23,11 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from mfg_assets.defs.automation import rebuild_on_upstream_change, sensor_interval
+from mfg_assets.defs.automation import (
+    rebuild_on_upstream_change,
+    sensor_interval,
+    whole_number_env,
+)
 from mfg_assets.defs.features import feature_key
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.models import MlflowResource, champion_key, model_key
@@ -237,6 +240,12 @@ def drift_report(
 FAMILIES_TAG = "mfg/families"  # the families a drift retrain covers (comma-separated)
 RETRAIN_BUDGET_ENV = "MFG_DRIFT_RETRAIN_BUDGET"
 PRIORITY_TAG = "dagster/priority"  # the QueuedRunCoordinator dequeues higher values first
+# The instance's tag_concurrency_limits cap runs with this tag (dagster.yaml: one at a time).
+WORKLOAD_TAG = "mfg/workload"
+# Families whose champions run on edge devices go first: their drift is served on the line.
+# Everything else still goes ahead of routine runs.
+RETRAIN_PRIORITY = {"sensor_anomaly": 20, "vision_defect": 20}
+ROUTINE_RETRAIN_PRIORITY = 10
 # The gate of a drift retrain compares challenger and champion on the hold-out rows of the
 # feature table's last DRIFT_GATE_HOURS (TrainConfig.gate_recent_hours): the whole table is
 # mostly the pre-drift normal, where a model that fixes the drift does not win. Not the
@@ -306,12 +315,7 @@ def relaunch(instance: dg.DagsterInstance) -> dict[str, str]:
 
 def retrain_budget() -> int | None:
     """Trials per drift retrain: ``MFG_DRIFT_RETRAIN_BUDGET``, else the models' default."""
-    value = os.environ.get(RETRAIN_BUDGET_ENV, "").strip()
-    if not value:
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{RETRAIN_BUDGET_ENV}={value!r}: expected a positive whole number")
-    return int(value)
+    return whole_number_env(RETRAIN_BUDGET_ENV, None)
 
 
 def retrain_requests(
@@ -324,8 +328,10 @@ def retrain_requests(
     """One run per drifted family with evidence not acted on yet: its feature table, the
     challenger and the champion step behind the gate. Families in ``busy`` wait (their
     evidence is not marked as acted on). One run per family, not per feature table: two
-    families on one table (anomaly and forecast) then retrain in parallel, and the fast
-    one's champion does not wait for the slow one's search. ``retry``: family -> the
+    families on one table (anomaly and forecast) then queue separately, and the instance's
+    limit on ``mfg/workload=training`` runs them one after the other, edge-served families
+    first (``RETRAIN_PRIORITY``), so the fast one's champion does not wait for the slow
+    one's search nor share the cores with it. ``retry``: family -> the
     retrain run that never started; its evidence is requested again under a new run key.
     The retrain's gate judges on the last ``DRIFT_GATE_HOURS`` of the feature table."""
     requests, cursor, retry = [], dict(acted), retry or {}
@@ -345,7 +351,8 @@ def retrain_requests(
             run_config={"ops": ops},
             # ahead of routine runs in the queue: a drifted model is serving bad predictions
             tags={TRIGGER_TAG: "drift", REASON_TAG: row["reason"][:1000],
-                  FAMILIES_TAG: family, PRIORITY_TAG: "10"},
+                  FAMILIES_TAG: family, WORKLOAD_TAG: "training",
+                  PRIORITY_TAG: str(RETRAIN_PRIORITY.get(family, ROUTINE_RETRAIN_PRIORITY))},
         ))
     return requests, cursor
 

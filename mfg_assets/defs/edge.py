@@ -36,6 +36,7 @@ from mfg_assets.defs.automation import (
     new_bundles_or_every,
     new_edge_or_new_champion,
     rollout_cadence,
+    whole_number_env,
 )
 from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.features import feature_key
@@ -654,6 +655,13 @@ def bundle_metadata(lake: Lake, outcome: BundleOutcome) -> dict[str, Any]:
     return meta
 
 
+# The evidence a canary needs before a decision, per group. Production keeps the policy's
+# 50/30; the closed-loop demo and test lower it by environment, because their live plant
+# produces a few predictions per edge and minute and the loop has minutes, not hours.
+MIN_PREDICTIONS_ENV = "MFG_ROLLOUT_MIN_PREDICTIONS"
+MIN_LABELLED_ENV = "MFG_ROLLOUT_MIN_LABELLED"
+
+
 class RolloutConfig(dg.Config):
     canary_fraction: float = Field(default=0.25, gt=0.0, lt=1.0,
                                    description="Share of a model's edges in the canary.")
@@ -668,9 +676,13 @@ class RolloutConfig(dg.Config):
     rollout_id: str = Field(default="", description="Approve only this rollout.")
     window_minutes: float = Field(default=60.0, gt=0.0,
                                   description="Compare the most recent window only.")
-    min_predictions: int = Field(default=50, ge=1, description="Per group, before deciding.")
-    min_labelled: int = Field(default=30, ge=1,
-                              description="Labelled predictions per group, when labels exist.")
+    min_predictions: int = Field(
+        default=whole_number_env(MIN_PREDICTIONS_ENV, ro.RolloutPolicy.min_predictions), ge=1,
+        description=f"Per group, before deciding (default: {MIN_PREDICTIONS_ENV}, else 50).")
+    min_labelled: int = Field(
+        default=whole_number_env(MIN_LABELLED_ENV, ro.RolloutPolicy.min_labelled), ge=1,
+        description="Labelled predictions per group, when labels exist (default: "
+        f"{MIN_LABELLED_ENV}, else 30).")
     max_accuracy_drop: float = Field(default=0.01, ge=0.0,
                                      description="Canary accuracy loss tolerated (0.01 = 1 pt).")
     as_of: str = Field(default="", description="Evaluate as of this UTC time (ISO; empty: "

@@ -254,6 +254,9 @@ class GateEvidence:
     challenger: dict[str, float]
     champion_version: str | None  # None: no champion yet; "unevaluable": it could not score
     champion: dict[str, float] | None
+    # The challenger on the whole hold-out when the comparison uses a recent window: the
+    # absolute floors are checked there (None: on ``challenger``).
+    floors: dict[str, float] | None = None
 
 
 def recent_rows(features: pl.DataFrame, ts: str, hours: float) -> pl.DataFrame:
@@ -297,9 +300,9 @@ def gate_evidence(
         if not missing:
             start, end = (recent.get_column(ts).min(), recent.get_column(ts).max())
             return GateEvidence(f"hold-out of the {window} ({start:%Y-%m-%d %H:%M} .. "
-                                f"{end:%Y-%m-%d %H:%M}, {recent.height} rows)", recent.height,
-                                found[1],
-                                champion_version, champion)
+                                f"{end:%Y-%m-%d %H:%M}, {recent.height} rows; floors on the "
+                                "whole hold-out)", recent.height, found[1],
+                                champion_version, champion, floors=challenger_holdout)
         note = (f"the {window} ({recent.height} rows) cannot be scored "
                 f"({', '.join(missing)} not finite); fell back to the ")
         warn(note + "whole hold-out")
@@ -309,7 +312,8 @@ def gate_evidence(
 
 
 def gate_decision(family: Any, evidence: GateEvidence, margin: float) -> Decision:
-    decision = promotion_decision(family, evidence.challenger, evidence.champion, margin)
+    decision = promotion_decision(family, evidence.challenger, evidence.champion, margin,
+                                  floor_metrics=evidence.floors)
     return Decision(decision.passed, f"{evidence.scope}: {decision.reason}")
 
 
@@ -340,6 +344,8 @@ def _gate_result(
             "gate_window": evidence.scope,
             "gate_rows": evidence.rows,
             "challenger_holdout": dg.MetadataValue.json(evidence.challenger),
+            "challenger_floor_metrics": dg.MetadataValue.json(
+                evidence.floors if evidence.floors is not None else evidence.challenger),
             "champion_holdout": dg.MetadataValue.json(evidence.champion or {}),
             "margin_relative": margin,
         },

@@ -79,7 +79,7 @@ def _instance_config(home: Path, interval_s: int) -> None:
     doc.setdefault("auto_materialize", {})["minimum_interval_seconds"] = interval_s
     # Live traffic keeps small runs coming (telemetry, predictions: seconds of work after a
     # process start each); with two slots the loop's own runs queue behind them.
-    doc.setdefault("concurrency", {}).setdefault("runs", {})["max_concurrent_runs"] = 4
+    doc.setdefault("concurrency", {}).setdefault("runs", {})["max_concurrent_runs"] = 3
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 

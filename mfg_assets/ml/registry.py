@@ -106,12 +106,16 @@ def promotion_decision(
     challenger_metrics: dict[str, float],
     champion_metrics: dict[str, float] | None,
     margin: float,
+    floor_metrics: dict[str, float] | None = None,
 ) -> Decision:
     """Should the challenger become champion?
 
     - The family's absolute floors always apply (to the first model and to every later
       one: beating a poor champion is not enough to ship a model below the floor); a floor
-      on a lower-is-better metric is a ceiling (``ModelFamily.floor_failures``).
+      on a lower-is-better metric is a ceiling (``ModelFamily.floor_failures``). They are
+      checked on ``floor_metrics`` when given (the challenger on a larger hold-out than the
+      comparison's: a recent window with a handful of positives cannot say whether a model
+      meets an absolute floor), else on ``challenger_metrics``.
     - With a champion, the challenger's primary metric must improve on the champion's, on
       the same hold-out set, by at least ``margin`` RELATIVE to the champion's value
       (0.01 = 1 % better; for lower-is-better metrics "better" means smaller). A tie never
@@ -121,7 +125,8 @@ def promotion_decision(
     value = challenger_metrics.get(primary)
     if value is None or not math.isfinite(value):
         return Decision(False, f"challenger has no finite {primary} (got {value})")
-    failures = family.floor_failures(challenger_metrics)
+    floored = challenger_metrics if floor_metrics is None else floor_metrics
+    failures = family.floor_failures(floored)
     if failures:
         missed = "; ".join(
             f"{metric}={got:.4g} misses its floor "
@@ -129,7 +134,7 @@ def promotion_decision(
             for metric, (got, floor) in sorted(failures.items())
         )
         return Decision(False, missed)
-    floors = ", ".join(f"{m}={challenger_metrics[m]:.4g}" for m in sorted(family.floors))
+    floors = ", ".join(f"{m}={floored[m]:.4g}" for m in sorted(family.floors))
     floor_note = f"floors met ({floors})" if floors else "no floors declared"
     if champion_metrics is None:
         return Decision(True, f"first model: {floor_note}")

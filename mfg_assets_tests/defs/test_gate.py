@@ -110,7 +110,9 @@ def test_a_challenger_that_fixes_the_drift_passes_only_on_the_recent_window(regi
     passed = gate_decision(module.FAMILY, recent, margin=0.01)
     assert passed.passed, passed.reason
     assert passed.reason.startswith(
-        "hold-out of the last 50 h (2026-11-07 05:00 .. 2026-11-09 07:00, 51 rows): mae")
+        "hold-out of the last 50 h (2026-11-07 05:00 .. 2026-11-09 07:00, 51 rows; floors on "
+        "the whole hold-out): mae")
+    assert recent.floors == challenger_whole  # the absolute floors: on the larger hold-out
     assert warnings == []
 
 

@@ -1,10 +1,15 @@
 """The loop's plain parts: cadence knobs, drift retrain requests, the stage timeline."""
 
+import functools
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import polars as pl
 import pytest
+import yaml
 from dagster._core.events import DagsterEvent, DagsterEventType
 from dagster._core.test_utils import create_run_for_test
 
@@ -13,12 +18,14 @@ from mfg_assets.defs.drift import (
     DRIFT_GATE_HOURS,
     FAMILIES_TAG,
     PRIORITY_TAG,
+    WORKLOAD_TAG,
     busy_families,
     relaunch,
     retrain_requests,
 )
 from mfg_assets.loop.scenario import LoopConfig, history_config, live_config, live_day
 from mfg_assets.loop.watch import STAGES, Timeline, launched_by
+from mfg_assets.settings import PACKAGE_DIR
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -31,11 +38,33 @@ def test_cadences_keep_production_defaults_unless_overridden(monkeypatch):
     monkeypatch.setenv("MFG_ROLLOUT_CRON", "* * * * *")
     assert sensor_interval(300) == 5 and rollout_cadence() == "* * * * *"
     monkeypatch.setenv("MFG_SENSOR_INTERVAL_S", "0")
-    with pytest.raises(ValueError, match="at least 1 second"):
+    with pytest.raises(ValueError, match="must be at least 1"):
         sensor_interval(30)
     monkeypatch.setenv("MFG_SENSOR_INTERVAL_S", "fast")
-    with pytest.raises(ValueError, match="whole seconds"):
+    with pytest.raises(ValueError, match="MFG_SENSOR_INTERVAL_S='fast': expected a whole"):
         sensor_interval(30)
+
+
+def test_rollout_evidence_minimums_come_from_the_environment_of_the_process():
+    """The Dagster config defaults are read when the definitions are imported (daemon and
+    run workers inherit the loop's environment): a fresh interpreter shows both cases."""
+    probe = ("from mfg_assets.defs.edge import RolloutConfig; c = RolloutConfig(); "
+             "print(c.min_predictions, c.min_labelled)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MFG_ROLLOUT_MIN")}
+    run = functools.partial(subprocess.run, [sys.executable, "-c", probe], capture_output=True,
+                            text=True, timeout=120)
+    assert run(env=env).stdout.split() == ["50", "30"]
+    lowered = run(env=env | {"MFG_ROLLOUT_MIN_PREDICTIONS": "20",
+                             "MFG_ROLLOUT_MIN_LABELLED": "10"})
+    assert lowered.stdout.split() == ["20", "10"], lowered.stderr[-2000:]
+    bad = run(env=env | {"MFG_ROLLOUT_MIN_LABELLED": "0"})
+    assert bad.returncode != 0 and "MFG_ROLLOUT_MIN_LABELLED='0': must be at least 1" in bad.stderr
+
+
+def test_the_instance_limits_the_training_workload_the_drift_sensor_tags():
+    doc = yaml.safe_load((PACKAGE_DIR.parent / "dagster.yaml").read_text())
+    limits = doc["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert {"key": WORKLOAD_TAG, "value": "training", "limit": 1} in limits
 
 
 def _drifted(*families: str) -> pl.DataFrame:
@@ -52,7 +81,9 @@ def test_one_prioritised_retrain_per_family_and_busy_families_wait():
     anomaly = requests[1]
     assert {k.to_user_string() for k in anomaly.asset_selection} == {
         "features/sensor_windows", "models/sensor_anomaly", "models/sensor_anomaly_champion"}
-    assert anomaly.tags[PRIORITY_TAG] == "10"
+    # the edge-served family goes first; both are training workload (one at a time)
+    assert anomaly.tags[PRIORITY_TAG] == "20" and requests[0].tags[PRIORITY_TAG] == "10"
+    assert {r.tags[WORKLOAD_TAG] for r in requests} == {"training"}
     # the retrain's gate judges on recent rows (the data the model will face)
     assert anomaly.run_config == {"ops": {"models__sensor_anomaly": {"config": {
         "gate_recent_hours": DRIFT_GATE_HOURS, "budget": 2}}}}

@@ -37,6 +37,21 @@ def test_first_model_must_pass_the_floors():
     assert not missing.passed and "mae" in missing.reason
 
 
+def test_floors_can_be_judged_on_other_rows_than_the_comparison():
+    """A drift retrain: compared on a recent window with few positives, floored on the
+    whole hold-out, so one missed fault in the window does not decide the floor."""
+    champion_recent = {"f1": 0.18, "mae": 1.0}
+    recent = {"f1": 0.40, "mae": 1.0}  # below the 0.5 floor on a handful of rows
+    whole = {"f1": 0.55, "mae": 1.0}
+    assert not promotion_decision(AUC, recent, champion_recent, 0.01).passed
+    passed = promotion_decision(AUC, recent, champion_recent, 0.01, floor_metrics=whole)
+    assert passed.passed and "f1=0.55" in passed.reason and "0.4 vs champion 0.18" in passed.reason
+    # the floors still bind: a challenger below them on the whole hold-out is refused
+    poor = promotion_decision(AUC, {"f1": 0.9, "mae": 1.0}, champion_recent, 0.01,
+                              floor_metrics={"f1": 0.45, "mae": 1.0})
+    assert not poor.passed and "f1=0.45 misses its floor" in poor.reason
+
+
 def test_challenger_must_beat_champion_by_relative_margin():
     champion = {"f1": 0.80, "mae": 1.0}
     assert promotion_decision(AUC, {"f1": 0.82, "mae": 1.0}, champion, 0.02).passed  # +2.5 %
