@@ -24,7 +24,7 @@ import importlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -50,6 +50,7 @@ from mfg_assets.ml.registry import (
     Decision,
     ModelRegistry,
     promotion_decision,
+    quiet_window_decision,
     registered_name,
 )
 from mfg_assets.settings import get_settings
@@ -257,6 +258,10 @@ class GateEvidence:
     # The challenger on the whole hold-out when the comparison uses a recent window: the
     # absolute floors are checked there (None: on ``challenger``).
     floors: dict[str, float] | None = None
+    # A recent window without positives in its hold-out: both models' metrics there
+    # ("challenger", "champion"); the family's quiet metric decides, ``challenger`` and
+    # ``champion`` are then the whole hold-out (``quiet_window_decision``).
+    quiet: dict[str, dict[str, float]] | None = None
 
 
 def recent_rows(features: pl.DataFrame, ts: str, hours: float) -> pl.DataFrame:
@@ -303,17 +308,54 @@ def gate_evidence(
                                 f"{end:%Y-%m-%d %H:%M}, {recent.height} rows; floors on the "
                                 "whole hold-out)", recent.height, found[1],
                                 champion_version, champion, floors=challenger_holdout)
-        note = (f"the {window} ({recent.height} rows) cannot be scored "
-                f"({', '.join(missing)} not finite); fell back to the ")
+        cannot = f"the {window} ({recent.height} rows) cannot be scored ({', '.join(missing)} "
+        quiet = _quiet_evidence(registry, module, features, challenger_holdout, found[1],
+                                champion, champion_version, warn)
+        if quiet is not None:
+            return replace(quiet, scope=cannot + "not finite: no fault among its test rows); "
+                           + quiet.scope)
+        note = cannot + "not finite); fell back to the "
         warn(note + "whole hold-out")
     champion_version, champion = _champion_on_holdout(warn, registry, module, features)
     return GateEvidence(f"{note}whole hold-out", features.height, challenger_holdout,
                         champion_version, champion)
 
 
+def _quiet_evidence(
+    registry: ModelRegistry,
+    module: Any,
+    features: pl.DataFrame,
+    challenger_whole: dict[str, float],
+    challenger_recent: dict[str, float],
+    champion_recent: dict[str, float] | None,
+    champion_version: str | None,
+    warn: Callable[[str], None],
+) -> GateEvidence | None:
+    """Evidence for ``quiet_window_decision``, when the family has a quiet metric that both
+    models have on the recent window (it has normal rows) and a champion to compare with."""
+    metric = module.FAMILY.quiet_metric
+    if metric is None or champion_recent is None:
+        return None
+    if not all(math.isfinite(m.get(metric, math.nan))
+               for m in (challenger_recent, champion_recent)):
+        return None
+    _, champion_whole = _champion_on_holdout(warn, registry, module, features)
+    if champion_whole is None:
+        return None
+    return GateEvidence(f"{metric} there, {module.FAMILY.primary_metric} and floors on the "
+                        "whole hold-out", features.height, challenger_whole, champion_version,
+                        champion_whole, quiet={"challenger": challenger_recent,
+                                               "champion": champion_recent})
+
+
 def gate_decision(family: Any, evidence: GateEvidence, margin: float) -> Decision:
-    decision = promotion_decision(family, evidence.challenger, evidence.champion, margin,
-                                  floor_metrics=evidence.floors)
+    if evidence.quiet is not None and evidence.champion is not None:
+        decision = quiet_window_decision(family, evidence.challenger, evidence.champion,
+                                         evidence.quiet["challenger"],
+                                         evidence.quiet["champion"], margin)
+    else:
+        decision = promotion_decision(family, evidence.challenger, evidence.champion, margin,
+                                      floor_metrics=evidence.floors)
     return Decision(decision.passed, f"{evidence.scope}: {decision.reason}")
 
 
@@ -344,6 +386,7 @@ def _gate_result(
             "gate_window": evidence.scope,
             "gate_rows": evidence.rows,
             "challenger_holdout": dg.MetadataValue.json(evidence.challenger),
+            "recent_window_without_faults": dg.MetadataValue.json(evidence.quiet or {}),
             "challenger_floor_metrics": dg.MetadataValue.json(
                 evidence.floors if evidence.floors is not None else evidence.challenger),
             "champion_holdout": dg.MetadataValue.json(evidence.champion or {}),

@@ -37,6 +37,10 @@ class ModelFamily:
     higher_is_better: bool
     floors: dict[str, float]  # absolute floors a first model must pass
     flavor: str  # "pytorch" | "prophet" | "sklearn"
+    # Lower-is-better metric that still ranks two models on rows without positives (how
+    # often each alarms on normal operation): a drift retrain's gate compares on it when the
+    # recent window's hold-out holds no fault (``promotion.quiet_window_decision``).
+    quiet_metric: str | None = None
 
     def passes_floors(self, metrics: dict[str, float]) -> bool:
         """True when every floor is met (a floor on a lower-is-better metric is a ceiling)."""
@@ -64,7 +68,8 @@ class ModelFamily:
 
 
 # Error-type metrics; everything else (accuracy, f1, r2, coverage...) is higher-is-better.
-LOWER_IS_BETTER = frozenset({"mape", "smape", "mae", "rmse", "interval_error", "brier"})
+LOWER_IS_BETTER = frozenset({"mape", "smape", "mae", "rmse", "interval_error", "brier",
+                             "false_alarm_rate"})
 
 
 @dataclass

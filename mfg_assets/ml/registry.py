@@ -152,6 +152,56 @@ def promotion_decision(
     return Decision(False, summary)
 
 
+def _relative_gain(lower_is_better: bool, value: float, base: float) -> float:
+    gain = (base - value) if lower_is_better else (value - base)
+    return gain / abs(base) if base != 0 else gain
+
+
+def quiet_window_decision(
+    family: ModelFamily,
+    challenger_whole: dict[str, float],
+    champion_whole: dict[str, float],
+    challenger_recent: dict[str, float],
+    champion_recent: dict[str, float],
+    margin: float,
+) -> Decision:
+    """A drift retrain whose recent hold-out holds no positives (no fault in its test rows):
+    the primary metric cannot rank the two models there, but ``family.quiet_metric`` (how
+    often each alarms on that normal operation, the harm a drift does) can. The challenger
+    must then:
+
+    - meet the family's floors on the whole hold-out;
+    - still find what the champion finds: its primary metric on the whole hold-out is not
+      worse than the champion's by more than ``margin`` (relative), so a model that just
+      stopped alarming cannot win;
+    - improve the quiet metric on the recent window by at least ``margin`` (relative;
+      absolute when the champion's is 0).
+    """
+    quiet, primary = family.quiet_metric, family.primary_metric
+    if quiet is None:
+        raise ValueError(f"{family.name} declares no quiet_metric")
+    floors = promotion_decision(family, challenger_whole, None, margin)
+    if not floors.passed:
+        return Decision(False, f"on the whole hold-out: {floors.reason}")
+    value, base = challenger_whole.get(primary, math.nan), champion_whole.get(primary, math.nan)
+    if math.isfinite(base):
+        kept = _relative_gain(not family.higher_is_better, value, base)
+        if kept < -margin:
+            return Decision(False, f"{primary} {value:.4g} vs champion {base:.4g} on the whole "
+                            f"hold-out: {kept:+.2%} (more than {margin:.2%} worse)")
+    now, before = challenger_recent.get(quiet, math.nan), champion_recent.get(quiet, math.nan)
+    if not (math.isfinite(now) and math.isfinite(before)):
+        return Decision(False, f"{quiet} not measurable on the recent window "
+                        f"(challenger {now}, champion {before})")
+    improvement = _relative_gain(True, now, before)
+    summary = (f"{quiet} {now:.4g} vs champion {before:.4g} on the recent window: "
+               f"{improvement:+.2%} (margin {margin:.2%}); {primary} {value:.4g} vs "
+               f"{base:.4g} on the whole hold-out")
+    if now < before and improvement >= margin:
+        return Decision(True, f"{summary}; {floors.reason.removeprefix('first model: ')}")
+    return Decision(False, summary)
+
+
 # -- MLflow ----------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ the recent window's hold-out is all post-drift.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -128,6 +129,64 @@ def test_an_unscorable_recent_window_falls_back_to_the_whole_holdout(registry):
     assert warnings and "fell back" in warnings[0]
     decision = gate_decision(module.FAMILY, evidence, margin=0.01)
     assert not decision.passed and "cannot be scored" in decision.reason
+
+
+QUIET_FAMILY = replace(fake_family.FAMILY, quiet_metric="false_alarm_rate")
+
+
+def quiet_family(bias: float, alarms: float, min_rows: int) -> Any:
+    """The fixed fake family with a quiet metric: each model alarms on a fixed share of
+    normal rows (``alarms``), and the primary metric needs ``min_rows`` rows (a recent
+    window without positives)."""
+
+    def train(features: pl.DataFrame, params: dict, seed: int = 0) -> Trained:
+        model = {"slope": 2.0, "bias": bias, "alarms": alarms}
+        return Trained(model=model, params=params,
+                       metrics={"mae": fake_family._mae(model, features)}, holdout_metrics={})
+
+    def evaluate(model: Any, features: pl.DataFrame, info: dict) -> dict[str, float]:
+        mae = (math.nan if features.height < min_rows
+               else fake_family.evaluate(model, features, info)["mae"])
+        return {"mae": mae, "false_alarm_rate": model["alarms"]}
+
+    return SimpleNamespace(FAMILY=QUIET_FAMILY, search_space=lambda b, s: [{"bias": bias}],
+                           train=train, evaluate=evaluate, save=fake_family.save,
+                           load=fake_family.load)
+
+
+def quiet_gate(registry: ModelRegistry, bias: float, alarms: float) -> Any:
+    table = drifted_table()
+    old = registry.run_search(quiet_family(1.0, 0.5, 60), table, 1, 0, {"features.fake": 0})
+    registry.set_champion(old.model_name, old.version)
+    module = quiet_family(bias, alarms, 60)
+    new = registry.run_search(module, table, 1, 0, {"features.fake": 1})
+    warnings: list[str] = []
+    evidence = gate_evidence(registry, module, table, new.holdout_metrics, "ts", RECENT_H,
+                             warnings.append)
+    assert warnings == []  # no fallback: the window is judged on the quiet metric
+    return evidence, gate_decision(QUIET_FAMILY, evidence, margin=0.01)
+
+
+def test_a_window_without_positives_is_judged_on_the_quiet_metric(registry):
+    evidence, decision = quiet_gate(registry, bias=1.0, alarms=0.1)
+    # both models on the recent window, where the primary metric is not defined
+    recent = evidence.quiet
+    assert recent["challenger"]["false_alarm_rate"] == 0.1
+    assert recent["champion"]["false_alarm_rate"] == 0.5
+    assert math.isnan(recent["challenger"]["mae"]) and math.isnan(recent["champion"]["mae"])
+    # challenger and champion themselves: the whole hold-out, equal primary metric here
+    assert evidence.challenger["mae"] == pytest.approx(evidence.champion["mae"])
+    assert evidence.rows == HOURS and evidence.champion_version == "1"
+    assert evidence.scope.startswith("the last 50 h (51 rows) cannot be scored (mae not finite: "
+                                     "no fault among its test rows); false_alarm_rate there")
+    assert decision.passed, decision.reason
+    assert "false_alarm_rate 0.1 vs champion 0.5 on the recent window: +80.00%" in decision.reason
+
+
+def test_a_quieter_challenger_that_lost_accuracy_on_the_whole_holdout_is_refused(registry):
+    _, decision = quiet_gate(registry, bias=5.0, alarms=0.1)
+    assert not decision.passed
+    assert "on the whole hold-out" in decision.reason and "worse)" in decision.reason
 
 
 def test_unscorable_names_metrics_the_window_loses():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -9,7 +10,12 @@ import pytest
 
 from mfg_assets.ml import registry as reg
 from mfg_assets.ml.base import ModelFamily
-from mfg_assets.ml.registry import ModelRegistry, promotion_decision, registered_name
+from mfg_assets.ml.registry import (
+    ModelRegistry,
+    promotion_decision,
+    quiet_window_decision,
+    registered_name,
+)
 from mfg_assets_tests.ml import fake_family
 
 AUC = ModelFamily("vision", "f1", True, {"f1": 0.5, "mae": 2.0}, "pytorch")
@@ -50,6 +56,27 @@ def test_floors_can_be_judged_on_other_rows_than_the_comparison():
     poor = promotion_decision(AUC, {"f1": 0.9, "mae": 1.0}, champion_recent, 0.01,
                               floor_metrics={"f1": 0.45, "mae": 1.0})
     assert not poor.passed and "f1=0.45 misses its floor" in poor.reason
+
+
+def test_a_window_without_positives_ranks_by_the_quiet_metric():
+    family = replace(AUC, quiet_metric="false_alarm_rate")
+    whole = {"f1": 0.60, "mae": 1.0}
+    champion_whole = {"f1": 0.605, "mae": 1.0}  # -0.8 %: within the 1 % margin
+    quiet, noisy = {"false_alarm_rate": 0.10}, {"false_alarm_rate": 0.90}
+    passed = quiet_window_decision(family, whole, champion_whole, quiet, noisy, 0.01)
+    assert passed.passed and "false_alarm_rate 0.1 vs champion 0.9" in passed.reason
+    # no better on the recent window: refused
+    assert not quiet_window_decision(family, whole, champion_whole, noisy, noisy, 0.01).passed
+    # quieter only because it stopped finding faults: refused on the whole hold-out
+    lost = quiet_window_decision(family, {"f1": 0.55, "mae": 1.0}, champion_whole, quiet,
+                                 noisy, 0.01)
+    assert not lost.passed and "more than 1.00% worse" in lost.reason
+    # the floors still apply on the whole hold-out
+    poor = quiet_window_decision(family, {"f1": 0.45, "mae": 1.0}, {"f1": 0.45, "mae": 1.0},
+                                 quiet, noisy, 0.01)
+    assert not poor.passed and "misses its floor" in poor.reason
+    with pytest.raises(ValueError, match="no quiet_metric"):
+        quiet_window_decision(AUC, whole, champion_whole, quiet, noisy, 0.01)
 
 
 def test_challenger_must_beat_champion_by_relative_margin():
