@@ -254,6 +254,9 @@ ROUTINE_RETRAIN_PRIORITY = 10
 # always holds at least one whole test hour and is still mostly post-drift by the time a
 # drift is detected and retrained.
 DRIFT_GATE_HOURS = 12.0
+# After a drift retrain made a new champion, the family's drift waits this long before the
+# next drift retrain (the report still records it; the nightly cadence still retrains).
+DRIFT_RETRAIN_COOLDOWN = timedelta(hours=6)
 
 
 def latest_drift(lake: Lake) -> pl.DataFrame:
@@ -282,13 +285,21 @@ def _never_started(record: dg.RunRecord) -> bool:
             and record.start_time is None)
 
 
-def busy_families(instance: dg.DagsterInstance, drifted: pl.DataFrame) -> set[str]:
+def busy_families(instance: dg.DagsterInstance, drifted: pl.DataFrame,
+                  cooldown: timedelta = DRIFT_RETRAIN_COOLDOWN,
+                  now: datetime | None = None) -> set[str]:
     """Families not to act on now: a drift retrain of theirs is still running, or their
     latest evidence predates the end of the last one (the report has not looked at the
-    retrained model yet). Without this, every refreshed report with one more drifted
-    feature would queue another retrain of the same family."""
+    retrained model yet), or their last drift retrain made a new champion less than
+    ``cooldown`` ago. Without the first two, every refreshed report with one more drifted
+    feature would queue another retrain of the same family. Without the cooldown, a new
+    champion would be retrained at once: it learned the new normal from a few hours among
+    days of the old one, so its training rows still differ from the recent ones and the
+    report still says drifted (measured in the loop: a second retrain a minute after the
+    first one's champion, and a third queued behind it)."""
     records = instance.get_run_records(dg.RunsFilter(tags={TRIGGER_TAG: "drift"}), limit=50)
     evaluated = {row["family"]: row["computed_at"] for row in drifted.iter_rows(named=True)}
+    now = now or datetime.now(UTC)
     busy: set[str] = set()
     for record in records:
         families = _families(record)
@@ -298,8 +309,12 @@ def busy_families(instance: dg.DagsterInstance, drifted: pl.DataFrame) -> set[st
         if _never_started(record):
             continue
         ended = datetime.fromtimestamp(record.end_time, UTC) if record.end_time else None
-        busy.update(f for f in families
-                    if ended is not None and f in evaluated and evaluated[f] < ended)
+        if ended is None:
+            continue
+        busy.update(f for f in families if f in evaluated and evaluated[f] < ended)
+        # SUCCESS: the champion step ran, i.e. the gate passed (a refusal fails the run)
+        if record.dagster_run.status == dg.DagsterRunStatus.SUCCESS and now - ended < cooldown:
+            busy.update(families)
     return busy
 
 
@@ -316,6 +331,10 @@ def relaunch(instance: dg.DagsterInstance) -> dict[str, str]:
 def retrain_budget() -> int | None:
     """Trials per drift retrain: ``MFG_DRIFT_RETRAIN_BUDGET``, else the models' default."""
     return whole_number_env(RETRAIN_BUDGET_ENV, None)
+
+
+def _priority(family: str) -> int:
+    return RETRAIN_PRIORITY.get(family, ROUTINE_RETRAIN_PRIORITY)
 
 
 def retrain_requests(
@@ -335,7 +354,11 @@ def retrain_requests(
     retrain run that never started; its evidence is requested again under a new run key.
     The retrain's gate judges on the last ``DRIFT_GATE_HOURS`` of the feature table."""
     requests, cursor, retry = [], dict(acted), retry or {}
-    for row in drifted.sort("family").iter_rows(named=True):
+    # Highest priority first: the run queue dequeues as runs arrive, so a family submitted
+    # a second earlier would take the one training slot whatever its priority.
+    rows = sorted(drifted.iter_rows(named=True),
+                  key=lambda r: (-_priority(r["family"]), r["family"]))
+    for row in rows:
         family = row["family"]
         again = family in retry and acted.get(family) == row["evidence_id"]
         if (acted.get(family) == row["evidence_id"] and not again) or family in busy:
@@ -352,7 +375,7 @@ def retrain_requests(
             # ahead of routine runs in the queue: a drifted model is serving bad predictions
             tags={TRIGGER_TAG: "drift", REASON_TAG: row["reason"][:1000],
                   FAMILIES_TAG: family, WORKLOAD_TAG: "training",
-                  PRIORITY_TAG: str(RETRAIN_PRIORITY.get(family, ROUTINE_RETRAIN_PRIORITY))},
+                  PRIORITY_TAG: str(_priority(family))},
         ))
     return requests, cursor
 
@@ -373,7 +396,8 @@ def model_drift(context: dg.SensorEvaluationContext, lakehouse: LakehouseResourc
     retry = relaunch(context.instance) if drifted.height else {}
     requests, cursor = retrain_requests(drifted, acted, busy, retrain_budget(), retry)
     if not requests:
-        waiting = f" ({', '.join(sorted(busy))} retraining)" if busy else ""
+        waiting = (f" ({', '.join(sorted(busy))} retraining or cooling down after a new "
+                   "champion)") if busy else ""
         return dg.SkipReason(f"no new drift evidence{waiting}")
     for request in requests:
         context.log.info(f"retrain {request.asset_selection}: {request.tags[REASON_TAG]}")

@@ -26,6 +26,7 @@ from mfg_assets.loop.scenario import (
 from mfg_assets.settings import PACKAGE_DIR, get_settings
 
 ACTIVE = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED")
+SETUP_BUDGET_S = 300.0  # seed and settle: the part of a loop before its onset
 
 
 @dataclass
@@ -125,7 +126,8 @@ def run_loop(config: LoopConfig, root: Path | None = None,
     root.mkdir(parents=True)
     env = {"MFG_DATA_DIR": str(root), "DAGSTER_HOME": str(root / "dagster"),
            "MLFLOW_TRACKING_URI": "", "MFG_BUNDLE_STORE": "", **config.env()}
-    wait_for_midnight(config.timeout_s + 600, log)
+    # seed (~1-2 min) and the daemon's first round (<= 5 min, usually 30 s) before the onset
+    wait_for_midnight(config.timeout_s + SETUP_BUDGET_S, log)
     _instance_config(root / "dagster", config.sensor_interval_s)
     with _environment(env), ExitStack() as stack:
         return _run(config, root, {**os.environ, **env}, stack, log)

@@ -77,12 +77,13 @@ def _drifted(*families: str) -> pl.DataFrame:
 def test_one_prioritised_retrain_per_family_and_busy_families_wait():
     drifted = _drifted("failure_forecast", "sensor_anomaly")
     requests, cursor = retrain_requests(drifted, {}, budget=2)
-    assert [r.tags[FAMILIES_TAG] for r in requests] == ["failure_forecast", "sensor_anomaly"]
-    anomaly = requests[1]
+    # the edge-served family first: the queue takes runs in the order they arrive
+    assert [r.tags[FAMILIES_TAG] for r in requests] == ["sensor_anomaly", "failure_forecast"]
+    anomaly = requests[0]
     assert {k.to_user_string() for k in anomaly.asset_selection} == {
         "features/sensor_windows", "models/sensor_anomaly", "models/sensor_anomaly_champion"}
     # the edge-served family goes first; both are training workload (one at a time)
-    assert anomaly.tags[PRIORITY_TAG] == "20" and requests[0].tags[PRIORITY_TAG] == "10"
+    assert anomaly.tags[PRIORITY_TAG] == "20" and requests[1].tags[PRIORITY_TAG] == "10"
     assert {r.tags[WORKLOAD_TAG] for r in requests} == {"training"}
     # the retrain's gate judges on recent rows (the data the model will face)
     assert anomaly.run_config == {"ops": {"models__sensor_anomaly": {"config": {
@@ -114,6 +115,23 @@ def test_busy_while_a_drift_retrain_runs_and_for_evidence_older_than_its_end():
     fresh = drifted.with_columns(pl.lit(datetime.now(UTC) + timedelta(minutes=1))
                                  .cast(pl.Datetime("us", "UTC")).alias("computed_at"))
     assert busy_families(instance, fresh) == set()
+
+
+def test_a_family_with_a_new_champion_from_a_drift_retrain_cools_down():
+    instance = dg.DagsterInstance.ephemeral()
+    created = create_run_for_test(instance, job_name="retrain", status=dg.DagsterRunStatus.STARTED,
+                                  tags={"mfg/trigger": "drift", FAMILIES_TAG: "sensor_anomaly"})
+    instance.report_dagster_event(
+        DagsterEvent(DagsterEventType.RUN_START.value, job_name="retrain"), created.run_id)
+    instance.report_dagster_event(  # the gate passed: the champion step ran, the run succeeded
+        DagsterEvent(DagsterEventType.RUN_SUCCESS.value, job_name="retrain"), created.run_id)
+    ended = datetime.fromtimestamp(instance.get_run_record_by_id(created.run_id).end_time, UTC)
+    later = _drifted("sensor_anomaly").with_columns(  # a report that saw the new champion
+        pl.lit(ended + timedelta(minutes=1)).cast(pl.Datetime("us", "UTC")).alias("computed_at"))
+    hour = timedelta(hours=1)
+    assert busy_families(instance, later, cooldown=6 * hour, now=ended + hour) == {
+        "sensor_anomaly"}
+    assert busy_families(instance, later, cooldown=6 * hour, now=ended + 7 * hour) == set()
 
 
 def test_timeline_order_and_launchers():
