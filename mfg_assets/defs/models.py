@@ -258,9 +258,10 @@ class GateEvidence:
     # The challenger on the whole hold-out when the comparison uses a recent window: the
     # absolute floors are checked there (None: on ``challenger``).
     floors: dict[str, float] | None = None
-    # A recent window without positives in its hold-out: both models' metrics there
-    # ("challenger", "champion"); the family's quiet metric decides, ``challenger`` and
-    # ``champion`` are then the whole hold-out (``quiet_window_decision``).
+    # A recent window whose hold-out cannot rank the two models on the primary metric (no
+    # fault among its test rows, or both score exactly the same on the few there): both
+    # models' metrics there ("challenger", "champion"); the family's quiet metric decides,
+    # ``challenger`` and ``champion`` are then the whole hold-out (``quiet_window_decision``).
     quiet: dict[str, dict[str, float]] | None = None
 
 
@@ -302,6 +303,16 @@ def gate_evidence(
         champion_version, champion = _champion_on_holdout(warn, registry, module, recent)
         missing = unscorable(challenger_holdout, found[1], champion)
         window = f"last {recent_hours:g} h"
+        primary = module.FAMILY.primary_metric
+        if not missing and _tied(primary, found[1], champion):
+            # a few faults in the window, found (or missed) alike by both: the primary metric
+            # cannot rank them there, how often each alarms on the window's normal rows can
+            tie = (f"the {window} ({recent.height} rows) ties on {primary} "
+                   f"({found[1][primary]:.4g}: too few faults among its test rows to rank); ")
+            quiet = _quiet_evidence(registry, module, features, challenger_holdout, found[1],
+                                    champion, champion_version, warn)
+            if quiet is not None:
+                return replace(quiet, scope=tie + quiet.scope)
         if not missing:
             start, end = (recent.get_column(ts).min(), recent.get_column(ts).max())
             return GateEvidence(f"hold-out of the {window} ({start:%Y-%m-%d %H:%M} .. "
@@ -319,6 +330,10 @@ def gate_evidence(
     champion_version, champion = _champion_on_holdout(warn, registry, module, features)
     return GateEvidence(f"{note}whole hold-out", features.height, challenger_holdout,
                         champion_version, champion)
+
+
+def _tied(metric: str, challenger: dict[str, float], champion: dict[str, float] | None) -> bool:
+    return champion is not None and challenger.get(metric) == champion.get(metric)
 
 
 def _quiet_evidence(

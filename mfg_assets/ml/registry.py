@@ -165,10 +165,10 @@ def quiet_window_decision(
     champion_recent: dict[str, float],
     margin: float,
 ) -> Decision:
-    """A drift retrain whose recent hold-out holds no positives (no fault in its test rows):
-    the primary metric cannot rank the two models there, but ``family.quiet_metric`` (how
-    often each alarms on that normal operation, the harm a drift does) can. The challenger
-    must then:
+    """A drift retrain whose recent hold-out cannot rank the two models on the primary
+    metric (no fault among its test rows, or exactly the same score on the few there):
+    ``family.quiet_metric`` (how often each alarms on that normal operation, the harm a
+    drift does) can. The challenger must then:
 
     - meet the family's floors on the whole hold-out;
     - still find what the champion finds: its primary metric on the whole hold-out is not

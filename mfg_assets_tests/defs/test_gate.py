@@ -154,11 +154,12 @@ def quiet_family(bias: float, alarms: float, min_rows: int) -> Any:
                            load=fake_family.load)
 
 
-def quiet_gate(registry: ModelRegistry, bias: float, alarms: float) -> Any:
+def quiet_gate(registry: ModelRegistry, bias: float, alarms: float, min_rows: int = 60) -> Any:
     table = drifted_table()
-    old = registry.run_search(quiet_family(1.0, 0.5, 60), table, 1, 0, {"features.fake": 0})
+    old = registry.run_search(quiet_family(1.0, 0.5, min_rows), table, 1, 0,
+                              {"features.fake": 0})
     registry.set_champion(old.model_name, old.version)
-    module = quiet_family(bias, alarms, 60)
+    module = quiet_family(bias, alarms, min_rows)
     new = registry.run_search(module, table, 1, 0, {"features.fake": 1})
     warnings: list[str] = []
     evidence = gate_evidence(registry, module, table, new.holdout_metrics, "ts", RECENT_H,
@@ -181,6 +182,14 @@ def test_a_window_without_positives_is_judged_on_the_quiet_metric(registry):
                                      "no fault among its test rows); false_alarm_rate there")
     assert decision.passed, decision.reason
     assert "false_alarm_rate 0.1 vs champion 0.5 on the recent window: +80.00%" in decision.reason
+
+
+def test_a_tie_on_the_primary_metric_in_the_window_is_broken_by_the_quiet_metric(registry):
+    # same fit, so the same mae on the recent window: only the alarms tell them apart
+    evidence, decision = quiet_gate(registry, bias=1.0, alarms=0.1, min_rows=0)
+    assert evidence.scope.startswith("the last 50 h (51 rows) ties on mae (")
+    assert evidence.quiet["challenger"]["mae"] == evidence.quiet["champion"]["mae"]
+    assert decision.passed and "false_alarm_rate 0.1 vs champion 0.5" in decision.reason
 
 
 def test_a_quieter_challenger_that_lost_accuracy_on_the_whole_holdout_is_refused(registry):

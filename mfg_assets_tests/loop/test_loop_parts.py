@@ -169,3 +169,16 @@ def test_a_retrain_that_never_started_is_requested_again():
     (again,) = retrain_requests(drifted, acted, retry=relaunch(instance))[0]
     assert again.run_key != requests[0].run_key  # a new key: the old one is spent
     assert retrain_requests(drifted, acted)[0] == []  # without the lost run: acted on once
+
+
+def test_deployment_automation_is_its_own_sensor_with_a_queue_priority():
+    from mfg_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    deployment = defs.resolve_sensor_def("deployment_automation")
+    routine = defs.resolve_sensor_def("automation")
+    edge = {dg.AssetKey(["edge", "bundles"]), dg.AssetKey(["edge", "rollouts"])}
+    assert deployment.asset_selection.resolve(graph) == edge
+    assert not routine.asset_selection.resolve(graph) & edge  # evaluated once, not twice
+    # behind drift retrains (10-20), ahead of routine runs (0)
+    assert 0 < int(deployment.run_tags[PRIORITY_TAG]) < 10
