@@ -164,6 +164,7 @@ def quiet_window_decision(
     challenger_recent: dict[str, float],
     champion_recent: dict[str, float],
     margin: float,
+    tolerance: float,
 ) -> Decision:
     """A drift retrain whose recent hold-out cannot rank the two models on the primary
     metric (no fault among its test rows, or exactly the same score on the few there):
@@ -172,7 +173,7 @@ def quiet_window_decision(
 
     - meet the family's floors on the whole hold-out;
     - still find what the champion finds: its primary metric on the whole hold-out is not
-      worse than the champion's by more than ``margin`` (relative), so a model that just
+      worse than the champion's by more than ``tolerance`` (relative), so a model that just
       stopped alarming cannot win;
     - improve the quiet metric on the recent window by at least ``margin`` (relative;
       absolute when the champion's is 0).
@@ -186,9 +187,9 @@ def quiet_window_decision(
     value, base = challenger_whole.get(primary, math.nan), champion_whole.get(primary, math.nan)
     if math.isfinite(base):
         kept = _relative_gain(not family.higher_is_better, value, base)
-        if kept < -margin:
+        if kept < -tolerance:
             return Decision(False, f"{primary} {value:.4g} vs champion {base:.4g} on the whole "
-                            f"hold-out: {kept:+.2%} (more than {margin:.2%} worse)")
+                            f"hold-out: {kept:+.2%} (more than {tolerance:.2%} worse)")
     now, before = challenger_recent.get(quiet, math.nan), champion_recent.get(quiet, math.nan)
     if not (math.isfinite(now) and math.isfinite(before)):
         return Decision(False, f"{quiet} not measurable on the recent window "

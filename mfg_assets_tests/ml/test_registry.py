@@ -61,22 +61,26 @@ def test_floors_can_be_judged_on_other_rows_than_the_comparison():
 def test_a_window_without_positives_ranks_by_the_quiet_metric():
     family = replace(AUC, quiet_metric="false_alarm_rate")
     whole = {"f1": 0.60, "mae": 1.0}
-    champion_whole = {"f1": 0.605, "mae": 1.0}  # -0.8 %: within the 1 % margin
+    champion_whole = {"f1": 0.64, "mae": 1.0}  # -6.25 %: within a 10 % tolerance
     quiet, noisy = {"false_alarm_rate": 0.10}, {"false_alarm_rate": 0.90}
-    passed = quiet_window_decision(family, whole, champion_whole, quiet, noisy, 0.01)
+    passed = quiet_window_decision(family, whole, champion_whole, quiet, noisy, 0.01, 0.1)
     assert passed.passed and "false_alarm_rate 0.1 vs champion 0.9" in passed.reason
     # no better on the recent window: refused
-    assert not quiet_window_decision(family, whole, champion_whole, noisy, noisy, 0.01).passed
+    assert not quiet_window_decision(family, whole, champion_whole, noisy, noisy, 0.01,
+                                     0.1).passed
     # quieter only because it stopped finding faults: refused on the whole hold-out
     lost = quiet_window_decision(family, {"f1": 0.55, "mae": 1.0}, champion_whole, quiet,
-                                 noisy, 0.01)
-    assert not lost.passed and "more than 1.00% worse" in lost.reason
+                                 noisy, 0.01, 0.1)
+    assert not lost.passed and "more than 10.00% worse" in lost.reason
+    # the tolerance is the bound: 1 % refuses what 10 % lets through
+    assert not quiet_window_decision(family, whole, champion_whole, quiet, noisy, 0.01,
+                                     0.01).passed
     # the floors still apply on the whole hold-out
     poor = quiet_window_decision(family, {"f1": 0.45, "mae": 1.0}, {"f1": 0.45, "mae": 1.0},
-                                 quiet, noisy, 0.01)
+                                 quiet, noisy, 0.01, 0.1)
     assert not poor.passed and "misses its floor" in poor.reason
     with pytest.raises(ValueError, match="no quiet_metric"):
-        quiet_window_decision(AUC, whole, champion_whole, quiet, noisy, 0.01)
+        quiet_window_decision(AUC, whole, champion_whole, quiet, noisy, 0.01, 0.1)
 
 
 def test_challenger_must_beat_champion_by_relative_margin():
