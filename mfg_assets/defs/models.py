@@ -42,6 +42,7 @@ from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.features import OWNER, feature_key, read_lineage
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.lake.registry import table
+from mfg_assets.ml.base import POSITIVES
 from mfg_assets.ml.drift import FAMILY_INPUTS
 from mfg_assets.ml.registry import (
     CHALLENGER,
@@ -272,7 +273,7 @@ class GateEvidence:
     # absolute floors are checked there (None: on ``challenger``).
     floors: dict[str, float] | None = None
     # A recent window whose hold-out cannot rank the two models on the primary metric (no
-    # fault among its test rows, or both score exactly the same on the few there): both
+    # fault among its test rows, or fewer than the family's min_positives): both
     # models' metrics there ("challenger", "champion"); the family's quiet metric decides,
     # ``challenger`` and ``champion`` are then the whole hold-out (``quiet_window_decision``).
     quiet: dict[str, dict[str, float]] | None = None
@@ -316,16 +317,17 @@ def gate_evidence(
         champion_version, champion = _champion_on_holdout(warn, registry, module, recent)
         missing = unscorable(challenger_holdout, found[1], champion)
         window = f"last {recent_hours:g} h"
-        primary = module.FAMILY.primary_metric
-        if not missing and _tied(primary, found[1], champion):
-            # a few faults in the window, found (or missed) alike by both: the primary metric
-            # cannot rank them there, how often each alarms on the window's normal rows can
-            tie = (f"the {window} ({recent.height} rows) ties on {primary} "
-                   f"({found[1][primary]:.4g}: too few faults among its test rows to rank); ")
+        few = _few_positives(module.FAMILY, found[1])
+        if not missing and few is not None:
+            # a handful of faults in the window: one found or missed more flips the primary
+            # metric; how often each model alarms on the window's normal rows ranks them
+            scarce = (f"the {window} ({recent.height} rows) holds {few} positive test rows "
+                      f"(fewer than {module.FAMILY.min_positives} to rank on "
+                      f"{module.FAMILY.primary_metric}); ")
             quiet = _quiet_evidence(registry, module, features, challenger_holdout, found[1],
                                     champion, champion_version, warn)
             if quiet is not None:
-                return replace(quiet, scope=tie + quiet.scope)
+                return replace(quiet, scope=scarce + quiet.scope)
         if not missing:
             start, end = (recent.get_column(ts).min(), recent.get_column(ts).max())
             return GateEvidence(f"hold-out of the {window} ({start:%Y-%m-%d %H:%M} .. "
@@ -345,8 +347,13 @@ def gate_evidence(
                         champion_version, champion)
 
 
-def _tied(metric: str, challenger: dict[str, float], champion: dict[str, float] | None) -> bool:
-    return champion is not None and challenger.get(metric) == champion.get(metric)
+def _few_positives(family: Any, metrics: dict[str, float]) -> int | None:
+    """The number of positive rows a family with a quiet metric scored on, when it is below
+    the family's ``min_positives`` (None: enough, or not counted)."""
+    count = metrics.get(POSITIVES)
+    if family.quiet_metric is None or count is None or not math.isfinite(count):
+        return None
+    return int(count) if count < family.min_positives else None
 
 
 def _quiet_evidence(

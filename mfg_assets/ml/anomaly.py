@@ -35,6 +35,7 @@ from torch import nn
 
 from mfg_assets.ml import plots
 from mfg_assets.ml.base import (
+    POSITIVES,
     ModelFamily,
     Trained,
     binary_metrics,
@@ -301,7 +302,7 @@ def _metrics(model: AnomalyModel, rows: pl.DataFrame) -> dict[str, float]:
     )
     if rows.height == 0:
         return {"precision": math.nan, "recall": math.nan, "f1": math.nan, "auroc": math.nan,
-                "false_alarm_rate": math.nan}
+                "false_alarm_rate": math.nan, POSITIVES: 0.0}
     truth = rows.get_column("is_fault").to_numpy().astype(bool)
     predicted = model.predict(rows)
     metrics = binary_metrics(truth, predicted, model.score(rows))
@@ -309,12 +310,13 @@ def _metrics(model: AnomalyModel, rows: pl.DataFrame) -> dict[str, float]:
     normal = ~truth
     metrics["false_alarm_rate"] = (float(np.asarray(predicted, dtype=bool)[normal].mean())
                                    if normal.any() else math.nan)
+    metrics[POSITIVES] = float(truth.sum())  # how much the other figures can be trusted
     return metrics
 
 
 def evaluate(model: AnomalyModel, features: pl.DataFrame, info: dict[str, Any]) -> dict[str, float]:
-    """precision/recall/f1/auroc of fault windows and the false alarm rate on normal ones,
-    in the test blocks of ``features``."""
+    """precision/recall/f1/auroc of fault windows, the false alarm rate on normal ones and
+    the number of fault windows, in the test blocks of ``features``."""
     data = with_split(features, info["split"]["block"])
     return _metrics(model, data.filter(pl.col("_split") == "test"))
 

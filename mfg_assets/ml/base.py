@@ -30,6 +30,10 @@ INFO_FILE = "info.json"
 SPLITS = ("train", "validation", "test")
 
 
+# Metric name of the number of positive rows an evaluation scored (a count, not a score).
+POSITIVES = "positives"
+
+
 @dataclass(frozen=True)
 class ModelFamily:
     name: str  # "sensor_anomaly", "failure_forecast", "process_yield", "vision_defect"
@@ -39,8 +43,10 @@ class ModelFamily:
     flavor: str  # "pytorch" | "prophet" | "sklearn"
     # Lower-is-better metric that still ranks two models on rows without positives (how
     # often each alarms on normal operation): a drift retrain's gate compares on it when the
-    # recent window's hold-out holds no fault (``promotion.quiet_window_decision``).
+    # recent window's hold-out holds fewer than ``min_positives`` positive rows (its evaluate()
+    # reports them as the POSITIVES metric), see ``registry.quiet_window_decision``.
     quiet_metric: str | None = None
+    min_positives: int = 10
 
     def passes_floors(self, metrics: dict[str, float]) -> bool:
         """True when every floor is met (a floor on a lower-is-better metric is a ceiling)."""

@@ -26,7 +26,7 @@ from mfg_assets.defs.models import (
     recent_rows,
     unscorable,
 )
-from mfg_assets.ml.base import Trained
+from mfg_assets.ml.base import POSITIVES, Trained
 from mfg_assets.ml.registry import ModelRegistry
 from mfg_assets_tests.ml import fake_family
 
@@ -134,10 +134,10 @@ def test_an_unscorable_recent_window_falls_back_to_the_whole_holdout(registry):
 QUIET_FAMILY = replace(fake_family.FAMILY, quiet_metric="false_alarm_rate")
 
 
-def quiet_family(bias: float, alarms: float, min_rows: int) -> Any:
+def quiet_family(bias: float, alarms: float, min_rows: int, positives: int = 0) -> Any:
     """The fixed fake family with a quiet metric: each model alarms on a fixed share of
-    normal rows (``alarms``), and the primary metric needs ``min_rows`` rows (a recent
-    window without positives)."""
+    normal rows (``alarms``), the primary metric needs ``min_rows`` rows (a recent window
+    without positives), and every evaluation reports ``positives`` positive rows."""
 
     def train(features: pl.DataFrame, params: dict, seed: int = 0) -> Trained:
         model = {"slope": 2.0, "bias": bias, "alarms": alarms}
@@ -147,19 +147,20 @@ def quiet_family(bias: float, alarms: float, min_rows: int) -> Any:
     def evaluate(model: Any, features: pl.DataFrame, info: dict) -> dict[str, float]:
         mae = (math.nan if features.height < min_rows
                else fake_family.evaluate(model, features, info)["mae"])
-        return {"mae": mae, "false_alarm_rate": model["alarms"]}
+        return {"mae": mae, "false_alarm_rate": model["alarms"], POSITIVES: positives}
 
     return SimpleNamespace(FAMILY=QUIET_FAMILY, search_space=lambda b, s: [{"bias": bias}],
                            train=train, evaluate=evaluate, save=fake_family.save,
                            load=fake_family.load)
 
 
-def quiet_gate(registry: ModelRegistry, bias: float, alarms: float, min_rows: int = 60) -> Any:
+def quiet_gate(registry: ModelRegistry, bias: float, alarms: float, min_rows: int = 60,
+               positives: int = 0) -> Any:
     table = drifted_table()
-    old = registry.run_search(quiet_family(1.0, 0.5, min_rows), table, 1, 0,
+    old = registry.run_search(quiet_family(1.0, 0.5, min_rows, positives), table, 1, 0,
                               {"features.fake": 0})
     registry.set_champion(old.model_name, old.version)
-    module = quiet_family(bias, alarms, min_rows)
+    module = quiet_family(bias, alarms, min_rows, positives)
     new = registry.run_search(module, table, 1, 0, {"features.fake": 1})
     warnings: list[str] = []
     evidence = gate_evidence(registry, module, table, new.holdout_metrics, "ts", RECENT_H,
@@ -184,12 +185,19 @@ def test_a_window_without_positives_is_judged_on_the_quiet_metric(registry):
     assert "false_alarm_rate 0.1 vs champion 0.5 on the recent window: +80.00%" in decision.reason
 
 
-def test_a_tie_on_the_primary_metric_in_the_window_is_broken_by_the_quiet_metric(registry):
-    # same fit, so the same mae on the recent window: only the alarms tell them apart
-    evidence, decision = quiet_gate(registry, bias=1.0, alarms=0.1, min_rows=0)
-    assert evidence.scope.startswith("the last 50 h (51 rows) ties on mae (")
-    assert evidence.quiet["challenger"]["mae"] == evidence.quiet["champion"]["mae"]
+def test_a_window_with_few_positives_is_judged_on_the_quiet_metric(registry):
+    # the window scores (mae is finite) but on 3 positive rows: too few to rank on
+    evidence, decision = quiet_gate(registry, bias=1.0, alarms=0.1, min_rows=0, positives=3)
+    assert evidence.scope.startswith("the last 50 h (51 rows) holds 3 positive test rows "
+                                     "(fewer than 10 to rank on mae); false_alarm_rate there")
     assert decision.passed and "false_alarm_rate 0.1 vs champion 0.5" in decision.reason
+
+
+def test_a_window_with_enough_positives_ranks_on_the_primary_metric(registry):
+    evidence, decision = quiet_gate(registry, bias=1.0, alarms=0.1, min_rows=0, positives=12)
+    assert evidence.quiet is None and evidence.scope.startswith("hold-out of the last 50 h")
+    # the same fit: a tie on mae never promotes, however quiet the challenger is
+    assert not decision.passed and "+0.00%" in decision.reason
 
 
 def test_a_quieter_challenger_that_lost_accuracy_on_the_whole_holdout_is_refused(registry):

@@ -36,7 +36,7 @@ def test_flags_simulated_faults(trained, sensor_windows):
     assert (
         set(trained.metrics)
         == set(trained.holdout_metrics)
-        == {"precision", "recall", "f1", "auroc", "false_alarm_rate"}
+        == {"precision", "recall", "f1", "auroc", "false_alarm_rate", "positives"}
     )
 
 
