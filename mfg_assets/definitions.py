@@ -35,20 +35,17 @@ ingest_replay_job = dg.define_asset_job(
 )
 
 # Running by default: `make dev` must follow new data without anyone flipping a switch.
-# Edge bundles and rollouts, and the edge predictions a running canary is judged on.
-DEPLOYMENT = dg.AssetSelection.groups("edge") | dg.AssetSelection.assets(
-    dg.AssetKey(["silver", "edge_predictions"]))
+DEPLOYMENT = dg.AssetSelection.groups("edge")
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "automation",
     target=dg.AssetSelection.all() - DEPLOYMENT,
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=sensor_interval(30),
 )
-# Deployment evaluated by a sensor of its own, so that its runs carry a queue priority: on
-# a busy box they go ahead of the routine silver and feature refreshes (a new champion waits
-# to reach the line, a canary waits for its evidence), behind drift retrains (10-20).
-# Measured in the closed loop on two cores: bundle runs queued 30-70 s and edge prediction
-# refreshes up to 64 s behind routine runs without it.
+# Bundles and rollouts evaluated by a sensor of their own, so that their runs carry a queue
+# priority: on a busy box they go ahead of the routine silver and feature refreshes (a new
+# champion waits to reach the line), behind drift retrains (priority 10-20). Measured in the
+# closed loop on two cores: bundle runs queued 30-70 s behind routine runs without it.
 DEPLOYMENT_PRIORITY = "5"
 deployment_automation_sensor = dg.AutomationConditionSensorDefinition(
     "deployment_automation",

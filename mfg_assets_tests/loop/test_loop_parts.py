@@ -177,8 +177,7 @@ def test_deployment_automation_is_its_own_sensor_with_a_queue_priority():
     graph = defs.resolve_asset_graph()
     deployment = defs.resolve_sensor_def("deployment_automation")
     routine = defs.resolve_sensor_def("automation")
-    edge = {dg.AssetKey(["edge", "bundles"]), dg.AssetKey(["edge", "rollouts"]),
-            dg.AssetKey(["silver", "edge_predictions"])}  # the canary's evidence
+    edge = {dg.AssetKey(["edge", "bundles"]), dg.AssetKey(["edge", "rollouts"])}
     assert deployment.asset_selection.resolve(graph) == edge
     assert not routine.asset_selection.resolve(graph) & edge  # evaluated once, not twice
     # behind drift retrains (10-20), ahead of routine runs (0)
