@@ -317,29 +317,25 @@ def gate_evidence(
         champion_version, champion = _champion_on_holdout(warn, registry, module, recent)
         missing = unscorable(challenger_holdout, found[1], champion)
         window = f"last {recent_hours:g} h"
-        few = _few_positives(module.FAMILY, found[1])
-        if not missing and few is not None:
-            # a handful of faults in the window: one found or missed more flips the primary
-            # metric; how often each model alarms on the window's normal rows ranks them
-            scarce = (f"the {window} ({recent.height} rows) holds {few} positive test rows "
-                      f"(fewer than {module.FAMILY.min_positives} to rank on "
-                      f"{module.FAMILY.primary_metric}); ")
+        cannot = f"the {window} ({recent.height} rows) cannot be scored ({', '.join(missing)} "
+        few = None if missing else _few_positives(module.FAMILY, found[1])
+        if missing or few is not None:
+            # no fault among the window's test rows, or a handful: one found or missed more
+            # flips the primary metric; how often each model alarms on its normal rows ranks
+            why = (cannot + "not finite: no fault among its test rows)" if missing else
+                   f"the {window} ({recent.height} rows) holds {few} positive test rows "
+                   f"(fewer than {module.FAMILY.min_positives} to rank on "
+                   f"{module.FAMILY.primary_metric})")
             quiet = _quiet_evidence(registry, module, features, challenger_holdout, found[1],
                                     champion, champion_version, warn)
             if quiet is not None:
-                return replace(quiet, scope=scarce + quiet.scope)
+                return replace(quiet, scope=f"{why}; {quiet.scope}")
         if not missing:
             start, end = (recent.get_column(ts).min(), recent.get_column(ts).max())
             return GateEvidence(f"hold-out of the {window} ({start:%Y-%m-%d %H:%M} .. "
                                 f"{end:%Y-%m-%d %H:%M}, {recent.height} rows; floors on the "
                                 "whole hold-out)", recent.height, found[1],
                                 champion_version, champion, floors=challenger_holdout)
-        cannot = f"the {window} ({recent.height} rows) cannot be scored ({', '.join(missing)} "
-        quiet = _quiet_evidence(registry, module, features, challenger_holdout, found[1],
-                                champion, champion_version, warn)
-        if quiet is not None:
-            return replace(quiet, scope=cannot + "not finite: no fault among its test rows); "
-                           + quiet.scope)
         note = cannot + "not finite); fell back to the "
         warn(note + "whole hold-out")
     champion_version, champion = _champion_on_holdout(warn, registry, module, features)
@@ -422,7 +418,7 @@ def _gate_result(
             "gate_window": evidence.scope,
             "gate_rows": evidence.rows,
             "challenger_holdout": dg.MetadataValue.json(evidence.challenger),
-            "recent_window_without_faults": dg.MetadataValue.json(evidence.quiet or {}),
+            "recent_window_quiet_metric": dg.MetadataValue.json(evidence.quiet or {}),
             "challenger_floor_metrics": dg.MetadataValue.json(
                 evidence.floors if evidence.floors is not None else evidence.challenger),
             "champion_holdout": dg.MetadataValue.json(evidence.champion or {}),

@@ -141,13 +141,12 @@ def promotion_decision(
     base = champion_metrics.get(primary)
     if base is None or not math.isfinite(base):
         return Decision(True, f"champion has no finite {primary}; {floor_note}")
-    gain = (value - base) if family.higher_is_better else (base - value)
-    improvement = gain / abs(base) if base != 0 else gain
+    improvement = _relative_gain(not family.higher_is_better, value, base)
     summary = (
         f"{primary} {value:.4g} vs champion {base:.4g} on the same hold-out: "
         f"{improvement:+.2%} (margin {margin:.2%})"
     )
-    if gain > 0 and improvement >= margin:
+    if improvement > 0 and improvement >= margin:
         return Decision(True, f"{summary}; {floor_note}")
     return Decision(False, summary)
 
@@ -167,7 +166,7 @@ def quiet_window_decision(
     tolerance: float,
 ) -> Decision:
     """A drift retrain whose recent hold-out cannot rank the two models on the primary
-    metric (no fault among its test rows, or exactly the same score on the few there):
+    metric (no fault among its test rows, or fewer than ``family.min_positives``):
     ``family.quiet_metric`` (how often each alarms on that normal operation, the harm a
     drift does) can. The challenger must then:
 
