@@ -7,7 +7,7 @@ import os
 import dagster as dg
 
 from mfg_assets.defs.alerts import alert_sensors
-from mfg_assets.defs.automation import sensor_interval
+from mfg_assets.defs.automation import DEPLOYMENT_PRIORITY, PRIORITY_TAG, sensor_interval
 from mfg_assets.defs.bronze import bronze_from_replay
 from mfg_assets.defs.cost import cost_assets
 from mfg_assets.defs.dashboard import dashboard_assets
@@ -46,13 +46,15 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 # priority: on a busy box they go ahead of the routine silver and feature refreshes (a new
 # champion waits to reach the line), behind drift retrains (priority 10-20). Measured in the
 # closed loop on two cores: bundle runs queued 30-70 s behind routine runs without it.
-DEPLOYMENT_PRIORITY = "5"
+# One run per edge, not a backfill: the backfill daemon launched the bundles of a new
+# champion one daemon pass (10 s) later, and rollouts wait for them.
 deployment_automation_sensor = dg.AutomationConditionSensorDefinition(
     "deployment_automation",
     target=DEPLOYMENT,
-    run_tags={"dagster/priority": DEPLOYMENT_PRIORITY},
+    run_tags={PRIORITY_TAG: DEPLOYMENT_PRIORITY},
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=sensor_interval(30),
+    emit_backfills=False,
 )
 
 # One process per step (Dagster's default) isolates steps; on a small box each step then pays

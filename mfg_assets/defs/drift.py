@@ -24,6 +24,7 @@ import polars as pl
 from pydantic import Field
 
 from mfg_assets.defs.automation import (
+    PRIORITY_TAG,
     rebuild_on_upstream_change,
     sensor_interval,
     whole_number_env,
@@ -239,7 +240,6 @@ def drift_report(
 
 FAMILIES_TAG = "mfg/families"  # the families a drift retrain covers (comma-separated)
 RETRAIN_BUDGET_ENV = "MFG_DRIFT_RETRAIN_BUDGET"
-PRIORITY_TAG = "dagster/priority"  # the QueuedRunCoordinator dequeues higher values first
 # The instance's tag_concurrency_limits cap runs with this tag (dagster.yaml: one at a time).
 WORKLOAD_TAG = "mfg/workload"
 # Families whose champions run on edge devices go first: their drift is served on the line.

@@ -33,9 +33,12 @@ import polars as pl
 from pydantic import Field
 
 from mfg_assets.defs.automation import (
+    DEPLOYMENT_PRIORITY,
+    PRIORITY_TAG,
     new_bundles_or_every,
     new_edge_or_new_champion,
     rollout_cadence,
+    sensor_interval,
     whole_number_env,
 )
 from mfg_assets.defs.cost import with_cost
@@ -784,6 +787,62 @@ approve_rollout_job = dg.define_asset_job(
     config={"ops": {ROLLOUTS_KEY.to_python_identifier(): {"config": {"approve": True}}}},
 )
 
+# What a canary is judged on: predictions, and the labels (QA images, fault windows) they are
+# scored against.
+CANARY_EVIDENCE = (
+    dg.AssetKey(table("silver.edge_predictions").asset_key_path),
+    dg.AssetKey(table("silver.inspection_images").asset_key_path),
+    feature_key("features.sensor_windows"),
+)
+IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+             dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+def newest_evidence(instance: dg.DagsterInstance) -> int | None:
+    """Storage id of the newest materialization of the canary's evidence, if any."""
+    ids = [r.asset_entry.last_materialization_record.storage_id
+           for r in instance.get_asset_records(list(CANARY_EVIDENCE))
+           if r.asset_entry.last_materialization_record is not None]
+    return max(ids, default=None)
+
+
+def last_evaluation(instance: dg.DagsterInstance) -> int | None:
+    (record,) = instance.get_asset_records([ROLLOUTS_KEY]) or (None,)
+    last = record.asset_entry.last_materialization_record if record else None
+    return last.storage_id if last else None
+
+
+def evaluation_in_flight(instance: dg.DagsterInstance) -> bool:
+    return any(ROLLOUTS_KEY in (r.dagster_run.asset_selection or ())
+               for r in instance.get_run_records(dg.RunsFilter(statuses=IN_FLIGHT)))
+
+
+@dg.sensor(
+    name="canary_evidence",
+    minimum_interval_seconds=sensor_interval(30),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    asset_selection=[ROLLOUTS_KEY],
+    description="While a canary runs, re-evaluates edge/rollouts as soon as new predictions "
+    "or labels land, instead of at the next rollout cadence tick: the canary is promoted or "
+    "rolled back once its evidence suffices.",
+)
+def canary_evidence_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
+    canaries = [r.rollout_id for r in ro.active_rollouts(lakehouse.lake()) if r.state == "canary"]
+    if not canaries:
+        return dg.SkipReason("no canary running")
+    newest, evaluated = newest_evidence(context.instance), last_evaluation(context.instance)
+    if newest is None or (evaluated is not None and newest <= evaluated):
+        return dg.SkipReason("no new predictions or labels since the last evaluation")
+    if evaluation_in_flight(context.instance):
+        return dg.SkipReason("an evaluation of edge/rollouts is queued or running")
+    return dg.RunRequest(
+        run_key=f"evidence-{newest}",
+        asset_selection=[ROLLOUTS_KEY],
+        tags={PRIORITY_TAG: DEPLOYMENT_PRIORITY, "mfg/trigger": "canary_evidence",
+              "mfg/rollouts": ",".join(canaries)},
+    )
+
+
 edge_assets = [bundles, rollouts]
-edge_sensors = [edge_devices_sensor]
+edge_sensors = [edge_devices_sensor, canary_evidence_sensor]
 edge_jobs = [approve_rollout_job]

@@ -1,10 +1,12 @@
 """The automation policy on the real asset graph: what each layer does when upstream moves."""
 
-from datetime import UTC, datetime
+import threading
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from mfg_assets.definitions import defs
+from mfg_assets.defs.edge import edge_devices
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)  # between nightly retraining ticks
 
@@ -66,3 +68,31 @@ def test_champion_moves_only_after_a_passing_gate():
     )
     passed = evaluate(instance, refused.cursor)
     assert requested(passed, "models/vision_defect_champion") == 1
+
+
+def test_rollouts_wait_while_bundles_are_being_built(tmp_path):
+    """A cadence-triggered rollout during a bundle build used to finish in the same tick as
+    the bundle and hide it (the new bundle then waited a whole cadence)."""
+    building, release = threading.Event(), threading.Event()
+
+    @dg.asset(key=["edge", "bundles"], partitions_def=edge_devices)
+    def bundle_build() -> None:  # stands in for the real build: in progress until released
+        building.set()
+        release.wait(60)
+
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        instance.add_dynamic_partitions(edge_devices.name, ["edge-weld1"])
+        cursor = evaluate(instance).cursor
+        build = threading.Thread(target=dg.materialize, args=([bundle_build],),
+                                 kwargs={"instance": instance, "partition_key": "edge-weld1"})
+        build.start()
+        try:
+            assert building.wait(60)
+            # the rollout cadence (every 10 minutes) ticked while the bundle is being built
+            during = evaluate(instance, cursor, when=NOW + timedelta(minutes=11))
+            assert requested(during, "edge/rollouts") == 0
+        finally:
+            release.set()
+            build.join(60)
+        after = evaluate(instance, during.cursor, when=NOW + timedelta(minutes=12))
+        assert requested(after, "edge/rollouts") == 1

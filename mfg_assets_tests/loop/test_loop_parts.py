@@ -13,11 +13,10 @@ import yaml
 from dagster._core.events import DagsterEvent, DagsterEventType
 from dagster._core.test_utils import create_run_for_test
 
-from mfg_assets.defs.automation import rollout_cadence, sensor_interval
+from mfg_assets.defs.automation import PRIORITY_TAG, rollout_cadence, sensor_interval
 from mfg_assets.defs.drift import (
     DRIFT_GATE_HOURS,
     FAMILIES_TAG,
-    PRIORITY_TAG,
     WORKLOAD_TAG,
     busy_families,
     relaunch,
