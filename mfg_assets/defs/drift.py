@@ -15,6 +15,7 @@ import base64
 import json
 import logging
 import tempfile
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -257,6 +258,20 @@ DRIFT_GATE_HOURS = 12.0
 # After a drift retrain made a new champion, the family's drift waits this long before the
 # next drift retrain (the report still records it; the nightly cadence still retrains).
 DRIFT_RETRAIN_COOLDOWN = timedelta(hours=6)
+# Drift retrains in a row that made no champion (the gate refused, or the run failed): the
+# first is retried at once (a few more hours of post-drift data often decide the gate),
+# after the second the family waits this long, then twice as long after each further one,
+# up to the cooldown. A drift the retrained model cannot beat the champion on is not hurting
+# the champion; without the backoff, a drift verdict that does not go away (a shift pattern
+# the reference does not match) retrained the family every minute in the loop.
+DRIFT_REFUSAL_BACKOFF = timedelta(minutes=5)
+
+
+def refusal_backoff(refusals: int) -> timedelta:
+    """How long a family's drift waits after ``refusals`` fruitless drift retrains in a row."""
+    if refusals < 2:
+        return timedelta(0)
+    return min(DRIFT_REFUSAL_BACKOFF * 2 ** (refusals - 2), DRIFT_RETRAIN_COOLDOWN)
 
 
 def latest_drift(lake: Lake) -> pl.DataFrame:
@@ -296,12 +311,16 @@ def busy_families(instance: dg.DagsterInstance, drifted: pl.DataFrame,
     champion would be retrained at once: it learned the new normal from a few hours among
     days of the old one, so its training rows still differ from the recent ones and the
     report still says drifted (measured in the loop: a second retrain a minute after the
-    first one's champion, and a third queued behind it)."""
+    first one's champion, and a third queued behind it). And after fruitless retrains in a
+    row, for ``refusal_backoff`` of their number."""
     records = instance.get_run_records(dg.RunsFilter(tags={TRIGGER_TAG: "drift"}), limit=50)
     evaluated = {row["family"]: row["computed_at"] for row in drifted.iter_rows(named=True)}
     now = now or datetime.now(UTC)
     busy: set[str] = set()
-    for record in records:
+    refusals: Counter[str] = Counter()
+    last_refused: dict[str, datetime] = {}
+    succeeded: set[str] = set()  # the run of refusals of these families has ended
+    for record in records:  # newest first
         families = _families(record)
         if not record.dagster_run.is_finished:
             busy.update(families)
@@ -313,8 +332,15 @@ def busy_families(instance: dg.DagsterInstance, drifted: pl.DataFrame,
             continue
         busy.update(f for f in families if f in evaluated and evaluated[f] < ended)
         # SUCCESS: the champion step ran, i.e. the gate passed (a refusal fails the run)
-        if record.dagster_run.status == dg.DagsterRunStatus.SUCCESS and now - ended < cooldown:
-            busy.update(families)
+        if record.dagster_run.status == dg.DagsterRunStatus.SUCCESS:
+            if now - ended < cooldown:
+                busy.update(families)
+            succeeded.update(families)
+            continue
+        for family in set(families) - succeeded:
+            refusals[family] += 1
+            last_refused.setdefault(family, ended)
+    busy.update(f for f, n in refusals.items() if now - last_refused[f] < refusal_backoff(n))
     return busy
 
 
@@ -396,8 +422,8 @@ def model_drift(context: dg.SensorEvaluationContext, lakehouse: LakehouseResourc
     retry = relaunch(context.instance) if drifted.height else {}
     requests, cursor = retrain_requests(drifted, acted, busy, retrain_budget(), retry)
     if not requests:
-        waiting = (f" ({', '.join(sorted(busy))} retraining or cooling down after a new "
-                   "champion)") if busy else ""
+        waiting = (f" ({', '.join(sorted(busy))} retraining, cooling down after a new "
+                   "champion or backing off after refused retrains)") if busy else ""
         return dg.SkipReason(f"no new drift evidence{waiting}")
     for request in requests:
         context.log.info(f"retrain {request.asset_selection}: {request.tags[REASON_TAG]}")

@@ -19,6 +19,7 @@ from mfg_assets.defs.drift import (
     FAMILIES_TAG,
     WORKLOAD_TAG,
     busy_families,
+    refusal_backoff,
     relaunch,
     retrain_requests,
 )
@@ -131,6 +132,45 @@ def test_a_family_with_a_new_champion_from_a_drift_retrain_cools_down():
     assert busy_families(instance, later, cooldown=6 * hour, now=ended + hour) == {
         "sensor_anomaly"}
     assert busy_families(instance, later, cooldown=6 * hour, now=ended + 7 * hour) == set()
+
+
+def _finished_retrain(instance, status: dg.DagsterRunStatus) -> datetime:
+    """A drift retrain of sensor_anomaly that started and ended now with ``status``."""
+    run = create_run_for_test(instance, job_name="retrain", status=dg.DagsterRunStatus.STARTED,
+                              tags={"mfg/trigger": "drift", FAMILIES_TAG: "sensor_anomaly"})
+    instance.report_dagster_event(
+        DagsterEvent(DagsterEventType.RUN_START.value, job_name="retrain"), run.run_id)
+    if status == dg.DagsterRunStatus.SUCCESS:
+        instance.report_dagster_event(
+            DagsterEvent(DagsterEventType.RUN_SUCCESS.value, job_name="retrain"), run.run_id)
+    else:
+        instance.report_run_failed(run)  # the gate refused: the champion step failed
+    return datetime.fromtimestamp(instance.get_run_record_by_id(run.run_id).end_time, UTC)
+
+
+def test_refused_drift_retrains_back_off_more_after_each_refusal():
+    assert [refusal_backoff(n).total_seconds() / 60 for n in range(1, 5)] == [0, 5, 10, 20]
+    assert refusal_backoff(40) == timedelta(hours=6)  # never longer than the cooldown
+    instance, hour = dg.DagsterInstance.ephemeral(), timedelta(hours=1)
+
+    def busy(ended: datetime, after: timedelta, cooldown: timedelta = 6 * hour) -> bool:
+        seen = _drifted("sensor_anomaly").with_columns(  # a report after the last retrain
+            pl.lit(ended + timedelta(seconds=30)).cast(pl.Datetime("us", "UTC"))
+            .alias("computed_at"))
+        return "sensor_anomaly" in busy_families(instance, seen, cooldown, now=ended + after)
+
+    ended = _finished_retrain(instance, dg.DagsterRunStatus.FAILURE)
+    assert not busy(ended, timedelta(minutes=1))  # one refusal: retried at once
+    ended = _finished_retrain(instance, dg.DagsterRunStatus.FAILURE)
+    assert busy(ended, timedelta(minutes=4)) and not busy(ended, timedelta(minutes=6))
+    ended = _finished_retrain(instance, dg.DagsterRunStatus.FAILURE)
+    assert busy(ended, timedelta(minutes=9)) and not busy(ended, timedelta(minutes=11))
+    # a new champion ends the series: the next refusal is retried at once (were the three
+    # before it counted, it would wait 20 minutes); no cooldown here, to see just that
+    ended = _finished_retrain(instance, dg.DagsterRunStatus.SUCCESS)
+    assert busy(ended, 5 * hour) and not busy(ended, 7 * hour)
+    ended = _finished_retrain(instance, dg.DagsterRunStatus.FAILURE)
+    assert not busy(ended, timedelta(minutes=1), cooldown=timedelta(0))
 
 
 def test_timeline_order_and_launchers():
