@@ -126,6 +126,31 @@ def test_require_approval_waits_for_an_operator(lake, store):
     assert store.assignment("edge-cam02").bundle_id == "vision-v2-edge-cam02"
 
 
+def test_latency_is_judged_on_the_median_until_the_tail_has_predictions_in_it():
+    canary = {"edge-cam01": "vision-v2-edge-cam01"}
+    control = {e: f"vision-v1-{e}" for e in EDGES[1:]}
+    policy = RolloutPolicy(min_predictions=20, min_labelled=10)
+
+    def with_spikes(n: int, slow: int, latency_ms: float = 30.0) -> pl.DataFrame:
+        """n predictions per edge, the canary's first ``slow`` of them at ``latency_ms``."""
+        predictions, _ = fleet(n, canary_accuracy=0.97)
+        slowed = (pl.col("edge_id") == "edge-cam01") & (
+            pl.col("source_id").str.extract(r"/(\d+)$").cast(pl.Int64) < slow)
+        return predictions.with_columns(
+            pl.when(slowed).then(latency_ms).otherwise(pl.col("latency_ms")).alias("latency_ms"))
+
+    # two scheduling hiccups among 27 predictions: the p95 is one of them, the median is not
+    result = compare(with_spikes(27, 2), canary=canary, control=control, policy=policy)
+    assert result.canary.latency_p95_ms > 20 and result.decision == "promote", result.reason
+    assert "latency p50" in result.reason
+    # a canary slow on most predictions is rolled back on the median all the same
+    result = compare(with_spikes(27, 20), canary=canary, control=control, policy=policy)
+    assert result.decision == "rollback" and "latency p50" in result.reason
+    # with 100 predictions per group, the tail counts: 10 % slow fails the p95
+    result = compare(with_spikes(100, 10), canary=canary, control=control, policy=policy)
+    assert result.decision == "rollback" and "latency p95" in result.reason
+
+
 def test_without_labels_rate_deviation_and_latency_roll_back():
     canary = {"edge-cam01": "vision-v2-edge-cam01"}
     control = {e: f"vision-v1-{e}" for e in EDGES[1:]}
