@@ -29,6 +29,9 @@ PRIORITY_TAG = "dagster/priority"
 # Bundles and rollouts go ahead of routine refreshes (0) and behind drift retrains (10-20,
 # defs/drift.py): a new champion should not wait behind silver to reach the line.
 DEPLOYMENT_PRIORITY = "5"
+# Runs that are not finished yet: waiting in the queue, launching or running.
+IN_FLIGHT = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+             dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
 
 
 def whole_number_env(name: str, default: int | None, minimum: int = 1) -> int | None:

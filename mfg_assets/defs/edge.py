@@ -34,6 +34,7 @@ from pydantic import Field
 
 from mfg_assets.defs.automation import (
     DEPLOYMENT_PRIORITY,
+    IN_FLIGHT,
     PRIORITY_TAG,
     new_bundles_or_every,
     new_edge_or_new_champion,
@@ -794,27 +795,19 @@ CANARY_EVIDENCE = (
     dg.AssetKey(table("silver.inspection_images").asset_key_path),
     feature_key("features.sensor_windows"),
 )
-IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-             dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 
-def newest_evidence(instance: dg.DagsterInstance) -> int | None:
-    """Storage id of the newest materialization of the canary's evidence, if any."""
-    ids = [r.asset_entry.last_materialization_record.storage_id
-           for r in instance.get_asset_records(list(CANARY_EVIDENCE))
-           if r.asset_entry.last_materialization_record is not None]
-    return max(ids, default=None)
-
-
-def last_evaluation(instance: dg.DagsterInstance) -> int | None:
-    (record,) = instance.get_asset_records([ROLLOUTS_KEY]) or (None,)
-    last = record.asset_entry.last_materialization_record if record else None
-    return last.storage_id if last else None
+def last_materializations(instance: dg.DagsterInstance,
+                          keys: list[dg.AssetKey]) -> dict[dg.AssetKey, int]:
+    """Storage id of each key's last materialization (keys never materialized: absent)."""
+    return {r.asset_entry.asset_key: r.asset_entry.last_materialization_record.storage_id
+            for r in instance.get_asset_records(keys)
+            if r.asset_entry.last_materialization_record is not None}
 
 
 def evaluation_in_flight(instance: dg.DagsterInstance) -> bool:
     return any(ROLLOUTS_KEY in (r.dagster_run.asset_selection or ())
-               for r in instance.get_run_records(dg.RunsFilter(statuses=IN_FLIGHT)))
+               for r in instance.get_run_records(dg.RunsFilter(statuses=list(IN_FLIGHT))))
 
 
 @dg.sensor(
@@ -830,7 +823,9 @@ def canary_evidence_sensor(context: dg.SensorEvaluationContext, lakehouse: Lakeh
     canaries = [r.rollout_id for r in ro.active_rollouts(lakehouse.lake()) if r.state == "canary"]
     if not canaries:
         return dg.SkipReason("no canary running")
-    newest, evaluated = newest_evidence(context.instance), last_evaluation(context.instance)
+    ids = last_materializations(context.instance, [*CANARY_EVIDENCE, ROLLOUTS_KEY])
+    evaluated = ids.pop(ROLLOUTS_KEY, None)
+    newest = max(ids.values(), default=None)
     if newest is None or (evaluated is not None and newest <= evaluated):
         return dg.SkipReason("no new predictions or labels since the last evaluation")
     if evaluation_in_flight(context.instance):

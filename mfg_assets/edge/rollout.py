@@ -70,7 +70,7 @@ class GroupMetrics:
     positive_rate: float
     error_rate: float
     latency_p95_ms: float
-    latency_p50_ms: float = math.nan
+    latency_p50_ms: float
 
 
 @dataclass(frozen=True)

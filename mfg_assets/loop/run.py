@@ -25,7 +25,6 @@ from mfg_assets.loop.scenario import (
 )
 from mfg_assets.settings import PACKAGE_DIR, get_settings
 
-ACTIVE = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED")
 SETUP_BUDGET_S = 300.0  # seed and settle: the part of a loop before its onset
 
 
@@ -102,15 +101,16 @@ def wait_until_settled(instance, daemon, timeout_s: float, log: Callable[[str], 
     edge heartbeats keep some runs coming: after ``timeout_s`` the loop goes on anyway."""
     import dagster as dg
 
+    from mfg_assets.defs.automation import IN_FLIGHT
+
     started = datetime.now(UTC)
     deadline = time.monotonic() + timeout_s
-    active = [dg.DagsterRunStatus[s] for s in ACTIVE]
     while time.monotonic() < deadline:
         daemon.check()
         done = instance.get_runs_count(dg.RunsFilter(
             created_after=started, statuses=[dg.DagsterRunStatus.SUCCESS,
                                              dg.DagsterRunStatus.FAILURE]))
-        if done and not instance.get_runs_count(dg.RunsFilter(statuses=active)):
+        if done and not instance.get_runs_count(dg.RunsFilter(statuses=list(IN_FLIGHT))):
             log(f"daemon settled: {done} run(s) on the seeded lakehouse "
                 f"({(datetime.now(UTC) - started).total_seconds():.0f}s)")
             return

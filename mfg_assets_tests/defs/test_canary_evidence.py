@@ -14,6 +14,7 @@ from mfg_assets.defs.edge import ROLLOUTS_KEY, canary_evidence_sensor
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.edge import rollout as ro
 from mfg_assets.edge.store import BundleStore
+from mfg_assets_tests.edge.helpers import fleet_store
 
 EDGES = ("edge-weld1", "edge-weld2")
 PREDICTIONS = dg.AssetKey(["silver", "edge_predictions"])
@@ -22,12 +23,7 @@ LABELS = dg.AssetKey(["features", "sensor_windows"])
 
 @pytest.fixture
 def store(tmp_path) -> BundleStore:
-    store = BundleStore(tmp_path / "store")
-    for edge in EDGES:
-        for version in ("v1", "v2"):
-            (tmp_path / "store" / "bundles" / f"anomaly-{version}-{edge}").mkdir(parents=True)
-        store.assign(edge, f"anomaly-v1-{edge}")
-    return store
+    return fleet_store(tmp_path / "store", "anomaly", EDGES)
 
 
 def evaluate(instance: dg.DagsterInstance, lake):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
@@ -15,6 +16,17 @@ PLACE = {"enterprise": "acme", "site": "detroit", "area": "assembly", "line": "f
          "cell": "inspect01"}
 CAMERA_TOPIC = "acme/detroit/assembly/final1/inspect01/cam-01/inspection"
 T0 = 1_793_491_200_000
+
+
+def fleet_store(root: Path, prefix: str, edges: Sequence[str]) -> BundleStore:
+    """A bundle store holding ``<prefix>-v1-<edge>`` and ``<prefix>-v2-<edge>`` (empty
+    folders: ``store.has()`` sees them) with every edge assigned v1."""
+    store = BundleStore(root)
+    for edge in edges:
+        for version in ("v1", "v2"):
+            (Path(root) / "bundles" / f"{prefix}-{version}-{edge}").mkdir(parents=True)
+        store.assign(edge, f"{prefix}-v1-{edge}")
+    return store
 
 
 def camera_device(edge_id: str = "edge-cam01") -> Device:

@@ -12,6 +12,7 @@ from mfg_assets.edge import rollout
 from mfg_assets.edge.rollout import RolloutPolicy, advance, approve, compare, start_rollout
 from mfg_assets.edge.store import BundleStore
 from mfg_assets.lake.registry import table
+from mfg_assets_tests.edge.helpers import fleet_store
 
 EDGES = ("edge-cam01", "edge-cam02", "edge-cam03", "edge-cam04")
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -20,12 +21,7 @@ LABELS = ("ok", "scratch", "dent", "missing_part")
 
 @pytest.fixture
 def store(tmp_path) -> BundleStore:
-    store = BundleStore(tmp_path / "store")
-    for edge in EDGES:
-        for version in ("v1", "v2"):
-            (tmp_path / "store" / "bundles" / f"vision-{version}-{edge}").mkdir(parents=True)
-        store.assign(edge, f"vision-v1-{edge}")
-    return store
+    return fleet_store(tmp_path / "store", "vision", EDGES)
 
 
 def candidates() -> dict[str, str]:
