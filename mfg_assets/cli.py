@@ -111,7 +111,19 @@ def _add_gateway(commands: argparse._SubParsersAction) -> None:
         default="mfg-gateway",
         help="shared-subscription group ('' for a plain subscription)",
     )
-    parser.add_argument("--client-id", default=None, help="stable per replica (persistent session)")
+    parser.add_argument(
+        "--client-id",
+        default=None,
+        help="stable per replica, the same across restarts (k8s: the StatefulSet pod name); "
+        "a new id leaves the old session's share of the traffic stranded on the broker",
+    )
+    parser.add_argument(
+        "--session-expiry",
+        type=int,
+        default=None,
+        help="seconds the broker keeps this replica's session and queues its share while it "
+        "is offline; discarded after (default 3600, see deploy/README.md)",
+    )
     parser.add_argument("--batch-interval", type=float, default=1.0, help="seconds per micro-batch")
     parser.add_argument("--batch-max", type=int, default=5000, help="messages per micro-batch")
     parser.add_argument(
@@ -328,6 +340,8 @@ def _run_gateway(args: argparse.Namespace) -> int:
     options = {}
     if args.client_id:
         options["client_id"] = args.client_id
+    if args.session_expiry is not None:
+        options["session_expiry_s"] = args.session_expiry
     config = GatewayConfig(
         broker_url=args.broker or settings.broker_url,
         topics=tuple(args.topics or DEFAULT_TOPICS),

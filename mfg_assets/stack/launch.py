@@ -29,6 +29,7 @@ from mfg_assets.stack import postgres
 from mfg_assets.stack.pki import write_pki
 from mfg_assets.stack.processes import Service, free_port, http_ok, port_open, stop_group
 from mfg_assets.stack.secrets import StackSecrets
+from mfg_assets.stack.supervise import Supervisor
 
 PROJECT = PACKAGE_DIR.parent
 DEPLOY = PROJECT / "deploy"
@@ -90,6 +91,7 @@ class Stack:
         self.secrets: StackSecrets | None = None
         self.devices: list[Device] = []
         self.timings: dict[str, float] = {}
+        self.supervisor: Supervisor | None = None
 
     # -- names ------------------------------------------------------------------------------
 
@@ -217,6 +219,10 @@ class Stack:
             self.stop()
             raise
         self.timings["start_total_s"] = round(time.perf_counter() - started, 1)
+        # from now on a process that dies is reaped, alerted and restarted under the same
+        # command line (a gateway: the same client id, so it resumes its broker session)
+        self.supervisor = Supervisor(self.services, on_restart=lambda s: self.write_state())
+        self.supervisor.start()
         self.write_state()
         return self
 
@@ -445,6 +451,9 @@ class Stack:
     def stop(self) -> None:
         """Stop in reverse order, one tier at a time (the services of a tier in parallel):
         edges, then gateways (they flush to the lake), Dagster, MLflow, broker, S3 last."""
+        if self.supervisor is not None:  # stopping on purpose: nothing is restarted now
+            self.supervisor.stop()
+            self.supervisor = None
         if not self.services:  # already stopped (start() failed, then the caller's finally)
             return
         started = time.perf_counter()

@@ -41,7 +41,7 @@ def test_every_manifest_has_the_kubernetes_shape(path: Path):
         assert {"apiVersion", "kind", "metadata"} <= doc.keys(), doc
         assert doc["metadata"].get("name") and doc["metadata"].get("namespace") == "mfg"
         assert ("data" if doc["kind"] in ("ConfigMap", "Secret") else "spec") in doc
-        if doc["kind"] == "Deployment":
+        if doc["kind"] in ("Deployment", "StatefulSet"):
             spec = doc["spec"]
             selector = spec["selector"]["matchLabels"]
             labels = spec["template"]["metadata"]["labels"]
@@ -64,6 +64,7 @@ def test_container_args_parse_with_our_cli(monkeypatch: pytest.MonkeyPatch):
             assert cli.main(args) == 0
     gateway, edge = seen["gateway"], seen["edge"]
     assert gateway.share_group == "mfg-gateway" and gateway.metrics_port == 9108
+    assert gateway.session_expiry == 3600
     assert edge.edge_id == "edge-cam01"
 
 
@@ -76,6 +77,30 @@ def test_gateway_runs_two_replicas_and_exposes_metrics_beyond_localhost():
     # credentials come from Secrets, never inline values
     for name in ("MFG_BROKER_USERNAME", "MFG_BROKER_PASSWORD"):
         assert "secretKeyRef" in env[name]["valueFrom"]
+
+
+def test_gateway_replicas_keep_their_client_id_across_restarts():
+    """Issue 13 item 3: a Deployment's pods come back under new names, so `--client-id
+    $(POD_NAME)` started a new session and the old one kept its share of the traffic on the
+    broker until expiry. A StatefulSet's pod names (hence client ids) are stable."""
+    docs = _documents(K8S / "gateway.yaml")
+    (gateway,) = [d for d in docs if d["metadata"]["name"] == "mfg-gateway" and "template"
+                  in d.get("spec", {})]
+    assert gateway["kind"] == "StatefulSet"
+    container = gateway["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[args.index("--client-id") + 1] == "$(POD_NAME)"
+    pod_name = {e["name"]: e for e in container["env"]}["POD_NAME"]
+    assert pod_name["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # the session outlives the restart objective but not a day (item 10)
+    expiry = int(args[args.index("--session-expiry") + 1])
+    assert 300 < expiry <= 3600, expiry
+    # the governing Service exists in the same file and is headless
+    (service,) = [d for d in docs if d["kind"] == "Service"
+                  and d["metadata"]["name"] == gateway["spec"]["serviceName"]]
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"].items() <= (
+        gateway["spec"]["template"]["metadata"]["labels"].items())
 
 
 def test_no_secret_value_is_inlined_in_deploy():

@@ -1,7 +1,7 @@
 """deploy/k8s manifests against the Kubernetes API's own OpenAPI schemas (offline).
 
 kubernetes-validate ships the schemas of each Kubernetes release, so every Deployment,
-Service and ConfigMap is checked field by field (strict: unknown fields are errors) for
+StatefulSet, Service and ConfigMap is checked field by field (strict: unknown fields are errors) for
 the oldest and newest release we claim to support, without a cluster.
 """
 
@@ -30,7 +30,7 @@ def test_manifest_matches_the_kubernetes_schema(path: Path, version: str):
 
 
 def test_the_schema_check_catches_a_misspelt_field():
-    (gateway,) = [d for d in _documents(K8S / "gateway.yaml") if d["kind"] == "Deployment"]
+    (gateway,) = [d for d in _documents(K8S / "gateway.yaml") if d["kind"] == "StatefulSet"]
     container = gateway["spec"]["template"]["spec"]["containers"][0]
     container["imagePullPolice"] = container.pop("imagePullPolicy", "IfNotPresent")
     with pytest.raises(kubernetes_validate.ValidationError):
