@@ -20,10 +20,9 @@ from mfg_assets.defs.bronze import bronze_from_replay
 from mfg_assets.defs.cost import cost_assets
 from mfg_assets.defs.dashboard import dashboard_assets
 from mfg_assets.defs.drift import drift_assets
-from mfg_assets.defs.edge import bundles, discover_edges, edge_devices, edge_resources, rollouts
+from mfg_assets.defs.edge import bundles, edge_devices, edge_resources, rollouts
 from mfg_assets.defs.features import feature_assets
 from mfg_assets.defs.models import (
-    MODEL_SPECS,
     TrainConfig,
     champion_key,
     model_assets,
@@ -33,11 +32,13 @@ from mfg_assets.defs.models import (
 from mfg_assets.defs.monitoring import inspection_stats_asset
 from mfg_assets.defs.resources import default_resources
 from mfg_assets.defs.silver import fault_labels, silver_assets
+from mfg_assets.fleet.bundles import discover_edges
 from mfg_assets.gateway.config import GatewayConfig
 from mfg_assets.gateway.service import Gateway
 from mfg_assets.lake.catalog import connect
 from mfg_assets.lake.delta import Lake
 from mfg_assets.lake.registry import table
+from mfg_assets.ml.families import FAMILIES
 from mfg_assets.settings import PACKAGE_DIR, Settings, get_settings
 from mfg_assets.sim import SimConfig, ground_truth, publish, write_replay
 from mfg_assets.uns.contract import load_contract
@@ -127,8 +128,8 @@ def build_models_and_edge(instance: dg.DagsterInstance, lake: Lake, quiet: dict)
     """Features -> models (gate -> champion) -> per-edge bundles -> rollouts -> stats."""
     resources = {**default_resources(), **model_resources(), **edge_resources()}
     train = {
-        model_key(spec.family).to_python_identifier(): TrainConfig(budget=DEMO_BUDGET)
-        for spec in MODEL_SPECS
+        model_key(name).to_python_identifier(): TrainConfig(budget=DEMO_BUDGET)
+        for name in FAMILIES
     }
     started = time.perf_counter()
     dg.materialize(
@@ -138,12 +139,12 @@ def build_models_and_edge(instance: dg.DagsterInstance, lake: Lake, quiet: dict)
         run_config=dg.RunConfig(ops=train, **quiet),
         raise_on_error=False,
     )
-    for spec in MODEL_SPECS:
-        event = instance.get_latest_materialization_event(champion_key(spec.family))
+    for name in FAMILIES:
+        event = instance.get_latest_materialization_event(champion_key(name))
         status = "champion" if event is not None else "no champion (gate refused or failed)"
-        print(f"  model {spec.family}: {status}")
+        print(f"  model {name}: {status}")
     print(
-        f"trained and gated {len(MODEL_SPECS)} model families in "
+        f"trained and gated {len(FAMILIES)} model families in "
         f"{time.perf_counter() - started:.1f}s (MLflow: {get_settings().mlflow_tracking_uri})"
     )
     store = resources["bundle_store"].store()

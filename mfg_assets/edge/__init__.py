@@ -1,4 +1,4 @@
-"""The edge room: model export, signed per-edge bundles, the edge runtime and rollouts.
+"""The edge room: model export, signed per-edge bundles and the edge runtime.
 
     export.py    torch nn.Module -> ONNX (fp32), parity check, int8 quantization with a gate
     signing.py   Ed25519 keys (settings/env, dev keypair under data/keys/), sign/verify
@@ -7,7 +7,6 @@
     windows.py   rolling sensor windows and their features (the training side's definitions)
     predictor.py an onnxruntime session + preprocessing spec: image / window -> prediction
     runtime.py   the edge service: MQTT in, predictions + telemetry out, hot swap, fallback
-    rollout.py   canary vs control comparison and the rollout state machine (Delta row)
 
 Stream plane: nothing here imports Dagster.
 """

@@ -12,6 +12,10 @@ before, over the same window. Figures per group: predictions, accuracy against l
 joined by ``source_id`` (e.g. QA labels of inspection images), positive rate (defect /
 anomaly share), error rate (telemetry ERROR lines per prediction), latency p95.
 
+Canary (``choose_canary``, the one rule): an explicit list, else the first
+``ceil(canary_fraction * fleet)`` edges with a new bundle in sorted order; at least one
+canary, never the whole fleet.
+
 Decision: ``wait`` while either group has too few predictions (or labels, when labels
 exist at all); ``rollback`` when the canary is worse beyond the policy's tolerances;
 ``promote`` otherwise. With ``require_approval`` a promotion waits for an operator.
@@ -36,12 +40,13 @@ import polars as pl
 
 from mfg_assets.edge.store import BundleStore
 from mfg_assets.lake.delta import Lake
-from mfg_assets.lake.registry import table
+from mfg_assets.lake.registry import TableSpec, table
 
 Decision = Literal["promote", "rollback", "wait"]
 STATES = ("canary", "awaiting_approval", "promoted", "rolled_back")
 TERMINAL = ("promoted", "rolled_back")
-ROLLOUTS_TABLE = "edge.rollouts"
+ROLLOUTS: TableSpec = table("edge.rollouts")
+ROLLOUTS_TABLE = ROLLOUTS.qualified_name
 
 
 @dataclass(frozen=True)
@@ -301,7 +306,7 @@ def _clean(doc: Any) -> Any:
 
 
 def save(lake: Lake, rollout: Rollout) -> None:
-    spec = table(ROLLOUTS_TABLE)
+    spec = ROLLOUTS
     frame = pl.DataFrame([rollout.row()], schema=spec.polars_schema)
     if not lake.exists(spec):
         lake.append(spec, frame, rollout=rollout.rollout_id)
@@ -313,27 +318,52 @@ def save(lake: Lake, rollout: Rollout) -> None:
 
 
 def load(lake: Lake, rollout_id: str) -> Rollout:
-    rows = lake.read(table(ROLLOUTS_TABLE)).filter(pl.col("rollout_id") == rollout_id)
+    rows = lake.read(ROLLOUTS).filter(pl.col("rollout_id") == rollout_id)
     if rows.height != 1:
         raise KeyError(f"rollout {rollout_id!r}: {rows.height} rows in {ROLLOUTS_TABLE}")
     return Rollout.from_row(rows.row(0, named=True))
 
 
 def active_rollouts(lake: Lake) -> list[Rollout]:
-    rows = lake.read(table(ROLLOUTS_TABLE)).filter(~pl.col("state").is_in(list(TERMINAL)))
+    rows = lake.read(ROLLOUTS).filter(~pl.col("state").is_in(list(TERMINAL)))
     return [Rollout.from_row(r) for r in rows.iter_rows(named=True)]
 
 
 # -- transitions -------------------------------------------------------------------------------
 
 
-def choose_canary(edges: Sequence[str], fraction: float) -> list[str]:
-    """A deterministic canary subset: at least one edge, never the whole fleet."""
+def choose_canary(
+    edges: Sequence[str],
+    fraction: float,
+    *,
+    eligible: Sequence[str] | None = None,
+    explicit: Sequence[str] = (),
+) -> list[str]:
+    """THE canary rule: which of a model's ``edges`` run the candidate first.
+
+    Only ``eligible`` edges can be canaries (those with a new bundle; default: all of them):
+    a canary running the bundle it ran before would compare the old bundle with itself.
+    An ``explicit`` list wins if each of its edges is eligible; otherwise the first
+    ``ceil(fraction * fleet)`` eligible edges in sorted order (deterministic). Always at
+    least one canary and at least one control edge.
+    """
     ordered = sorted(edges)
     if len(ordered) < 2:
         raise ValueError("a canary needs at least two edges (one canary, one control)")
-    count = min(len(ordered) - 1, max(1, math.ceil(fraction * len(ordered))))
-    return ordered[:count]
+    pool = ordered if eligible is None else sorted(set(eligible) & set(ordered))
+    if explicit:
+        wrong = sorted(set(explicit) - set(pool))
+        if wrong:
+            raise ValueError(f"canary edges {wrong} have no new bundle (edges with one: {pool})")
+        canary = sorted(set(explicit))
+    else:
+        count = min(len(ordered) - 1, max(1, math.ceil(fraction * len(ordered))))
+        canary = pool[:count]
+    if not canary:
+        raise ValueError(f"no edge of {ordered} has a new bundle to try")
+    if len(canary) >= len(ordered):
+        raise ValueError("every edge is a canary: nothing to compare against")
+    return canary
 
 
 def start_rollout(
@@ -351,13 +381,8 @@ def start_rollout(
     """Assign the candidate bundles to the canary edges; the rest stay on what they run."""
     now = now or datetime.now(UTC)
     edges = sorted(candidate_bundles)
-    canary = sorted(canary_edges) if canary_edges else choose_canary(edges, policy.canary_fraction)
-    unknown = set(canary) - set(edges)
-    if unknown:
-        raise ValueError(f"canary edges {sorted(unknown)} have no candidate bundle")
+    canary = choose_canary(edges, policy.canary_fraction, explicit=canary_edges or ())
     control = [e for e in edges if e not in canary]
-    if not control:
-        raise ValueError("every edge is a canary: nothing to compare against")
     baseline = {}
     for edge in edges:
         current = store.assignment(edge)

@@ -15,9 +15,9 @@ import dagster as dg
 import polars as pl
 
 from mfg_assets.defs.drift import DRIFT_TABLE, FAMILIES_TAG, TRIGGER_TAG
-from mfg_assets.defs.edge import BUNDLES_TABLE
 from mfg_assets.defs.models import champion_key
-from mfg_assets.edge.rollout import ROLLOUTS_TABLE
+from mfg_assets.fleet.bundles import BUNDLES
+from mfg_assets.fleet.rollout import ROLLOUTS_TABLE
 from mfg_assets.lake.delta import Lake
 from mfg_assets.lake.registry import table
 
@@ -176,7 +176,7 @@ class Watcher:
     def _bundle_and_rollout(self) -> None:
         t, version = self.timeline, self.timeline.champion_after
         if "bundle" not in t.stages:
-            rows = (self.lake.scan(table(BUNDLES_TABLE))
+            rows = (self.lake.scan(BUNDLES)
                     .filter((pl.col("model") == t.family) & (pl.col("model_version") == version))
                     .sort("created_at").collect())
             if rows.height:

@@ -12,8 +12,8 @@ from dagster._core.test_utils import create_run_for_test
 from mfg_assets.defs.automation import DEPLOYMENT_PRIORITY, PRIORITY_TAG
 from mfg_assets.defs.edge import ROLLOUTS_KEY, canary_evidence_sensor
 from mfg_assets.defs.resources import LakehouseResource
-from mfg_assets.edge import rollout as ro
 from mfg_assets.edge.store import BundleStore
+from mfg_assets.fleet import rollout as ro
 from mfg_assets_tests.edge.helpers import fleet_store
 
 EDGES = ("edge-weld1", "edge-weld2")

@@ -41,8 +41,8 @@ from mfg_assets.defs.resources import default_resources
 from mfg_assets.defs.silver import silver_assets
 from mfg_assets.edge.bundle import verify_bundle
 from mfg_assets.edge.predictor import calibration_scores, read_png
-from mfg_assets.edge.rollout import load as load_rollout
 from mfg_assets.edge.store import BundleStore, Device
+from mfg_assets.fleet.rollout import load as load_rollout
 from mfg_assets.lake.registry import table
 from mfg_assets.sim import SimConfig, write_replay
 

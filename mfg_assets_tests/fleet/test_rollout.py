@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from mfg_assets.edge import rollout
-from mfg_assets.edge.rollout import RolloutPolicy, advance, approve, compare, start_rollout
 from mfg_assets.edge.store import BundleStore
+from mfg_assets.fleet import rollout
+from mfg_assets.fleet.rollout import RolloutPolicy, advance, approve, compare, start_rollout
 from mfg_assets.lake.registry import table
 from mfg_assets_tests.edge.helpers import fleet_store
 
