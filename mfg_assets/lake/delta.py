@@ -166,13 +166,12 @@ class Lake:
 
 def _schema_mode(mode: str, predicate: str | None) -> str | None:
     """Let a table's schema evolve with its registry entry: a whole-table rewrite takes the
-    new schema, an append may add columns (wide feature tables gain columns with new sensors).
-    A partition rewrite must match the table: nothing to pass."""
+    new schema; an append or a partition rewrite may add columns (wide feature tables gain
+    columns with new sensors; silver tables gained their place columns), older rows read
+    them as null."""
     if mode == "overwrite" and predicate is None:
         return "overwrite"
-    if mode == "append":
-        return "merge"
-    return None
+    return "merge"
 
 
 def conform(spec: TableSpec, frame: pl.DataFrame) -> pl.DataFrame:

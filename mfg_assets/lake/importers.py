@@ -7,9 +7,12 @@ silver day partition from bronze (a backfill) reproduces the imported rows inste
 dropping them.
 
 Everything is validated before anything is written: a missing or mistyped column, an
-unreadable image or a row the silver schema refuses raises :class:`ImportRefused` naming the
-file and the columns, and the lakehouse is left untouched. A re-import of the same rows
-writes no duplicates to silver (rows whose key is already there are skipped).
+unreadable image (or a decompression bomb), a label path outside the image folder, a
+timestamp outside the plausible window, two lines with one key but different values, or a
+row the silver schema refuses raises :class:`ImportRefused` naming the file and the lines,
+and the lakehouse is left untouched. A re-import of the same rows writes no duplicates to
+silver (rows whose key is already there with the same values are skipped; the same key
+with other values is refused).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import base64
 import hashlib
 import io
 import uuid
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +31,13 @@ import polars as pl
 
 from mfg_assets.lake.delta import Lake
 from mfg_assets.lake.registry import TableSpec, table
-from mfg_assets.lake.silver import TYPERS, refine
+from mfg_assets.lake.silver import (
+    DEFAULT_WINDOW,
+    TYPERS,
+    PlausibleWindow,
+    refine,
+    value_columns,
+)
 
 SOURCE = "import"
 PLACE = ("site", "area", "line", "cell")
@@ -86,6 +96,7 @@ def import_process_runs(
     pass_threshold: float = 90.0,
     enterprise: str | None = None,
     ignore: Sequence[str] = (),
+    window: PlausibleWindow = DEFAULT_WINDOW,
 ) -> ImportReport:
     """One row per produced unit into silver.process_runs (+ process_parameters).
 
@@ -97,7 +108,8 @@ def import_process_runs(
     """
     frame = read_table(path).drop([c for c in ignore if c], strict=False)
     _require(frame, ["unit_id", "ts", label], path)
-    ts = _timestamps(frame, "ts", path)
+    ts = _timestamps(frame, "ts", path, window)
+    _refuse_conflicts(frame.with_columns(ts), [*_present(frame, PLACE), "unit_id"], path)
     passed, yield_pct = _label(frame, label, pass_threshold, path)
     parameters = [c for c in frame.columns if c not in (*PROCESS_KNOWN, label)]
     values = {name: _numeric(frame, name, path, hint="a process parameter") for name in parameters}
@@ -115,11 +127,15 @@ def import_process_runs(
     machine = _text(frame, "machine_id").fill_null("import")
     bronze = _bronze_rows(frame, ts, machine, payload, "processdata", enterprise)
     return _land(lake, path, "bronze.process_runs",
-                 ["silver.process_runs", "silver.process_parameters"], bronze)
+                 ["silver.process_runs", "silver.process_parameters"], bronze, window)
 
 
 def import_sensor_readings(
-    lake: Lake, path: Path, enterprise: str | None = None, ignore: Sequence[str] = ()
+    lake: Lake,
+    path: Path,
+    enterprise: str | None = None,
+    ignore: Sequence[str] = (),
+    window: PlausibleWindow = DEFAULT_WINDOW,
 ) -> ImportReport:
     """Sensor readings into silver.sensor_readings, long or wide.
 
@@ -130,7 +146,9 @@ def import_sensor_readings(
     frame = read_table(path).drop([c for c in ignore if c], strict=False)
     long_form = "sensor" in frame.columns or "value" in frame.columns
     _require(frame, ["machine_id", "ts", *(("sensor", "value") if long_form else ())], path)
-    ts = _timestamps(frame, "ts", path)
+    ts = _timestamps(frame, "ts", path, window)
+    key = [*_present(frame, PLACE), "machine_id", *(("sensor",) if long_form else ()), "ts"]
+    _refuse_conflicts(frame.with_columns(ts), key, path)
     if long_form:
         extra = [c for c in frame.columns if c not in (*SENSOR_KNOWN, "sensor", "value")]
         if extra:
@@ -170,14 +188,18 @@ def import_sensor_readings(
     )
     bronze = _bronze_rows(messages, messages["ts"], messages["machine_id"], payload, "sensors",
                           enterprise)
-    return _land(lake, path, "bronze.sensor_readings", ["silver.sensor_readings"], bronze)
+    return _land(lake, path, "bronze.sensor_readings", ["silver.sensor_readings"], bronze, window)
 
 
 # -- images ------------------------------------------------------------------------------
 
 
 def import_images(
-    lake: Lake, directory: Path, labels: Path, enterprise: str | None = None
+    lake: Lake,
+    directory: Path,
+    labels: Path,
+    enterprise: str | None = None,
+    window: PlausibleWindow = DEFAULT_WINDOW,
 ) -> ImportReport:
     """Labelled inspection images (PNG/JPEG, any size) into silver.inspection_images.
 
@@ -185,7 +207,8 @@ def import_images(
     (empty for unlabelled). Optional: ts (default: the file's modification time), camera
     (default ``import``), unit_id, image_id (default: a hash of path and bytes), site, area,
     line, cell, and ``edge`` — stored as the cell when no cell is given, since an edge serves
-    one cell. Images are stored as grayscale PNG at their own size.
+    one cell. Images are stored as grayscale PNG at their own size. A ``file`` must
+    resolve inside ``directory`` (no absolute paths, no ``..``, no symlink leading out).
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -196,13 +219,14 @@ def import_images(
     if files.null_count():
         rows = (files.is_null().arg_true() + 2).to_list()[:5]  # +2: header line, 1-based
         raise ImportRefused(f"{labels}: column 'file' is empty on lines {rows}")
+    _refuse_outside(directory, files, labels)
     pngs, sizes, digests, mtimes, errors = [], [], [], [], []
-    for name in files:
+    for line, name in enumerate(files, start=2):  # line 1 is the header
         path = directory / name
         try:
             png, size, digest, mtime = _grayscale_png(path, name)
         except ImportRefused as exc:
-            errors.append(str(exc))
+            errors.append(f"line {line}: {exc}")
             continue
         pngs.append(png)
         sizes.append(size)
@@ -213,14 +237,20 @@ def import_images(
         raise ImportRefused(f"{labels}: {len(errors)} images cannot be imported: "
                             + "; ".join(errors[:5]) + more)
     if "ts" in frame.columns:
-        ts = _timestamps(frame, "ts", labels)
+        ts = _timestamps(frame, "ts", labels, window)
     else:
         ts = pl.Series("ts", mtimes, dtype=pl.Datetime("us", "UTC"))
+        _refuse_implausible(frame.with_columns(ts.alias("mtime")), ts, "mtime", labels, window)
     if "cell" not in frame.columns and "edge" in frame.columns:
         frame = frame.with_columns(pl.col("edge").alias("cell"))
     image_id = pl.select(
         pl.coalesce(_text(frame, "image_id"), pl.Series(digests, dtype=pl.String))
     ).to_series()
+    _refuse_conflicts(
+        frame.with_columns(ts, image_id.alias("image_id")).drop("file"),
+        [*_present(frame, PLACE), "image_id"],
+        labels,
+    )
     camera = _text(frame, "camera").fill_null("import")
     payload = pl.DataFrame({
         "timestamp": ts.dt.epoch("ms"),
@@ -237,7 +267,8 @@ def import_images(
         p for p in directory.rglob("*")
         if p.suffix.lower() in IMAGE_SUFFIXES and p.relative_to(directory).as_posix() not in listed
     ]
-    report = _land(lake, labels, "bronze.inspection_images", ["silver.inspection_images"], bronze)
+    report = _land(lake, labels, "bronze.inspection_images", ["silver.inspection_images"], bronze,
+                   window)
     if unlisted:
         report.notes.append(f"{len(unlisted)} image files in {directory} not in the labels "
                             "file were not imported")
@@ -251,13 +282,18 @@ def _grayscale_png(path: Path, name: str) -> tuple[bytes, tuple[int, int], str, 
         raise ImportRefused(f"{name}: not a .png/.jpg/.jpeg file")
     try:
         raw = path.read_bytes()
-        with Image.open(io.BytesIO(raw)) as image:
-            gray = image.convert("L")
-            out = io.BytesIO()
-            gray.save(out, format="PNG", optimize=True)
-            size = gray.size
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that: refuse it all the same
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw)) as image:
+                gray = image.convert("L")
+                out = io.BytesIO()
+                gray.save(out, format="PNG", optimize=True)
+                size = gray.size
     except FileNotFoundError:
         raise ImportRefused(f"{name}: no such file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImportRefused(f"{name}: refused as a decompression bomb ({exc})") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ImportRefused(f"{name}: unreadable image ({exc})") from None
     digest = "img-" + hashlib.blake2b(name.encode() + raw, digest_size=12).hexdigest()
@@ -265,7 +301,60 @@ def _grayscale_png(path: Path, name: str) -> tuple[bytes, tuple[int, int], str, 
     return out.getvalue(), size, digest, mtime
 
 
+def _refuse_outside(directory: Path, files: pl.Series, labels: Path) -> None:
+    """Every label path must resolve inside the image folder (symlinks followed)."""
+    root = directory.resolve()
+    bad = []
+    for line, name in enumerate(files, start=2):
+        if Path(name).is_absolute():
+            bad.append(f"line {line}: {name!r} is an absolute path")
+        elif not (root / name).resolve().is_relative_to(root):
+            bad.append(f"line {line}: {name!r} resolves outside {directory}")
+    if bad:
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise ImportRefused(f"{labels}: {len(bad)} image paths leave the image folder: "
+                            + "; ".join(bad[:5]) + more)
+
+
 # -- validation helpers ------------------------------------------------------------------
+
+
+def _present(frame: pl.DataFrame, columns: Iterable[str]) -> list[str]:
+    return [c for c in columns if c in frame.columns]
+
+
+def _refuse_conflicts(frame: pl.DataFrame, key: list[str], path: Path) -> None:
+    """Two lines with one key must say the same thing (an exact repeat is a redelivery)."""
+    values = [c for c in frame.columns if c not in key]
+    lines = frame.with_row_index("_line", offset=2).with_columns(
+        pl.struct(values).hash(seed=7).alias("_fp") if values else pl.lit(0).alias("_fp")
+    )
+    clashes = (
+        lines.group_by(key, maintain_order=True)
+        .agg(pl.col("_line"), pl.col("_fp").n_unique().alias("_n"))
+        .filter(pl.col("_n") > 1)
+    )
+    if clashes.height == 0:
+        return
+    examples = []
+    for row in clashes.head(3).iter_rows(named=True):
+        shown = ", ".join(f"{c}={row[c]}" for c in key)
+        at = [int(n) for n in row["_line"]]
+        diff = [c for c in values
+                if lines.filter(pl.col("_line").is_in(at)).get_column(c).n_unique() > 1]
+        examples.append(f"{shown} on lines {at} (differing: {', '.join(diff)})")
+    raise ImportRefused(f"{path}: {clashes.height} keys appear on several lines with different "
+                        f"values: " + "; ".join(examples))
+
+
+def _refuse_implausible(
+    frame: pl.DataFrame, ts: pl.Series, column: str, path: Path, window: PlausibleWindow
+) -> None:
+    low, high = window.bounds()
+    bad = (ts < low) | (ts > high)
+    if bad.any():
+        raise ImportRefused(f"{path}: column {column!r} has timestamps outside the plausible "
+                            f"window {window.describe()} {_examples(frame, bad, column)}")
 
 
 def _require(frame: pl.DataFrame, columns: Iterable[str], path: Path) -> None:
@@ -294,7 +383,9 @@ def _numeric(frame: pl.DataFrame, column: str, path: Path, hint: str = "numeric"
     return cast
 
 
-def _timestamps(frame: pl.DataFrame, column: str, path: Path) -> pl.Series:
+def _timestamps(
+    frame: pl.DataFrame, column: str, path: Path, window: PlausibleWindow = DEFAULT_WINDOW
+) -> pl.Series:
     series = frame.get_column(column)
     if isinstance(series.dtype, pl.Datetime):
         if series.dtype.time_zone is None:  # naive: taken as UTC
@@ -314,6 +405,7 @@ def _timestamps(frame: pl.DataFrame, column: str, path: Path) -> pl.Series:
     if bad.any():
         raise ImportRefused(f"{path}: column {column!r} has missing or unparseable timestamps "
                             f"(use ISO 8601, one format per file) {_examples(frame, bad, column)}")
+    _refuse_implausible(frame, parsed, column, path, window)
     return parsed.alias("ts")
 
 
@@ -393,7 +485,12 @@ def _digest(text: str) -> str:
 
 
 def _land(
-    lake: Lake, path: Path, bronze_name: str, silver_names: Sequence[str], bronze: pl.DataFrame
+    lake: Lake,
+    path: Path,
+    bronze_name: str,
+    silver_names: Sequence[str],
+    bronze: pl.DataFrame,
+    window: PlausibleWindow = DEFAULT_WINDOW,
 ) -> ImportReport:
     """Type and check everything, then write bronze, silver and the ingest batch record."""
     if bronze.height == 0:
@@ -407,7 +504,7 @@ def _land(
         spec = table(name)
         typer = TYPERS[name][1]
         try:
-            result = refine(spec, typer(bronze), run_id=batch)
+            result = refine(spec, typer(bronze), run_id=batch, window=window)
         except Exception as exc:  # a typer failing on the payload means the input is off
             raise ImportRefused(f"{path}: rows do not fit {name}: {exc}") from exc
         if result.rejected.height:
@@ -416,6 +513,7 @@ def _land(
                 f"{path}: {result.rejected.height} rows refused by the {name} schema: "
                 + "; ".join(reasons[:5])
             )
+        _refuse_silver_conflicts(lake, spec, result.valid, path)
         refined[name] = result.valid
     # validated: from here on, only writes
     report = ImportReport(batch_id=batch, file=str(path))
@@ -444,6 +542,33 @@ def _land(
     return report
 
 
+def _refuse_silver_conflicts(
+    lake: Lake, spec: TableSpec, frame: pl.DataFrame, path: Path
+) -> None:
+    """A key silver already holds must come with the same values (else: a correction,
+    which an append cannot express; refuse rather than keep two truths)."""
+    if not lake.exists(spec) or frame.height == 0:
+        return
+    keys, values = list(spec.key), value_columns(spec)
+    existing = lake.scan(spec)
+    if spec.partition_by:
+        days = frame.get_column(spec.partition_by).unique().to_list()
+        existing = existing.filter(pl.col(spec.partition_by).is_in(days))
+    fingerprint = pl.struct(values).hash(seed=7).alias("_fp")
+    schema = {c: spec.polars_schema[c] for c in (*keys, *values)}
+    have = existing.select(*keys, *values).collect().cast(schema).select(*keys, fingerprint)
+    clash = (
+        frame.select(*keys, fingerprint)
+        .join(have, on=keys, how="inner", nulls_equal=True, suffix="_silver")
+        .filter(pl.col("_fp") != pl.col("_fp_silver"))
+    )
+    if clash.height:
+        shown = [", ".join(f"{k}={row[k]}" for k in keys if row[k] is not None)
+                 for row in clash.head(3).iter_rows(named=True)]
+        raise ImportRefused(f"{path}: {clash.height} rows have a key {spec.qualified_name} "
+                            f"already holds with other values: " + "; ".join(shown))
+
+
 def _not_yet_in(lake: Lake, spec: TableSpec, frame: pl.DataFrame) -> pl.DataFrame:
     """Rows whose key the table does not have yet (only the partitions they fall into)."""
     if not lake.exists(spec) or frame.height == 0:
@@ -454,4 +579,4 @@ def _not_yet_in(lake: Lake, spec: TableSpec, frame: pl.DataFrame) -> pl.DataFram
         days = frame.get_column(spec.partition_by).unique().to_list()
         existing = existing.filter(pl.col(spec.partition_by).is_in(days))
     present = existing.select(keys).collect()
-    return frame.join(present, on=keys, how="anti")
+    return frame.join(present, on=keys, how="anti", nulls_equal=True)

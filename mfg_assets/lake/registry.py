@@ -54,6 +54,13 @@ class TableSpec:
         return pl.DataFrame(schema=self.polars_schema)
 
 
+# An asset id (machine, camera, edge) or a unit id is only unique within its place in the
+# UNS (enterprise/site/area/line/cell): every silver key carries the whole place, so rows
+# from two sites never collide. Null place levels compare equal (polars unique, and the
+# importer's anti-join uses nulls_equal).
+PLACE_KEY = ("enterprise", "site", "area", "line", "cell")
+
+
 def _bronze(name: str, description: str) -> TableSpec:
     return TableSpec(
         "bronze", name, schemas.BronzeMessage, ("message_id",), "event_date", description
@@ -110,7 +117,7 @@ TABLES: tuple[TableSpec, ...] = (
         "silver",
         "sensor_readings",
         schemas.SensorReading,
-        ("machine_id", "sensor", "ts"),
+        (*PLACE_KEY, "machine_id", "sensor", "ts"),
         "date",
         "Typed sensor readings, long form: one row per machine, sensor and time.",
     ),
@@ -118,7 +125,7 @@ TABLES: tuple[TableSpec, ...] = (
         "silver",
         "process_runs",
         schemas.ProcessRun,
-        ("unit_id",),
+        (*PLACE_KEY, "unit_id"),
         "date",
         "Typed process runs: one row per produced unit with its measured yield.",
     ),
@@ -126,7 +133,7 @@ TABLES: tuple[TableSpec, ...] = (
         "silver",
         "process_parameters",
         schemas.ProcessParameter,
-        ("unit_id", "name"),
+        (*PLACE_KEY, "unit_id", "name"),
         "date",
         "Process parameters per unit, long form (names come from the data).",
     ),
@@ -134,7 +141,7 @@ TABLES: tuple[TableSpec, ...] = (
         "silver",
         "inspection_images",
         schemas.InspectionImage,
-        ("image_id",),
+        (*PLACE_KEY, "image_id"),
         "date",
         "Decoded inspection images (PNG bytes) with QA labels where given.",
     ),
@@ -142,7 +149,7 @@ TABLES: tuple[TableSpec, ...] = (
         "silver",
         "edge_telemetry",
         schemas.EdgeTelemetry,
-        ("edge_id", "ts"),
+        (*PLACE_KEY, "edge_id", "ts"),
         "date",
         "Typed edge heartbeats with health figures and log-level counts.",
     ),
@@ -150,7 +157,7 @@ TABLES: tuple[TableSpec, ...] = (
         "silver",
         "edge_predictions",
         schemas.EdgePrediction,
-        ("edge_id", "model", "source_id"),
+        (*PLACE_KEY, "edge_id", "model", "source_id"),
         "date",
         "Typed edge predictions with the bundle that made each.",
     ),

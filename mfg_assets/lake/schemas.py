@@ -147,13 +147,10 @@ class ProcessRun(_SilverPlace):
     passed: pl.Boolean
 
 
-class ProcessParameter(_Strict):
+class ProcessParameter(_SilverPlace):
     unit_id: str
-    ts: UTC_TS
-    date: pl.Date
     name: str = pa.Field(str_length={"min_value": 1})
     value: pl.Float64
-    ingest_batch_id: str
 
 
 class InspectionImage(_SilverPlace):

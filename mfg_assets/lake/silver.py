@@ -3,7 +3,10 @@
 Each ``type_*`` function turns raw bronze messages into typed rows and keeps the source
 message alongside (``_src_*`` columns) so that a row that fails the silver schema can be
 quarantined with its reason and its original payload. :func:`refine` then splits valid
-from rejected rows and drops redelivered duplicates on the registry key.
+from rejected rows: schema failures, timestamps outside a plausible window, and conflicts
+(two rows with one registry key but different values: the first delivered is kept, each
+later one is quarantined with both values). Exact redeliveries (at-least-once) are dropped
+as duplicates.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pandera.polars as pa
 import polars as pl
@@ -21,6 +24,29 @@ from mfg_assets.lake.registry import TableSpec, table
 SRC_COLUMNS = ("_src_message_id", "_src_topic", "_src_payload", "_src_received_at")
 PLACE = ("enterprise", "site", "area", "line", "cell")
 MS = "ms"
+# Columns that record where a row came from, not what it says: two deliveries of one fact
+# differ here and are still the same fact.
+LINEAGE = ("ingest_batch_id",)
+
+
+@dataclass(frozen=True)
+class PlausibleWindow:
+    """Timestamps a plant can have produced: a year-1 or year-9999 value (or epoch 0 from a
+    missing field) is a broken clock or a unit mix-up, never data."""
+
+    earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    ahead: timedelta = timedelta(days=1)  # allowed clock skew into the future
+    latest: datetime | None = None  # fixed upper bound; default: now + ``ahead``
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        return self.earliest, self.latest or datetime.now(UTC) + self.ahead
+
+    def describe(self) -> str:
+        low, high = self.bounds()
+        return f"{low:%Y-%m-%d %H:%M:%S} .. {high:%Y-%m-%d %H:%M:%S} UTC"
+
+
+DEFAULT_WINDOW = PlausibleWindow()
 
 
 @dataclass(frozen=True)
@@ -122,12 +148,16 @@ def type_process_parameters(bronze: pl.DataFrame) -> pl.DataFrame:
         pl.col("payload").str.json_path_match("$.unitId").alias("unit_id"),
         _ms_to_ts(pl.col("payload").str.json_path_match("$.timestamp").cast(pl.Int64)).alias("ts"),
         pl.col("payload").str.json_path_match("$.parameters").alias("_params"),
+        *_place(),
         "ingest_batch_id",
         *_src(bronze),
     )
+    base = base.filter(pl.col("_params").is_not_null())  # a unit may carry no parameters
+    if base.height == 0:
+        return _with_src_empty(table("silver.process_parameters"))
     params = base.get_column("_params").str.json_decode(infer_schema_length=None)
     wide = base.drop("_params").with_columns(params.alias("_params")).unnest("_params")
-    id_columns = ["unit_id", "ts", "ingest_batch_id", *SRC_COLUMNS]
+    id_columns = ["unit_id", "ts", *PLACE, "ingest_batch_id", *SRC_COLUMNS]
     return (
         wide.unpivot(index=id_columns, variable_name="name", value_name="value")
         .filter(pl.col("value").is_not_null())  # a unit reports only the parameters it has
@@ -257,9 +287,14 @@ def _with_src_empty(spec: TableSpec) -> pl.DataFrame:
 
 
 def refine(
-    spec: TableSpec, typed: pl.DataFrame, run_id: str, partition_key: str | None = None
+    spec: TableSpec,
+    typed: pl.DataFrame,
+    run_id: str,
+    partition_key: str | None = None,
+    window: PlausibleWindow = DEFAULT_WINDOW,
 ) -> RefineResult:
-    """Validate typed rows against the silver schema, quarantine failures, dedupe the rest."""
+    """Validate typed rows against the silver schema, quarantine failures, implausible
+    timestamps and key conflicts, and drop exact redeliveries."""
     columns = list(spec.polars_schema)
     typed = typed.with_columns(
         pl.col(name).cast(dtype) for name, dtype in spec.polars_schema.items()
@@ -267,13 +302,97 @@ def refine(
     reasons = _row_failures(spec, typed.select(columns))
     failed = typed.join(reasons, on="_row", how="inner")
     passed = typed.join(reasons, on="_row", how="anti")
+    implausible = _implausible_times(spec, passed, window)
+    passed = passed.join(implausible.select("_row"), on="_row", how="anti")
     ordered = passed.sort(["_src_received_at", "_src_message_id", "_row"])
-    deduped = ordered.unique(subset=list(spec.key), keep="first", maintain_order=True)
-    rejected = _quarantine_rows(spec, failed, run_id, partition_key)
+    kept, conflicts = split_conflicts(spec, ordered)
+    deduped = kept.unique(subset=list(spec.key), keep="first", maintain_order=True)
+    rejected = pl.concat(
+        [
+            _quarantine_rows(spec, failed, run_id, partition_key, "schema"),
+            _quarantine_rows(spec, implausible, run_id, partition_key, "implausible_time"),
+            _quarantine_rows(spec, conflicts, run_id, partition_key, "conflict"),
+        ]
+    )
     return RefineResult(
         valid=deduped.select(columns),
         rejected=rejected,
-        duplicates=passed.height - deduped.height,
+        duplicates=kept.height - deduped.height,
+    )
+
+
+def value_columns(spec: TableSpec) -> list[str]:
+    """What a row says (every column but its key and its lineage)."""
+    return [c for c in spec.polars_schema if c not in spec.key and c not in LINEAGE]
+
+
+def _fingerprint(columns: list[str]) -> pl.Expr:
+    return pl.struct(columns).hash(seed=7) if columns else pl.lit(0, pl.UInt64)
+
+
+def split_conflicts(spec: TableSpec, ordered: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rows to keep, conflicting rows with a ``reason``) for rows sorted by delivery.
+
+    Per key, the first delivered row wins; a later row with the same values is a
+    redelivery (kept here, dropped by the dedupe); a later row with other values is a
+    conflict, quarantined with the kept and the refused values side by side.
+    """
+    key = list(spec.key)
+    values = value_columns(spec)
+    marked = ordered.with_columns(_fingerprint(values).alias("_fp")).with_columns(
+        pl.col("_fp").first().over(key, mapping_strategy="group_to_rows").alias("_first_fp"),
+        _value_text(values).alias("_values"),
+    )
+    marked = marked.with_columns(
+        pl.col("_values").first().over(key).alias("_first_values"),
+        pl.col("_src_message_id").first().over(key).alias("_first_msg"),
+    )
+    clash = pl.col("_fp") != pl.col("_first_fp")
+    helpers = ["_fp", "_first_fp", "_values", "_first_values", "_first_msg"]
+    conflicts = marked.filter(clash).with_columns(
+        pl.format(
+            "conflict on key ({}) = ({}): kept {} (message {}), refused {} (message {})",
+            pl.lit(", ".join(key)),
+            pl.concat_str([pl.col(c).cast(pl.String).fill_null("null") for c in key],
+                          separator=", "),
+            pl.col("_first_values"),
+            pl.col("_first_msg").fill_null("?"),
+            pl.col("_values"),
+            pl.col("_src_message_id").fill_null("?"),
+        ).alias("reason")
+    )
+    return marked.filter(~clash).drop(helpers), conflicts.drop(helpers)
+
+
+def _value_text(columns: list[str]) -> pl.Expr:
+    """The row's values as short ``name=value`` text (binary columns as size and hash)."""
+    if not columns:
+        return pl.lit("")
+    parts = []
+    for name in columns:
+        parts.append(pl.lit(f"{name}="))
+        parts.append(pl.col(name).cast(pl.String, strict=False).fill_null("null")
+                     if name != "png" else
+                     pl.format("<{} bytes #{}>", pl.col(name).bin.size(),
+                               pl.col(name).hash(seed=7) % 1_000_000))
+        parts.append(pl.lit(" "))
+    return pl.concat_str(parts[:-1])
+
+
+def _implausible_times(
+    spec: TableSpec, frame: pl.DataFrame, window: PlausibleWindow
+) -> pl.DataFrame:
+    """Rows whose ``ts`` lies outside the plausible window, with the reason."""
+    if "ts" not in spec.polars_schema:
+        return frame.clear().with_columns(pl.lit(None, pl.String).alias("reason"))
+    low, high = window.bounds()
+    outside = (pl.col("ts") < low) | (pl.col("ts") > high)
+    return frame.filter(outside).with_columns(
+        pl.format(
+            "ts {} outside the plausible window {}",
+            pl.col("ts").dt.to_string("%Y-%m-%dT%H:%M:%S%.3fZ"),
+            pl.lit(window.describe()),
+        ).alias("reason")
     )
 
 
@@ -307,7 +426,7 @@ def _row_failures(spec: TableSpec, frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _quarantine_rows(
-    spec: TableSpec, failed: pl.DataFrame, batch: str, partition_key: str | None
+    spec: TableSpec, failed: pl.DataFrame, batch: str, partition_key: str | None, code: str
 ) -> pl.DataFrame:
     q = table(f"{spec.layer}.quarantine")
     if failed.height == 0:
@@ -329,7 +448,7 @@ def _quarantine_rows(
         pl.col("_src_topic").alias("topic"),
         pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("received_at"),
         pl.lit(spec.qualified_name).alias("stage"),
-        pl.lit("schema").alias("reason_code"),
+        pl.lit(code).alias("reason_code"),
         pl.col("reason"),
         pl.col("_src_payload").alias("payload"),
         pl.lit(partition_key, pl.String).alias("partition_key"),

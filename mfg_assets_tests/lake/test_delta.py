@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from mfg_assets.lake.catalog import connect, list_tables
-from mfg_assets.lake.registry import table
+from mfg_assets.lake.registry import PLACE_KEY, table
 
 PARAMS = table("silver.process_parameters")
 
@@ -15,6 +15,7 @@ def params_frame(day: date, units: list[str], value: float = 1.0) -> pl.DataFram
         {
             "unit_id": units,
             "ts": [ts] * len(units),
+            **{level: pl.Series([None] * len(units), dtype=pl.String) for level in PLACE_KEY},
             "date": [day] * len(units),
             "name": ["current_setpoint"] * len(units),
             "value": [value] * len(units),
