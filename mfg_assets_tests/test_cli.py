@@ -24,7 +24,7 @@ def test_load_then_sql_and_tables(data_dir, capsys):
 
 
 def test_validate_reports_the_reason(data_dir, capsys):
-    good = orjson.dumps({"timestamp": 1, "machineType": "welder",
+    good = orjson.dumps({"timestamp": 1_793_491_200_000, "machineType": "welder",
                          "readings": [{"sensor": "current", "value": 1.5}]}).decode()
     assert main(["validate", TOPIC, good]) == 0
     assert "channel sensorReadings" in capsys.readouterr().out

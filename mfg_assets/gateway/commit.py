@@ -40,6 +40,7 @@ class Committed:
     invalid: int
     seconds: float
     write_failures: int = 0
+    write_failed: int = 0  # messages quarantined because their batch could not be written
     rebirths: list[tuple[str, str, str]] = field(default_factory=list)
 
 
@@ -51,16 +52,34 @@ def commit_items(
     retries: int,
     stopping: Callable[[], bool],
     on_failure: Callable[[], None] | None = None,
+    backoff_s: float = 0.5,
 ) -> Committed:
-    """Route ``items``, append them to their bronze tables, record the ingest batch."""
+    """Route ``items``, append them to their bronze tables, record the ingest batch.
+
+    A batch that still fails after ``retries`` retries is not retried forever: its messages
+    are quarantined as ``write_failed`` with the error (and acknowledged by the caller), so
+    one batch the lake refuses cannot stop ingest. Only when even that quarantine cannot be
+    written does this raise (nothing is acknowledged; the broker redelivers).
+    """
     started = time.perf_counter()
     route = router.route
     for topic, payload, _mid, _qos, received_ms in items:
         route(topic, payload, received_ms)
     batch = router.take(f"gw-{uuid.uuid4().hex[:16]}")
-    failures = write_with_retries(
-        lake, batch, retries=retries, stopping=stopping, on_failure=on_failure
-    )
+    write_failed = 0
+    try:
+        failures = write_with_retries(
+            lake,
+            batch,
+            retries=retries,
+            stopping=stopping,
+            on_failure=on_failure,
+            backoff_s=backoff_s,
+        )
+    except WriteFailed as exc:
+        failures = exc.attempts
+        batch = _quarantine_failed(router, lake, items, exc, retries=retries, backoff_s=backoff_s)
+        write_failed = len(items)
     committed_ms = time.time() * 1000
     rebirths = list(router.rebirth_requests)
     router.rebirth_requests.clear()
@@ -73,8 +92,21 @@ def commit_items(
         invalid=batch.invalid,
         seconds=time.perf_counter() - started,
         write_failures=failures,
+        write_failed=write_failed,
         rebirths=rebirths,
     )
+
+
+class WriteFailed(RuntimeError):
+    """A batch that failed every attempt; ``error`` is the last one."""
+
+    def __init__(self, batch_id: str, attempts: int, error: BaseException) -> None:
+        super().__init__(f"{batch_id}: {attempts} attempts failed: {_describe(error)}")
+        self.attempts, self.error = attempts, error
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:500]
 
 
 def write_with_retries(
@@ -84,24 +116,54 @@ def write_with_retries(
     retries: int,
     stopping: Callable[[], bool],
     on_failure: Callable[[], None] | None = None,
+    backoff_s: float = 0.5,
 ) -> int:
-    """Commit or keep trying (an unacknowledged batch must not be acknowledged later);
-    returns the number of failed attempts before the commit succeeded."""
+    """Commit, retrying at most ``retries`` times with exponential backoff (shortened
+    while stopping); returns the failed attempts before the commit succeeded, or raises
+    :class:`WriteFailed` after the last one."""
     attempt = 0
     while True:
         try:
             write_batch(lake, batch)
             record_batch(lake, batch)
             return attempt
-        except Exception:
+        except BaseException as exc:  # delta-rs/polars panics are BaseExceptions (pyo3)
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
             attempt += 1
             if on_failure is not None:
                 on_failure()
-            log.exception("Delta commit of %s failed (attempt %d)", batch.batch_id, attempt)
-            if stopping() and attempt >= retries:
-                # Exiting without acknowledging: the broker redelivers on restart.
-                raise
-            time.sleep(min(30.0, 0.5 * 2 ** min(attempt, 6)))
+            log.warning(
+                "Delta commit of %s failed (attempt %d of %d): %s",
+                batch.batch_id,
+                attempt,
+                retries + 1,
+                _describe(exc),
+            )
+            if attempt > retries:
+                raise WriteFailed(batch.batch_id, attempt, exc) from exc
+            delay = min(30.0, backoff_s * 2 ** (attempt - 1))
+            time.sleep(min(delay, 1.0) if stopping() else delay)
+
+
+def _quarantine_failed(
+    router: Router,
+    lake: Lake,
+    items: Sequence[Item],
+    failed: WriteFailed,
+    *,
+    retries: int,
+    backoff_s: float,
+) -> Batch:
+    """Quarantine every message of a batch that could not be written (the alert)."""
+    reason = f"write_failed: {_describe(failed.error)} (after {failed.attempts} attempts)"
+    log.error("ALERT: %s; quarantining its %d messages as write_failed", failed, len(items))
+    for topic, payload, _mid, _qos, received_ms in items:
+        router.quarantine_message(topic, payload, received_ms, "write", reason)
+    batch = router.take(f"gw-{uuid.uuid4().hex[:16]}")
+    # raises when the quarantine cannot be written either: nothing acknowledged, redelivered
+    write_with_retries(lake, batch, retries=retries, stopping=lambda: False, backoff_s=backoff_s)
+    return batch
 
 
 def record_batch(lake: Lake, batch: Batch) -> None:

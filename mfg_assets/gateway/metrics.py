@@ -23,6 +23,12 @@ class GatewayMetrics:
         self.write_failures = Counter(
             "mfg_gateway_write_failures", "Failed Delta writes", registry=r
         )
+        # the alert: messages quarantined because their batch could not be written
+        self.write_failed = Counter(
+            "mfg_gateway_messages_write_failed",
+            "Messages quarantined as write_failed after every Delta write attempt failed",
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "mfg_gateway_batch_commit_seconds",
             "Time to route and commit one batch",

@@ -8,6 +8,7 @@ device event (Sparkplug births/deaths/commands) or a quarantine row with its rea
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import polars as pl
 from mfg_assets.lake.registry import table
 from mfg_assets.uns import sparkplug
 from mfg_assets.uns.contract import Contract
+from mfg_assets.uns.topics import TopicError, check_segment
 
 # Channel ids of our plant contract -> bronze table. Another plant's contract brings its
 # own mapping (``Router(channel_tables=...)``); a valid message on an unmapped channel is
@@ -37,6 +39,55 @@ PLACE = ("enterprise", "site", "area", "line", "cell")
 UNMATCHED = "(unmatched)"
 SPARKPLUG_PREFIX = sparkplug.NAMESPACE + "/"
 ASSET_PARAMS = ("machineId", "cameraId", "edgeId", "assetId", "deviceId")
+
+# What the lake's time columns hold, whatever a contract allows: event times become
+# microsecond timestamps and a date partition. 1970-01-01 .. 9999-12-31T23:59:59.999Z is the
+# range every Delta reader (and Python's datetime) represents; beyond it polars overflows
+# (wrapping to 1969) or panics inside the Delta write. The plant's contract is stricter.
+LAKE_MIN_MS = 0
+LAKE_MAX_MS = 253_402_300_799_999
+
+
+class Unrepresentable(ValueError):
+    """A contract-valid value the lake cannot hold: the message is quarantined alone."""
+
+    def __init__(self, column: str, value: Any) -> None:
+        super().__init__(
+            f"unrepresentable: column {column} value {value!r} is outside what the lake holds "
+            f"(epoch ms {LAKE_MIN_MS}..{LAKE_MAX_MS})"
+        )
+        self.column, self.value = column, value
+
+
+def lake_ms(column: str, value: Any) -> int:
+    """``value`` as epoch milliseconds the lake can hold, else :class:`Unrepresentable`."""
+    try:
+        ms = int(value)
+    except (TypeError, ValueError, OverflowError):  # a string, nan, inf, a list ...
+        raise Unrepresentable(column, value) from None
+    if not LAKE_MIN_MS <= ms <= LAKE_MAX_MS or (value.__class__ is float and ms != value):
+        raise Unrepresentable(column, value)
+    return ms
+
+
+def _reading_stamps(readings: Any) -> None:
+    """Reading timestamps become silver's event times too: check them like ``timestamp``."""
+    if readings.__class__ is not list:
+        return
+    for reading in readings:
+        if reading.__class__ is dict and reading.get("timestamp") is not None:
+            lake_ms("readings[].timestamp", reading["timestamp"])
+
+
+@functools.lru_cache(maxsize=65536)  # topics repeat for every message of a machine
+def _segment_problem(values: tuple[tuple[str, str], ...]) -> str | None:
+    """Why a topic's ISA-95 parameters are no safe segments (see uns.topics), or None."""
+    for name, value in values:
+        try:
+            check_segment(name, value)
+        except TopicError as exc:
+            return f"bad_topic: {exc}"
+    return None
 
 
 def message_id(topic: str, payload: bytes) -> str:
@@ -115,6 +166,9 @@ class Router:
 
     def _reset(self) -> None:
         self._rows: dict[str, list[dict[str, Any]]] = {}
+        # (topic, payload, received_ms) of each row, to quarantine a row the lake refuses
+        self._origins: dict[str, list[tuple[str | None, bytes, int]]] = {}
+        self._origin: tuple[str | None, bytes, int] = (None, b"", 0)
         self._received = 0
         self._valid = 0
         self._invalid = 0
@@ -141,6 +195,7 @@ class Router:
         """Route one message; True when it landed as data, False when quarantined."""
         self._received += 1
         invalid_before = self._invalid
+        self._origin = (topic, payload, received_ms)
         if topic.startswith(SPARKPLUG_PREFIX):
             # Decode once, in the session (aliases resolved), then check that document.
             match = self.contract.match(topic)
@@ -159,6 +214,9 @@ class Router:
             step = partial(self._route_checked, result=result, channel_id=channel_id)
         try:
             landed = step(topic, payload, received_ms)
+        except Unrepresentable as exc:  # valid, maybe, but the lake cannot hold it
+            self._quarantine(topic, payload, received_ms, "lake", str(exc))
+            landed = False
         except Exception as exc:  # a bug must not take a long-running service down with it
             reason = f"internal: {type(exc).__name__}: {exc}"
             self._quarantine(topic, payload, received_ms, "internal", reason)
@@ -180,6 +238,10 @@ class Router:
             return False
         document = result.document or {}
         params = result.params or {}
+        problem = _segment_problem(tuple(params.items())) if params else None
+        if problem is not None:
+            self._quarantine(topic, payload, received_ms, "topic", problem)
+            return False
         row = self._bronze_row(topic, channel_id, payload, received_ms, document, params)
         self._add(target, row)
         self._valid += 1
@@ -195,13 +257,17 @@ class Router:
         params: dict[str, str],
     ) -> dict[str, Any]:
         asset = next((params[p] for p in ASSET_PARAMS if p in params), topic.rsplit("/", 2)[-2])
+        if document.__class__ is not dict:
+            document = {}
+        event_ms = lake_ms("timestamp", document.get("timestamp", received_ms))
+        _reading_stamps(document.get("readings"))
         return {
             "message_id": message_id(topic, payload),
             "source": self.source,
             "topic": topic,
             "channel": channel,
             "received_ms": received_ms,
-            "event_ms": int(document.get("timestamp", received_ms)),
+            "event_ms": event_ms,
             **{name: params.get(name) for name in PLACE},
             "asset_id": asset,
             "payload": payload.decode("utf-8"),
@@ -265,11 +331,15 @@ class Router:
             info = self.session.device_info(parsed.group_id, parsed.edge_node_id, parsed.device_id)
         if event.columns is not None and event.header is not None:
             fields = event.header
+            stamps = event.columns.timestamps
+            if stamps.count(None) != len(stamps):  # the usual DDATA has none
+                _reading_stamps([{"timestamp": stamp} for stamp in stamps])
             readings, attributes = _column_readings(event.columns)
         else:
             fields = event.document
             readings, attributes = _document_readings(fields.get("metrics", []))
-        timestamp = int(fields.get("timestamp") or received_ms)
+            _reading_stamps(readings)
+        timestamp = lake_ms("timestamp", fields.get("timestamp") or received_ms)
         normalized = {
             "timestamp": timestamp,
             "machineType": info.get("Properties/machine_type", "unknown"),
@@ -297,7 +367,9 @@ class Router:
     ) -> None:
         parsed = event.topic
         timestamp = (
-            int(event.document.get("timestamp") or received_ms) if event.document else received_ms
+            lake_ms("timestamp", event.document.get("timestamp") or received_ms)
+            if event.document
+            else received_ms
         )
         info = (
             detail
@@ -361,11 +433,22 @@ class Router:
     def quarantine_raw(self, payload: bytes, received_ms: int, reason: str) -> None:
         """Refuse something that never became a topic+payload pair (e.g. a bad replay line)."""
         self._received += 1
+        self._origin = (None, payload, received_ms)
         self._quarantine(None, payload, received_ms, "input", reason)
         self._count(received_ms, UNMATCHED, landed=False, refused=True)
 
     def _add(self, table_name: str, row: dict[str, Any]) -> None:
         self._rows.setdefault(table_name, []).append(row)
+        self._origins.setdefault(table_name, []).append(self._origin)
+
+    def quarantine_message(
+        self, topic: str, payload: bytes, received_ms: int, stage: str, reason: str
+    ) -> None:
+        """Refuse a received message outside routing (e.g. after its Delta write failed)."""
+        self._received += 1
+        self._origin = (topic, payload, received_ms)
+        self._quarantine(topic, payload, received_ms, stage, reason)
+        self._count(received_ms, UNMATCHED, landed=False, refused=True)
 
     # -- batching ----------------------------------------------------------------------
 
@@ -375,12 +458,53 @@ class Router:
 
     def take(self, batch_id: str) -> Batch:
         """Everything routed since the last take, as frames in each table's schema."""
-        frames = {name: _frame(name, rows, batch_id) for name, rows in self._rows.items() if rows}
+        frames = {}
+        # the quarantine table last: converting another table may add rows to it
+        names = sorted(self._rows, key=lambda name: name == "bronze.quarantine")
+        for name in names:
+            rows = self._rows[name]
+            if rows:
+                frames[name] = self._frame_rows(name, rows, batch_id)
         if self._stats:
             frames["bronze.validation_results"] = self._validation_frame(batch_id)
         batch = Batch(batch_id, frames, self._received, self._valid, self._invalid, self._errors)
         self._reset()
         return batch
+
+    def _frame_rows(
+        self, table_name: str, rows: list[dict[str, Any]], batch_id: str
+    ) -> pl.DataFrame:
+        """The rows as one frame; when the lake cannot take one of them (a value no check
+        above foresaw), each row is converted on its own and the ones that fail are
+        quarantined with the column and value, so the rest of the batch still commits."""
+        try:
+            return _frame(table_name, rows, batch_id)
+        except BaseException as exc:  # polars panics are BaseExceptions (pyo3)
+            if table_name == "bronze.quarantine" or isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+        kept = []
+        for row, origin in zip(rows, self._origins[table_name], strict=True):
+            try:
+                _frame(table_name, [row], batch_id)
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt | SystemExit):
+                    raise
+                column, value = _failing_column(table_name, row, batch_id)
+                topic, payload, received_ms = origin
+                self._valid -= 1
+                self._quarantine(
+                    topic, payload, received_ms, "lake", str(Unrepresentable(column, value))
+                )
+                stats = self._stats.get(
+                    (received_ms - received_ms % 60_000, row.get("channel", ""))
+                )
+                if stats is not None:
+                    stats[1] -= 1
+                    stats[2] += 1
+                    stats[3][self._last_error] += 1
+                continue
+            kept.append(row)
+        return _frame(table_name, kept, batch_id)
 
     def _validation_frame(self, batch_id: str) -> pl.DataFrame:
         rows = [
@@ -462,6 +586,18 @@ def _frame(table_name: str, rows: list[dict[str, Any]], batch_id: str) -> pl.Dat
         if name not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype).alias(name))
     return frame.select(pl.col(name).cast(dtype) for name, dtype in spec.polars_schema.items())
+
+
+def _failing_column(table_name: str, row: dict[str, Any], batch_id: str) -> tuple[str, Any]:
+    """The first column of ``row`` that does not convert on its own (for the reason)."""
+    for name, value in row.items():
+        try:
+            _frame(table_name, [{name: value}], batch_id)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            return name, value
+    return "(row)", None
 
 
 def _ms(expr: pl.Expr) -> pl.Expr:

@@ -113,12 +113,9 @@ class Gateway:
             return
         self.metrics.connected.set(1)
         # Subscribing again is harmless when the session survived, and needed when not.
-        client.subscribe([(topic, 1) for topic in self.config.subscriptions()])
-        log.info(
-            "connected (session present: %s); subscribed to %s",
-            flags.session_present,
-            self.config.subscriptions(),
-        )
+        topics = self.config.subscriptions(self.router.enterprise)
+        client.subscribe([(topic, 1) for topic in topics])
+        log.info("connected (session present: %s); subscribed to %s", flags.session_present, topics)
 
     @property
     def state_topic(self) -> str:
@@ -206,6 +203,7 @@ class Gateway:
             retries=self.config.write_retries,
             stopping=self._stop.is_set,
             on_failure=self.metrics.write_failures.inc,
+            backoff_s=self.config.write_backoff_s,
         )
 
     def _committed(self, done: Committed) -> None:
@@ -222,6 +220,7 @@ class Gateway:
             self._send_rebirths(done.rebirths)
         if self._pool is not None:
             self.metrics.write_failures.inc(done.write_failures)
+        self.metrics.write_failed.inc(done.write_failed)
         self.metrics.valid.inc(done.valid)
         self.metrics.invalid.inc(done.invalid)
         self.metrics.batches.inc()

@@ -190,7 +190,12 @@ def _worker_main(
             batch, pending = pending[:limit], pending[limit:]
             results.send(
                 commit_items(
-                    router, lake, batch, retries=config.write_retries, stopping=closing.is_set
+                    router,
+                    lake,
+                    batch,
+                    retries=config.write_retries,
+                    stopping=closing.is_set,
+                    backoff_s=config.write_backoff_s,
                 )
             )
             deadline = time.monotonic() + config.batch_interval_s if pending else math.inf

@@ -12,8 +12,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 # Topic segments end up in table rows, file names and metric labels: keep them to a
-# conservative alphabet so no segment can smuggle a path separator or wildcard.
-SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+# conservative alphabet so no segment can smuggle a path separator or wildcard. Inside a
+# segment '.', '-' and '_' are fine (``weld-01``, ``v1.2``), but a segment starts with a
+# letter or digit, so ``.`` and ``..`` (path traversal once a segment names a folder) are
+# refused; so are '%' (a percent-encoded '/' or NUL decoded later by someone else),
+# whitespace and control characters. Matched with fullmatch: ``$`` alone would accept a
+# trailing newline.
+SEGMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 HIERARCHY = ("enterprise", "site", "area", "line", "cell", "asset")
 
 
@@ -31,7 +36,7 @@ class TopicError(ValueError):
 
 def check_segment(kind: str, value: str) -> str:
     """Return ``value`` if it is a safe topic segment, else raise TopicError."""
-    if not isinstance(value, str) or not SEGMENT_RE.match(value):
+    if not isinstance(value, str) or not SEGMENT_RE.fullmatch(value):
         raise TopicError(
             f"{kind} {value!r} is not a valid UNS segment "
             "(1-64 chars of letters, digits, '_', '.', '-'; starting with a letter or digit)"
