@@ -96,7 +96,10 @@ def _add_tables(commands: argparse._SubParsersAction) -> None:
 def _add_validate(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("validate", help="validate one message against the contract")
     parser.add_argument("topic")
-    parser.add_argument("payload", help="the payload, or @FILE to read it from a file")
+    parser.add_argument(
+        "payload",
+        help="the payload: text, @FILE, or base64:... / hex:... (binary, e.g. Sparkplug B)",
+    )
     parser.add_argument("--contract", default=None, help="AsyncAPI file (default: the plant's)")
     parser.set_defaults(run=_run_validate)
 
@@ -307,20 +310,23 @@ def _run_tables(args: argparse.Namespace) -> int:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from mfg_assets.gateway.explain import explain, read_payload
     from mfg_assets.settings import get_settings
     from mfg_assets.uns.contract import load_contract
 
     contract = load_contract(args.contract or get_settings().contract_path)
-    raw = args.payload
-    payload = Path(raw[1:]).read_bytes() if raw.startswith("@") else raw.encode("utf-8")
-    channel, message, errors = contract.validate(args.topic, payload)
+    try:
+        payload = read_payload(args.payload)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}")
+        return 2
+    result, errors = explain(contract, args.topic, payload)
     if errors:
         for error in errors:
             print(error)
         return 1
-    print(f"valid: channel {channel.id} ({channel.address}), message {message}")
+    channel = result.channel
+    print(f"valid: channel {channel.id} ({channel.address}), message {result.message}")
     return 0
 
 
