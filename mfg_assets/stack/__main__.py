@@ -46,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     down.add_argument("--purge", action="store_true",
                       help="also drop its databases and delete the state folder")
     down.add_argument("--name", default="mfg")
+    env = commands.add_parser(
+        "env", help="print `export` lines for a role: eval \"$(python -m mfg_assets.stack env "
+        "analyst)\"; mfg sql '...' reads the stack's lake with the read-only identity")
+    env.add_argument("role", choices=["analyst"])
+    env.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     scenario = commands.add_parser("scenario", help="(internal) the demo, in the platform env")
     scenario.add_argument("--hours", type=float, required=True)
     scenario.add_argument("--seed", type=int, required=True)
@@ -54,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     scenario.add_argument("--live-hours", type=float, required=True)
     scenario.add_argument("--edges", nargs="+", required=True)
     args = parser.parse_args(argv)
-    return {"up": _up, "down": _down, "scenario": _scenario}[args.command](args)
+    commands_run = {"up": _up, "down": _down, "env": _env, "scenario": _scenario}
+    return commands_run[args.command](args)
 
 
 def run_scenario_process(
@@ -135,6 +141,8 @@ def _print_where(stack: Stack) -> None:
     print(f"  {'bundle store':28} s3://bundles/bundles")
     print(f"  {'postgres databases':28} {', '.join(stack.db.values())} on "
           f"{stack.config.pg_host}:{stack.config.pg_port}")
+    print(f"  {'analysts (read-only lake)':28} eval \"$(python -m mfg_assets.stack env analyst"
+          f"{'' if stack.root == DEFAULT_ROOT else f' --root {stack.root}'})\"; mfg sql '...'")
     print(f"  {'credentials (0600)':28} {stack.root / 'secrets'}")
     print(f"  {'logs':28} {stack.root / 'logs'}")
     print(f"  {'state':28} {stack.root / 'stack.json'}", flush=True)
@@ -154,6 +162,17 @@ def _down(args: argparse.Namespace) -> int:
             postgres.drop_database(admin, database)
         shutil.rmtree(args.root, ignore_errors=True)
         print(f"dropped {', '.join(stack.db.values())} and removed {args.root}")
+    return 0
+
+
+def _env(args: argparse.Namespace) -> int:
+    from mfg_assets.stack.analyst import StackNotRunning, analyst_env, export_lines
+
+    try:
+        sys.stdout.write(export_lines(analyst_env(args.root.resolve())))
+    except StackNotRunning as exc:
+        print(exc, file=sys.stderr)
+        return 1
     return 0
 
 

@@ -50,7 +50,22 @@ S3_ACTIONS: dict[str, list[str]] = {
     "gateway": [f"{a}:lake" for a in ("Read", "Write", "List", "Tagging")],
     "mlflow": [f"{a}:mlflow" for a in ("Read", "Write", "List")],
     "edge": ["Read:bundles", "List:bundles"],
+    # people with `mfg sql` or polars: read the lakehouse, write nothing (no Write, no Tagging)
+    "analyst": ["Read:lake", "List:lake"],
 }
+
+
+def s3_identities(s3_secrets: dict[str, list[str]]) -> list[dict[str, object]]:
+    """SeaweedFS's identity list (-s3.config) for the stack's credentials."""
+    return [
+        {
+            "name": name,
+            "credentials": [{"accessKey": key, "secretKey": secret}],
+            "actions": S3_ACTIONS[name],
+        }
+        for name, (key, secret) in s3_secrets.items()
+        if name in S3_ACTIONS
+    ]
 
 
 @dataclass
@@ -261,15 +276,7 @@ class Stack:
         assert self.secrets is not None
         workdir = self.root / "seaweedfs"
         (workdir / "data").mkdir(parents=True, exist_ok=True)
-        identities = [
-            {
-                "name": name,
-                "credentials": [{"accessKey": key, "secretKey": secret}],
-                "actions": S3_ACTIONS[name],
-            }
-            for name, (key, secret) in self.secrets.s3.items()
-            if name in S3_ACTIONS
-        ]
+        identities = s3_identities(self.secrets.s3)
         config = workdir / "s3.json"
         config.unlink(missing_ok=True)
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

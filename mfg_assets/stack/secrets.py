@@ -73,6 +73,14 @@ class StackSecrets:
             generate_keypair(found.signing_key.parent)
         return found
 
+    @classmethod
+    def load(cls, directory: Path) -> StackSecrets:
+        """The saved secrets, creating nothing (FileNotFoundError when there are none)."""
+        found = cls(directory)
+        doc = json.loads(found.file.read_text())
+        found.broker, found.s3, found.postgres = doc["broker"], doc["s3"], doc["postgres"]
+        return found
+
     def save(self) -> None:
         doc = {"broker": self.broker, "s3": self.s3, "postgres": self.postgres}
         write_private(self.file, json.dumps(doc, indent=2, sort_keys=True).encode())
