@@ -45,6 +45,9 @@ class Settings:
     # server instead (its artifact store then comes from the server).
     mlflow_tracking_uri: str = ""
     mlflow_artifact_root: str = ""
+    # The plant's calendar (shifts, working days, holidays, planned stops) as YAML; None:
+    # the simulated plant's default (mfg_assets/plant_calendar.py).
+    plant_calendar_path: Path | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -59,6 +62,7 @@ class Settings:
             enterprise=_env("MFG_ENTERPRISE") or "acme",
             partition_start=date.fromisoformat(_env("MFG_PARTITION_START") or "2026-11-01"),
             storage_options=_storage_options_from_env(),
+            plant_calendar_path=Path(p) if (p := _env("MFG_PLANT_CALENDAR")) else None,
             **_mlflow_from_env(data_dir),
         )
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from mfg_assets.plant_calendar import PlantCalendar
 from mfg_assets.sim.drift import DRIFT_SCENARIOS
 from mfg_assets.uns.topics import MessageClass, UnsTopic
 
@@ -59,7 +60,6 @@ class Edge:
 class PlantLayout:
     enterprise: str = "acme"
     site: str = "detroit"
-    utc_offset_h: float = -5.0  # shifts follow the plant's local clock (EST)
     weld_area: str = "body"
     weld_line: str = "weld1"
     welders: tuple[Welder, ...] = (
@@ -153,6 +153,9 @@ class SimConfig:
     sources: tuple[str, ...] = SOURCES
     yield_threshold: float = 90.0
     plant: PlantLayout = field(default_factory=PlantLayout)
+    # Shifts, working days, holidays and planned stops the simulated plant follows (its
+    # clock too: the default is UTC-5 without DST).
+    calendar: PlantCalendar = field(default_factory=PlantCalendar)
 
     def __post_init__(self) -> None:
         # Normalise friendly inputs (ISO strings, (name, hours) pairs) into canonical types.
@@ -207,4 +210,5 @@ class SimConfig:
         out["drift"] = [[d.name, d.start_offset_h] for d in self.drift]
         out["image_class_mix"] = dict(self.image_class_mix)
         out["sources"] = list(self.sources)
+        out["calendar"] = self.calendar.to_dict()
         return out

@@ -13,14 +13,13 @@ from mfg_assets.sim.rng import rng_for
 
 DAY_S = 86_400.0
 
-# (start hour local, level): day shift full, afternoon a little lower, night shift thin.
-SHIFTS = ((6.0, 1.0), (14.0, 0.92), (22.0, 0.62))
-# Breaks as (hours after shift start, minutes): two short breaks and a meal break.
+# Shifts, working days, holidays and planned stops come from the plant calendar
+# (mfg_assets/plant_calendar.py, SimConfig.calendar); the simulator adds what a calendar
+# does not say. Breaks as (hours after shift start, minutes): two short ones and a meal.
 BREAKS = ((2.0, 10.0), (4.0, 30.0), (6.0, 10.0))
 CHANGEOVER_MIN = 15.0  # handover at each shift boundary runs at reduced pace
 BREAK_LEVEL = 0.06
 CHANGEOVER_LEVEL = 0.35
-WEEKEND_FACTOR = 0.75
 
 
 def time_grid(
@@ -39,29 +38,24 @@ def time_grid(
     return base[base < config.end_ms]
 
 
-def local_time(config: SimConfig, ts_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(hour of local day in [0, 24), weekday with Monday = 0) for each timestamp."""
-    local_s = ts_ms / 1000.0 + config.plant.utc_offset_h * 3600.0
-    days = np.floor(local_s / DAY_S)
-    hours = (local_s - days * DAY_S) / 3600.0
-    weekday = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
-    return hours, weekday
+def local_hours(config: SimConfig, ts_ms: np.ndarray) -> np.ndarray:
+    """Hour of the plant's local day in [0, 24) for each timestamp (its calendar's zone)."""
+    return config.calendar.local_hours(ts_ms)
 
 
-def shift_level(hours: np.ndarray, weekday: np.ndarray) -> np.ndarray:
-    """The planned production pace in [0, 1] at each local hour."""
-    level = np.empty_like(hours)
-    for start, value in SHIFTS:
-        since = (hours - start) % 24.0
-        level = np.where(since < 8.0, value, level)
-    for start, _ in SHIFTS:
-        since = (hours - start) % 24.0
+def shift_level(config: SimConfig, ts_ms: np.ndarray) -> np.ndarray:
+    """The planned production pace in [0, 1] at each timestamp: the calendar's pace
+    (shift, weekend, holiday, planned stop) with breaks and shift handovers on top."""
+    level = config.calendar.pace(ts_ms)
+    hours = local_hours(config, ts_ms)
+    for shift in config.calendar.shifts:
+        since = (hours - shift.start_hour) % 24.0
         for offset_h, minutes in BREAKS:
             in_break = (since >= offset_h) & (since < offset_h + minutes / 60.0)
-            level = np.where(in_break, BREAK_LEVEL, level)
+            level = np.where(in_break, np.minimum(level, BREAK_LEVEL), level)
         in_changeover = since < CHANGEOVER_MIN / 60.0
         level = np.where(in_changeover, np.minimum(level, CHANGEOVER_LEVEL), level)
-    return np.where(weekday >= 5, level * WEEKEND_FACTOR, level)
+    return level
 
 
 def ema(x: np.ndarray, dt_s: float, tau_s: float, initial: float | None = None) -> np.ndarray:
@@ -93,8 +87,7 @@ def utilisation(
 ) -> np.ndarray:
     """A machine's utilisation in [0, 1]: the plant schedule, smoothed, with its own
     pace variation and short unplanned stops (jams, material waits)."""
-    hours, weekday = local_time(config, ts_ms)
-    planned = ema(shift_level(hours, weekday), dt_s, tau_s=180.0)
+    planned = ema(shift_level(config, ts_ms), dt_s, tau_s=180.0)
     rng = rng_for(config.seed, "utilisation", machine_id)
     pace = 1.0 + ar1(rng, len(ts_ms), dt_s, tau_s=1800.0, sigma=0.05)
     u = planned * pace
@@ -109,7 +102,7 @@ def utilisation(
 
 def ambient_temp(config: SimConfig, ts_ms: np.ndarray, dt_s: float) -> np.ndarray:
     """Plant-floor air temperature (C): a daily swing peaking mid-afternoon plus weather."""
-    hours, _ = local_time(config, ts_ms)
+    hours = local_hours(config, ts_ms)
     rng = rng_for(config.seed, "ambient")
     # The weather stream is sampled on a fixed 60 s grid so every source sees the same air.
     minute_idx = ((ts_ms - config.start_ms) // 60_000).astype(np.int64)

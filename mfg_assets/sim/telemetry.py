@@ -15,7 +15,7 @@ import numpy as np
 from mfg_assets.sim.config import Edge, SimConfig
 from mfg_assets.sim.messages import SimMessage, json_message
 from mfg_assets.sim.rng import rng_for
-from mfg_assets.sim.schedule import ar1, local_time, shift_level, time_grid
+from mfg_assets.sim.schedule import ar1, shift_level, time_grid
 from mfg_assets.uns.topics import MessageClass
 
 BASE_CPU = {"line": 14.0, "camera": 42.0}
@@ -69,8 +69,7 @@ def edge_messages(config: SimConfig, edge: Edge) -> Iterator[SimMessage]:
     phase = int(rng_for(config.seed, "telemetry-phase", eid).integers(0, period_ms))
     ts = time_grid(config, dt, phase, 300, rng_for(config.seed, "telemetry-jitter", eid))
     n = len(ts)
-    hours, weekday = local_time(config, ts)
-    load = shift_level(hours, weekday)
+    load = shift_level(config, ts)
     cpu = BASE_CPU[edge.kind] + LOAD_CPU[edge.kind] * load
     cpu = cpu + ar1(rng_for(config.seed, "telemetry-cpu", eid), n, dt, 600.0, 4.0)
     spike_at = rng_for(config.seed, "telemetry-spike-at", eid).random(n) < 0.01
