@@ -30,3 +30,39 @@ def test_validate_reports_the_reason(data_dir, capsys):
     assert "channel sensorReadings" in capsys.readouterr().out
     assert main(["validate", TOPIC, '{"timestamp": "x"}']) == 1
     assert capsys.readouterr().out.startswith("schema: SensorReading")
+
+
+def test_sql_cannot_read_the_environment_or_break_a_table(data_dir, capsys, monkeypatch):
+    monkeypatch.setenv("MFG_S3_SECRET_FOR_TEST", "s3cr3t-value")
+    write_replay(SimConfig(seed=1, duration_h=0.1), data_dir / "replay" / "r1")
+    assert main(["load"]) == 0
+    capsys.readouterr()
+    assert main(["sql", "SELECT * FROM read_text('/proc/self/environ')"]) == 2
+    captured = capsys.readouterr()
+    assert "s3cr3t-value" not in captured.out + captured.err
+    assert "Permission Error" in captured.err
+    log = data_dir / "lake" / "bronze" / "process_runs" / "_delta_log"
+    target = log / "00000000000000000099.json"
+    assert main(["sql", f"COPY (SELECT 'x') TO '{target}' (FORMAT CSV, HEADER false)"]) == 2
+    assert not target.exists()
+    assert main(["sql", "SELECT count(*) AS n FROM bronze.process_runs", "--format", "json"]) == 0
+    assert orjson.loads(capsys.readouterr().out)[0]["n"] > 0
+
+
+def test_a_broken_table_leaves_sql_and_tables_working(data_dir, capsys):
+    write_replay(SimConfig(seed=1, duration_h=0.1), data_dir / "replay" / "r1")
+    assert main(["load"]) == 0
+    broken = data_dir / "lake" / "bronze" / "process_runs" / "_delta_log"
+    (broken / "00000000000000000001.json").write_text("x\n1\n")
+    capsys.readouterr()
+    assert main(["sql", "SELECT 1 AS one", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert orjson.loads(captured.out) == [{"one": 1}]
+    assert "bronze.process_runs skipped" in captured.err
+    assert main(["sql", "SELECT count(*) AS n FROM bronze.sensor_readings", "--format",
+                 "json"]) == 0
+    assert orjson.loads(capsys.readouterr().out)[0]["n"] > 0
+    assert main(["tables"]) == 1  # one table is broken: say so in the exit code
+    out = capsys.readouterr().out
+    assert "bronze.process_runs" in out and "cannot be opened" in out
+    assert "bronze.sensor_readings" in out and "version=0" in out
