@@ -81,7 +81,13 @@ def _add_load(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_sql(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("sql", help="query the lakehouse with DuckDB (layer.table)")
+    parser = commands.add_parser(
+        "sql",
+        help="query the lakehouse with DuckDB (layer.table), read-only and sandboxed",
+        description="Query every lakehouse table as layer.table. The connection is "
+        "sandboxed: no file reads or writes outside the registered tables (read_text, "
+        "read_csv, COPY ... TO, ATTACH), no INSTALL/LOAD, and its configuration is locked.",
+    )
     parser.add_argument("query")
     parser.add_argument("--format", choices=["table", "csv", "json"], default="table")
     parser.add_argument("--max-rows", type=int, default=50)
@@ -126,6 +132,12 @@ def _add_gateway(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="seconds the broker keeps this replica's session and queues its share while it "
         "is offline; discarded after (default 3600, see deploy/README.md)",
+    )
+    parser.add_argument(
+        "--drain",
+        action="store_true",
+        help="for a replica removed for good: land what the broker queued for --client-id, "
+        "leave the shared subscription and end the session, then exit",
     )
     parser.add_argument("--batch-interval", type=float, default=1.0, help="seconds per micro-batch")
     parser.add_argument("--batch-max", type=int, default=5000, help="messages per micro-batch")
@@ -272,17 +284,25 @@ def _run_load(args: argparse.Namespace) -> int:
 
 
 def _run_sql(args: argparse.Namespace) -> int:
+    import warnings
+
     import duckdb
     import polars as pl
 
     from mfg_assets.lake.catalog import connect
 
-    con = connect()
+    with warnings.catch_warnings(record=True) as skipped:
+        warnings.simplefilter("always")
+        con = connect()  # sandboxed: no file access, no extensions, configuration locked
+    for warning in skipped:
+        print(f"warning: {warning.message}", file=sys.stderr)
     try:
         frame = con.sql(args.query).pl()
     except duckdb.Error as exc:
         print(f"query failed: {exc}", file=sys.stderr)
         return 2
+    finally:
+        con.close()
     if args.format == "csv":
         sys.stdout.write(frame.write_csv())
     elif args.format == "json":
@@ -298,15 +318,20 @@ def _run_tables(args: argparse.Namespace) -> int:
     from mfg_assets.lake.registry import tables
 
     lake = Lake()
+    broken = 0
     for spec in tables():
-        if lake.exists(spec):
-            print(
-                f"{spec.qualified_name:28} rows={lake.row_count(spec):>10}  "
-                f"version={lake.version(spec)}"
-            )
-        else:
-            print(f"{spec.qualified_name:28} (not created yet)")
-    return 0
+        try:
+            if not lake.exists(spec):
+                print(f"{spec.qualified_name:28} (not created yet)")
+                continue
+            line = (f"{spec.qualified_name:28} rows={lake.row_count(spec):>10}  "
+                    f"version={lake.version(spec)}")
+        except Exception as exc:  # one broken Delta log must not hide the other tables
+            broken += 1
+            print(f"{spec.qualified_name:28} (cannot be opened: {exc})")
+            continue
+        print(line)
+    return 1 if broken else 0
 
 
 def _run_validate(args: argparse.Namespace) -> int:
@@ -360,6 +385,15 @@ def _run_gateway(args: argparse.Namespace) -> int:
         **options,
     )
     source = args.contract or settings.contract_path
+    if args.drain:
+        from mfg_assets.gateway.drain import drain
+
+        if not args.client_id:
+            print("--drain needs the removed replica's --client-id", file=sys.stderr)
+            return 2
+        landed = drain(config, load_contract(source), Lake(), settings.enterprise)
+        print(f"drained {config.client_id}: {landed} messages landed, session ended")
+        return 0
     gateway = Gateway(
         config, load_contract(source), Lake(), settings.enterprise, contract_source=source
     )
@@ -571,10 +605,23 @@ def _run_edge_keygen(args: argparse.Namespace) -> int:
 
 def _add_dashboard(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "dashboard", help="serve the operations dashboard (or write it to an HTML file)"
+        "dashboard", help="serve the operations dashboard (or write it to an HTML file)",
+        description="Serve the operations dashboard. It has no authentication and no TLS: it "
+        "answers only to Host names it knows (loopback, the bound address, --allow-host) and "
+        "caches the page until a table it reads changes.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: local only)")
+    parser.add_argument(
+        "--host", default="127.0.0.1",
+        help="bind address (default: local only). The page shows plant figures to anyone who "
+        "reaches it, with no login and no TLS: for --host 0.0.0.0 put it behind a reverse "
+        "proxy that authenticates users and terminates TLS, and name the proxy's host with "
+        "--allow-host",
+    )
     parser.add_argument("--port", type=int, default=8050)
+    parser.add_argument(
+        "--allow-host", action="append", default=[], metavar="NAME",
+        help="also answer to this Host header name (e.g. the reverse proxy's); others get 421",
+    )
     parser.add_argument("--out", default=None, metavar="FILE.html",
                         help="write the page to FILE.html once instead of serving it")
     parser.set_defaults(run=_run_dashboard)
@@ -588,7 +635,7 @@ def _run_dashboard(args: argparse.Namespace) -> int:
     if args.out:
         print(dashboard.write_report(Path(args.out)))
         return 0
-    dashboard.serve(host=args.host, port=args.port)
+    dashboard.serve(host=args.host, port=args.port, extra_hosts=args.allow_host)
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -183,3 +184,35 @@ def test_kill_minus_nine_under_load_supervisor_restarts_and_every_message_lands_
           f"{delay_s:.1f}s; last publish -> all landed {after_publish_s:.1f}s")
     assert restart_s < 3.0  # first backoff is 1 s, plus one poll
     assert after_publish_s < 30.0  # the stated bound: the dead replica's share is not held
+
+
+def test_drain_lands_a_removed_replicas_share_and_it_holds_back_nothing_after(
+    broker, lake, data_dir
+):
+    """Scale-down: `mfg gateway --drain --client-id <removed>` lands what its session held;
+    afterwards the broker deals the whole stream to the replica that is left."""
+    n = 1000
+    replica_a = start_gateway(broker.url, data_dir, "gw-keep")
+    replica_b = start_gateway(broker.url, data_dir, "gw-gone")
+    wait_online(broker.url, "gw-keep", "gw-gone")
+    assert stop(replica_b) == 0  # removed for good
+    publisher = connect_client(broker.url, "drain-publisher")
+    publish_all(publisher, sensor_messages(n))
+    try:
+        wait_for(lambda: bronze_rows(lake) > 0.25 * n, 30, "the live replica's share")
+        env = dict(os.environ, MFG_DATA_DIR=str(data_dir))
+        out = subprocess.run(
+            [sys.executable, "-m", "mfg_assets.cli", "gateway", "--broker", broker.url,
+             "--client-id", "gw-gone", "--metrics-port", "0", "--drain"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "drained gw-gone" in out.stdout
+        wait_for(lambda: bronze_rows(lake) >= n, 30, f"all {n} after the drain")
+        publish_all(publisher, sensor_messages(n, start=n))  # only gw-keep is left
+        wait_for(lambda: bronze_rows(lake) >= 2 * n, 30, "the next stream, all via gw-keep")
+        time.sleep(1.5)
+    finally:
+        assert stop(replica_a) == 0
+    bronze = lake.read(table("bronze.sensor_readings"))
+    assert bronze.height == 2 * n and silver_sensor_rows(lake).height == 2 * n
