@@ -4,7 +4,9 @@ Everything comes from DuckDB over the Delta tables (:func:`mfg_assets.lake.catal
 contract compliance per channel and site, inspection statistics, drift, rollouts and cost.
 Charts are matplotlib PNGs inlined as base64 and the page has no JavaScript, so it renders
 offline (plant networks often have no internet) and can be mailed as one file.
-:func:`serve` rebuilds the page on every request with the standard library's HTTP server.
+:func:`serve` answers with the standard library's HTTP server: only for an allowed ``Host``
+(DNS-rebinding protection), and from a page cached until a table it reads gets a new Delta
+version.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import base64
 import html
 import io
 import json
+import threading
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +27,7 @@ import duckdb
 
 from mfg_assets.lake.catalog import connect, list_tables
 from mfg_assets.lake.delta import Lake
+from mfg_assets.lake.registry import table
 
 BRONZE_MESSAGE_TABLES = ("sensor_readings", "process_runs", "inspection_images",
                          "edge_telemetry", "edge_predictions")
@@ -334,21 +339,103 @@ def write_report(path: Path, lake: Lake | None = None) -> Path:
     return path
 
 
-def serve(lake: Lake | None = None, host: str = "127.0.0.1", port: int = 8050) -> None:
-    """Serve the page (rebuilt per request, so it follows the lakehouse) until interrupted."""
+# Every table collect() reads: the page changes only when one of them gets a new version.
+SOURCES = ("bronze.validation_results", "bronze.quarantine",
+           *(f"bronze.{name}" for name in BRONZE_MESSAGE_TABLES),
+           "monitoring.inspection_stats", "monitoring.drift", "edge.rollouts", "monitoring.cost")
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def source_versions(lake: Lake) -> tuple[tuple[str, str], ...]:
+    """The Delta version of every table the page reads (the cache key)."""
+    versions = []
+    for name in SOURCES:
+        try:
+            version = str(lake.version(table(name)))
+        except Exception as exc:  # a broken table: key on the error, retried next request
+            version = f"error:{type(exc).__name__}"
+        versions.append((name, version))
+    return tuple(versions)
+
+
+class PageCache:
+    """The rendered page, rebuilt only when a source table's Delta version changed."""
+
+    def __init__(self, lake: Lake | None = None):
+        self.lake = lake or Lake()
+        self.builds = 0
+        self._key: tuple[tuple[str, str], ...] | None = None
+        self._page = b""
+        self._lock = threading.Lock()
+
+    def page(self) -> bytes:
+        key = source_versions(self.lake)
+        with self._lock:  # one build at a time; concurrent requests wait for it
+            if key != self._key or any(v.startswith("error:") for _, v in key):
+                self._page = build(self.lake).encode()
+                self._key = key
+                self.builds += 1
+            return self._page
+
+
+def allowed_hosts(bound: str, extra: Iterable[str] = ()) -> frozenset[str]:
+    """Host names the server answers to: loopback, the bound address, configured names."""
+    names = {*LOCAL_HOSTS, *(h.strip().lower() for h in extra if h.strip())}
+    if bound not in ("0.0.0.0", "::", ""):  # a wildcard bind is no name anybody uses
+        names.add(bound.lower())
+    return frozenset(names)
+
+
+def host_name(header: str | None) -> str | None:
+    """The name in a ``Host`` header without its port (``[::1]:8050`` -> ``::1``)."""
+    if not header or any(c.isspace() for c in header.strip()):
+        return None
+    value = header.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        return value[1:end] if end > 0 else None
+    name, _, port = value.partition(":")
+    if port and not port.isdigit():
+        return None
+    return name or None
+
+
+def make_server(
+    lake: Lake | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8050,
+    extra_hosts: Iterable[str] = (),
+) -> ThreadingHTTPServer:
+    """The dashboard's HTTP server, bound but not yet serving (``port=0``: a free port)."""
+    cache = PageCache(lake)
+    allowed = allowed_hosts(host, extra_hosts)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            # DNS rebinding: a page on evil.example that resolves to 127.0.0.1 sends
+            # "Host: evil.example"; answer only to names this server is known by.
+            name = host_name(self.headers.get("Host"))
+            if name is None:
+                self._send(400, b"missing or malformed Host header\n", "text/plain")
+                return
+            if name not in allowed:
+                self._send(421, b"this server does not answer to that Host\n", "text/plain")
+                return
             if self.path not in ("/", "/index.html"):
                 self.send_error(404)
                 return
             try:
-                body, status = build(lake).encode(), 200
+                body, status = cache.page(), 200
             except Exception as exc:  # show the failure on the page, keep serving
                 body, status = f"<pre>{html.escape(repr(exc))}</pre>".encode(), 500
+            self._send(status, body, "text/html; charset=utf-8")
+
+        def _send(self, status: int, body: bytes, kind: str) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Cache-Control", "no-store")
             self.end_headers()
             self.wfile.write(body)
 
@@ -356,7 +443,22 @@ def serve(lake: Lake | None = None, host: str = "127.0.0.1", port: int = 8050) -
             pass  # quiet: one line per request is noise on a plant PC
 
     server = ThreadingHTTPServer((host, port), Handler)
-    print(f"dashboard on http://{host}:{server.server_address[1]}/", flush=True)
+    server.page_cache = cache  # type: ignore[attr-defined]
+    server.allowed_hosts = allowed  # type: ignore[attr-defined]
+    return server
+
+
+def serve(
+    lake: Lake | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8050,
+    extra_hosts: Iterable[str] = (),
+) -> None:
+    """Serve the page until interrupted (see :func:`make_server`)."""
+    server = make_server(lake, host, port, extra_hosts)
+    print(f"dashboard on http://{host}:{server.server_address[1]}/ "
+          f"(answers to Host: {', '.join(sorted(server.allowed_hosts))})",  # type: ignore[attr-defined]
+          flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
