@@ -170,6 +170,9 @@ def _add_import(commands: argparse._SubParsersAction) -> None:
         required=True,
         help="CSV/Parquet: file, label [, ts, camera, unit_id, line, cell, edge]",
     )
+    images.add_argument("--earliest", default="2000-01-01", metavar="DATE",
+                        help="refuse timestamps before this (default 2000-01-01; the latest "
+                        "allowed is now + 1 day)")
     images.set_defaults(run=_run_import_images)
     tab = kinds.add_parser("table", help="a CSV or Parquet table")
     tab.add_argument("file")
@@ -192,6 +195,9 @@ def _add_import(commands: argparse._SubParsersAction) -> None:
     tab.add_argument(
         "--ignore", nargs="*", default=[], metavar="COLUMN", help="columns to leave out"
     )
+    tab.add_argument("--earliest", default="2000-01-01", metavar="DATE",
+                     help="refuse timestamps before this (default 2000-01-01; the latest "
+                     "allowed is now + 1 day)")
     tab.set_defaults(run=_run_import_table)
 
 
@@ -401,6 +407,18 @@ def _run_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_window(args: argparse.Namespace):
+    from datetime import UTC, datetime
+
+    from mfg_assets.lake.silver import PlausibleWindow
+
+    try:
+        earliest = datetime.fromisoformat(args.earliest)
+    except ValueError:
+        raise SystemExit(f"--earliest {args.earliest!r}: expected an ISO date") from None
+    return PlausibleWindow(earliest=earliest.replace(tzinfo=earliest.tzinfo or UTC))
+
+
 def _run_import_images(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -408,7 +426,8 @@ def _run_import_images(args: argparse.Namespace) -> int:
     from mfg_assets.lake.importers import ImportRefused, import_images
 
     try:
-        report = import_images(Lake(), Path(args.directory), Path(args.labels))
+        report = import_images(Lake(), Path(args.directory), Path(args.labels),
+                               window=_import_window(args))
     except ImportRefused as exc:
         print(f"import refused, nothing written: {exc}", file=sys.stderr)
         return 2
@@ -437,9 +456,11 @@ def _run_import_table(args: argparse.Namespace) -> int:
                 args.label,
                 pass_threshold=args.pass_threshold,
                 ignore=args.ignore,
+                window=_import_window(args),
             )
         else:
-            report = import_sensor_readings(Lake(), Path(args.file), ignore=args.ignore)
+            report = import_sensor_readings(Lake(), Path(args.file), ignore=args.ignore,
+                                            window=_import_window(args))
     except ImportRefused as exc:
         print(f"import refused, nothing written: {exc}", file=sys.stderr)
         return 2

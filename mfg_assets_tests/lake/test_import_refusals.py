@@ -175,3 +175,15 @@ def test_generated_implausible_sensor_times_are_refused(lake, tmp_path, when):
     with pytest.raises(ImportRefused, match="outside the plausible window"):
         import_sensor_readings(lake, path)
     assert not Lake(lake.root, {}).exists(table("silver.sensor_readings"))
+
+
+def test_cli_window_is_configurable_and_refusals_write_nothing(data_dir, tmp_path, capsys):
+    from mfg_assets.cli import main
+
+    path = write(tmp_path / "old.csv", "unit_id,ts,yield\nu1,1995-06-01T08:00:00Z,95\n")
+    args = ["import", "table", str(path), "--as", "process_runs", "--label", "yield"]
+    assert main(args) == 2
+    assert "outside the plausible window" in capsys.readouterr().err
+    assert not Lake().exists(table("silver.process_runs"))
+    assert main([*args, "--earliest", "1990-01-01"]) == 0
+    assert Lake().read(table("silver.process_runs")).height == 1
