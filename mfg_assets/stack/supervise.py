@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from mfg_assets.stack.processes import Service
+from mfg_assets.stack.processes import Service, stop_group
 
 WEBHOOK_ENV = "MFG_ALERT_WEBHOOK_URL"
 log = logging.getLogger("mfg.stack.supervise")
@@ -131,6 +131,8 @@ class Supervisor:
         if proc is None or proc.poll() is None:  # poll() reaps an exited child
             return
         code = proc.returncode
+        # what it forked may outlive it (workers holding its port): clear its process group
+        stop_group(proc.pid, timeout_s=5.0)
         recent = [t for t in watch.restarts if now - t < self.policy.window_s]
         watch.restarts = recent
         if len(recent) >= self.policy.max_restarts:
