@@ -1,0 +1,170 @@
+"""Like-for-like drift: compare a recent window with reference rows of the same kind of time.
+
+A Monday early shift compared with a weekend is "drift" to any test, and an alarm that
+follows the calendar trains operators to ignore it. So before any statistic is computed:
+
+- rows inside planned stops are left out of both windows (a stopped press is not a press);
+- each row gets its calendar context (day type, shift, and a local hour band) from the
+  plant calendar; the reference keeps only rows whose context occurs in the recent window,
+  subsampled (evenly, deterministically) so each context has the recent window's share;
+- the finest context level with enough reference rows for every recent context is used:
+  day type + shift + hour band, then day type + shift, then shift; only when none has
+  enough rows does the comparison fall back to the whole reference window, and it says so.
+
+Then the decision controls false alarms by construction (``decide``): Benjamini-Hochberg
+over all per-feature KS tests of a family (segments x features), a minimum effect size
+(PSI and the spread-normalised Wasserstein distance), and ``persistent`` declares drift for a
+segment only after it drifted in N consecutive evaluations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy.stats import false_discovery_control
+
+from mfg_assets.plant_calendar import DAY_TYPE, LOCAL_HOUR, PLANNED_STOP, SHIFT, PlantCalendar
+
+HOUR_BAND = "cal_hour_band"
+# Context levels, finest first, and how a report names them.
+LEVELS: tuple[tuple[tuple[str, ...], str], ...] = (
+    ((DAY_TYPE, SHIFT, HOUR_BAND), "same day type, shift and hour band"),
+    ((DAY_TYPE, SHIFT), "same day type and shift"),
+    ((SHIFT,), "same shift"),
+)
+WHOLE = "whole reference window (no like-for-like reference with enough rows)"
+CALENDAR_COLUMNS = (DAY_TYPE, SHIFT, PLANNED_STOP, LOCAL_HOUR, HOUR_BAND)
+
+
+@dataclass(frozen=True)
+class Matched:
+    reference: pl.DataFrame  # calendar columns dropped again
+    recent: pl.DataFrame
+    level: str  # which context level matched, or WHOLE
+    contexts: tuple[str, ...]  # the recent window's contexts at that level
+    stopped_rows: int  # rows left out because they fell in planned stops
+
+
+def with_context(frame: pl.DataFrame, ts: str, calendar: PlantCalendar,
+                 hour_band_h: int = 2) -> pl.DataFrame:
+    annotated = calendar.annotate(frame, ts)
+    return annotated.with_columns(
+        (pl.col(LOCAL_HOUR).cast(pl.Int16) // hour_band_h).cast(pl.Int8).alias(HOUR_BAND))
+
+
+def _key(columns: tuple[str, ...]) -> pl.Expr:
+    return pl.concat_str([pl.col(c).cast(pl.String).fill_null("?") for c in columns],
+                         separator="/")
+
+
+def _even_sample(frame: pl.DataFrame, n: int) -> pl.DataFrame:
+    """``n`` rows spread evenly over ``frame`` (deterministic: same input, same rows)."""
+    if n >= frame.height:
+        return frame
+    picks = np.unique(np.linspace(0, frame.height - 1, num=n).round().astype(np.int64))
+    return frame[picks]
+
+
+def like_for_like(
+    reference: pl.DataFrame,
+    recent: pl.DataFrame,
+    ts: str,
+    calendar: PlantCalendar,
+    min_rows: int = 10,
+    segment: str | None = None,
+    hour_band_h: int = 2,
+) -> Matched:
+    """Reference rows of the recent window's calendar contexts, in the recent window's mix.
+
+    ``min_rows``: reference rows needed per recent context (and per segment, where given)
+    for a level to be used.
+    """
+    ref = with_context(reference, ts, calendar, hour_band_h)
+    rec = with_context(recent, ts, calendar, hour_band_h)
+    stopped = int(ref[PLANNED_STOP].sum() or 0) + int(rec[PLANNED_STOP].sum() or 0)
+    ref = ref.filter(~pl.col(PLANNED_STOP))
+    rec = rec.filter(~pl.col(PLANNED_STOP))
+    groups = [segment] if segment and segment in rec.columns else []
+    for columns, name in LEVELS:
+        ref_k = ref.with_columns(_key(columns).alias("_ctx"))
+        rec_k = rec.with_columns(_key(columns).alias("_ctx"))
+        need = rec_k.group_by([*groups, "_ctx"]).len("n_recent")
+        have = ref_k.group_by([*groups, "_ctx"]).len("n_ref")
+        joined = need.join(have, on=[*groups, "_ctx"], how="left").fill_null(0)
+        if joined.height == 0 or joined["n_ref"].min() < min_rows:
+            continue
+        matched = _stratified(ref_k, joined, groups)
+        contexts = tuple(sorted(set(rec_k["_ctx"].to_list())))
+        return Matched(_plain(matched), _plain(rec_k), name, contexts, stopped)
+    return Matched(_plain(ref), _plain(rec), WHOLE, (), stopped)
+
+
+def _stratified(ref: pl.DataFrame, counts: pl.DataFrame, groups: list[str]) -> pl.DataFrame:
+    """Per segment: reference rows of each context in the recent window's proportions, as
+    many as the scarcest context allows."""
+    parts = []
+    by_group = counts.partition_by(groups, as_dict=True) if groups else {(): counts}
+    for key, rows in by_group.items():
+        share = rows["n_recent"] / rows["n_recent"].sum()
+        total = float((rows["n_ref"] / share).min())  # the scarcest context sets the size
+        for context, n_share in zip(rows["_ctx"], share, strict=True):
+            pool = ref.filter(pl.col("_ctx") == context)
+            if groups:
+                pool = pool.filter(pl.col(groups[0]) == key[0])
+            parts.append(_even_sample(pool, max(1, round(total * n_share))))
+    return pl.concat(parts) if parts else ref.head(0)
+
+
+def _plain(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.drop([c for c in (*CALENDAR_COLUMNS, "_ctx") if c in frame.columns])
+
+
+# -- the decision ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    fdr: float = 0.05  # Benjamini-Hochberg false discovery rate over a family's tests
+    min_psi: float = 0.2  # ...and the shift must matter: PSI above this
+    min_wasserstein: float = 0.25  # ...and move the distribution by this many ref. stds
+    persistence: int = 2  # consecutive drifted evaluations before a segment is declared
+
+
+def decide(features: pl.DataFrame, decision: Decision | None = None) -> pl.DataFrame:
+    """``features`` (DRIFT_COLUMNS rows with psi, ks_pvalue, wasserstein) with ``q_value``
+    and a ``drifted`` verdict: BH-adjusted p below the FDR AND both effect sizes large.
+
+    Rows that were not judged (too few rows: NaN p-value) never drift and do not count as
+    tests. Rows of other kinds keep their own verdict (labels, predictions).
+    """
+    th = decision or Decision()
+    p = features["ks_pvalue"].to_numpy().astype(float)
+    tested = np.isfinite(p) & (features["kind"] == "input").to_numpy()
+    q = np.full(p.shape, np.nan)
+    if tested.any():
+        q[tested] = false_discovery_control(np.clip(p[tested], 0.0, 1.0), method="bh")
+    psi = features["psi"].fill_null(np.nan).to_numpy().astype(float)
+    w = features["wasserstein"].fill_null(np.nan).to_numpy().astype(float)
+    input_verdict = tested & (np.nan_to_num(q, nan=1.0) < th.fdr) & (
+        np.nan_to_num(psi) > th.min_psi) & (np.nan_to_num(w) > th.min_wasserstein)
+    is_input = (features["kind"] == "input").to_numpy()
+    verdict = np.where(is_input, input_verdict, features["drifted"].fill_null(False).to_numpy())
+    return features.with_columns(pl.Series("q_value", q, dtype=pl.Float64),
+                                 pl.Series("drifted", verdict, dtype=pl.Boolean))
+
+
+def persistent(history: Sequence[set[str]], current: set[str], persistence: int) -> set[str]:
+    """Segments declared drifted now: drifted in this evaluation and the ``persistence - 1``
+    before it (``history``: drifted segments of earlier evaluations, oldest first)."""
+    if persistence <= 1:
+        return set(current)
+    needed = list(history)[-(persistence - 1):]
+    if len(needed) < persistence - 1:
+        return set()
+    declared = set(current)
+    for earlier in needed:
+        declared &= earlier
+    return declared
