@@ -10,7 +10,12 @@ A bundle is a folder:
 
 The signature covers the manifest and the manifest covers every file by checksum, so one
 signature check plus one hash per file proves the whole folder. :func:`verify_bundle`
-refuses anything else with a :class:`BundleError` that names the problem.
+refuses anything else with a :class:`BundleError` that names the problem, including a folder
+holding anything but plain files: a symlink, a hard link (a name shared with a file outside
+the bundle) or a special file (FIFO, device) is refused before any of it is read.
+
+A bundle id is a name, never a path (:func:`check_bundle_id`): it names a folder in the
+store and in the edge's cache, and it comes to the edge in an unsigned assignment.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ import base64
 import hashlib
 import json
 import math
+import os
+import re
 import shutil
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +45,9 @@ PREPROCESSING_FILE = "preprocessing.json"
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"
 KINDS = ("image", "sensor_window")
+# ASCII letters, digits, '_', '.', '-'; starts with a letter or digit (so never "." or "..",
+# never a hidden name); no separator, NUL or space; at most 128 characters.
+BUNDLE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 class BundleError(Exception):
@@ -66,6 +77,18 @@ class Bundle:
     @property
     def model_path(self) -> Path:
         return self.path / MODEL_FILE
+
+
+def check_bundle_id(value: object) -> str:
+    """Return ``value`` if it is a valid bundle id, else raise :class:`BundleError`."""
+    if not isinstance(value, str) or not BUNDLE_ID_RE.fullmatch(value):
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise BundleError(
+            f"bad bundle id {shown}: 1-128 ASCII letters, digits, '_', '.', '-', "
+            "starting with a letter or digit"
+        )
+    return value
 
 
 def sha256_file(path: Path) -> str:
@@ -151,7 +174,7 @@ def build_bundle(
     # Content-addressed: the same model, preprocessing and threshold for the same edge is the
     # same bundle; anything different is a new id.
     digest = hashlib.sha256(_canonical(body)).hexdigest()[:12]
-    bundle_id = f"{model_name}-v{model_version}-{edge_id}-{digest}"[:128]
+    bundle_id = check_bundle_id(f"{model_name}-v{model_version}-{edge_id}-{digest}"[:128])
     stamp = (created_at or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
     manifest = {**body, "bundle_id": bundle_id, "created_at": stamp}
     raw = _canonical(manifest)
@@ -165,8 +188,7 @@ def build_bundle(
 def verify_bundle(path: Path, public_key: Ed25519PublicKey | None = None) -> Bundle:
     """Check signature and checksums; return the bundle or raise :class:`BundleError`."""
     path = Path(path)
-    if not path.is_dir():
-        raise BundleError(f"bundle {path}: not a folder")
+    _check_plain_files(path)
     manifest_path, signature_path = path / MANIFEST_FILE, path / SIGNATURE_FILE
     if not manifest_path.exists():
         raise BundleError(f"bundle {path.name}: missing file {MANIFEST_FILE}")
@@ -209,6 +231,30 @@ def verify_bundle(path: Path, public_key: Ed25519PublicKey | None = None) -> Bun
         raise BundleError(f"bundle {path.name}: unexpected files not in the manifest: {extra}")
     preprocessing = json.loads((path / PREPROCESSING_FILE).read_bytes())
     return Bundle(path, manifest, preprocessing)
+
+
+def _check_plain_files(path: Path) -> None:
+    """The folder itself and everything in it: no links, no special files, no sub-folders.
+
+    Checked without following links (lstat), before any file is opened."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        raise BundleError(f"bundle {path}: not a folder") from None
+    if not stat.S_ISDIR(mode):
+        raise BundleError(f"bundle {path}: not a folder (a symlink or a file)")
+    with os.scandir(path) as entries:
+        for item in entries:
+            info = item.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode):
+                raise BundleError(
+                    f"bundle {path.name}: {item.name} is not a regular file "
+                    "(symlink, folder or special file)"
+                )
+            if info.st_nlink > 1:
+                raise BundleError(
+                    f"bundle {path.name}: {item.name} is a hard link ({info.st_nlink} names)"
+                )
 
 
 def bundle_row(bundle: Bundle, store_uri: str) -> dict[str, Any]:

@@ -9,6 +9,10 @@
   any step is refused (logged, reported in telemetry, not retried) and the running one
   stays. The id of the last bundle that ran is kept on disk, so a restart with a bad
   assignment comes back on the last good bundle.
+- **Forged assignments.** The assignment is unsigned: its bundle id must be a plain name
+  (no path), the bundle's signed manifest must name that same id and this edge, and no file
+  outside the edge's cache is ever read, written or deleted. A bad assignment is refused
+  like a bad bundle (once, logged, reported in telemetry); polling and heartbeats go on.
 - **Hot swap.** One worker thread scores messages in arrival order and picks up the active
   predictor once per message; the control thread swaps the reference between messages. A
   message is scored by the old or the new bundle, never by neither. If the new bundle
@@ -29,7 +33,6 @@ import base64
 import json
 import logging
 import queue
-import shutil
 import signal
 import socket
 import threading
@@ -49,8 +52,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from mfg_assets.edge import signing
-from mfg_assets.edge.bundle import BundleError, verify_bundle
+from mfg_assets.edge import cache, signing
+from mfg_assets.edge.bundle import BundleError, check_bundle_id, verify_bundle
 from mfg_assets.edge.predictor import Prediction, Predictor, read_png
 from mfg_assets.edge.store import BundleStore, Device
 from mfg_assets.edge.windows import RollingWindows
@@ -149,9 +152,10 @@ class EdgeRuntime:
 
     def last_good_id(self) -> str | None:
         try:
-            return json.loads(self._state_path().read_text()).get("last_good")
-        except (FileNotFoundError, ValueError):
+            last = json.loads(self._state_path().read_text()).get("last_good")
+        except (OSError, ValueError, AttributeError):
             return None
+        return last if isinstance(last, str) else None
 
     def _remember(self, bundle_id: str) -> None:
         path = self._state_path()
@@ -162,25 +166,32 @@ class EdgeRuntime:
 
     def load(self, bundle_id: str) -> Predictor:
         """Fetch, verify, load and warm up a bundle; raise BundleError when it must not run."""
-        cache = self.config.cache_dir / "bundles"  # type: ignore[operator]
+        bundle_id = check_bundle_id(bundle_id)  # a name, never a path: before any file op
+        cache_dir = self.config.cache_dir / "bundles"  # type: ignore[operator]
         try:
-            local = self.store.fetch(bundle_id, cache)
+            local = self.store.fetch(bundle_id, cache_dir)
         except FileNotFoundError as exc:
             raise BundleError(str(exc)) from None
         try:
             bundle = verify_bundle(local, self.public_key)
-            if bundle.manifest.get("edge_id") not in (None, self.config.edge_id):
+            # The signed manifest vouches for the unsigned assignment: same id, this edge.
+            if bundle.bundle_id != bundle_id:
                 raise BundleError(
-                    f"bundle {bundle_id} was built for {bundle.manifest['edge_id']}, "
+                    f"the assignment names bundle {bundle_id}, but its signed manifest "
+                    f"names bundle {bundle.bundle_id!r}"
+                )
+            if bundle.manifest.get("edge_id") != self.config.edge_id:
+                raise BundleError(
+                    f"bundle {bundle_id} was built for {bundle.manifest.get('edge_id')}, "
                     f"not {self.config.edge_id}"
                 )
             predictor = Predictor(bundle, self.config.threads)
             predictor.warm_up()
         except BundleError:
-            shutil.rmtree(local, ignore_errors=True)  # never keep a refused copy around
+            cache.remove(cache_dir, bundle_id)  # never keep a refused copy around
             raise
         except Exception as exc:
-            shutil.rmtree(local, ignore_errors=True)
+            cache.remove(cache_dir, bundle_id)
             raise BundleError(
                 f"bundle {bundle_id} does not run: {type(exc).__name__}: {exc}"
             ) from exc
@@ -213,7 +224,9 @@ class EdgeRuntime:
             self._event(logging.WARNING, f"bundle store unreachable: {exc}")
             return False
         wanted = assignment.bundle_id if assignment else None
-        if wanted is None or wanted in self.stats.refused:
+        # refusals are remembered by a printable, hashable key (the id may be any JSON value)
+        key = wanted if isinstance(wanted, str) and wanted.isprintable() else repr(wanted)[:200]
+        if wanted is None or key in self.stats.refused:
             if self.active is None:
                 return self._fall_back_to_last_good()
             return False
@@ -222,11 +235,14 @@ class EdgeRuntime:
         try:
             predictor = self.load(wanted)
         except BundleError as exc:
-            self.stats.refused[wanted] = str(exc)
+            self.stats.refused[key] = str(exc)
             keeping = self.active.bundle_id if self.active else "none"
-            self._event(logging.ERROR, f"refused bundle {wanted}: {exc}; keeping {keeping}")
+            self._event(logging.ERROR, f"refused bundle {key[:200]}: {exc}; keeping {keeping}")
             if self.active is None:
                 self._fall_back_to_last_good()
+            return False
+        except OSError as exc:  # the store or the disk failed mid-fetch: try again next poll
+            self._event(logging.WARNING, f"bundle {key[:200]} not fetched: {exc}")
             return False
         self.activate(predictor)
         return True
@@ -450,7 +466,10 @@ class EdgeRuntime:
     def _control(self) -> None:
         next_heartbeat = 0.0
         while not self._stop.is_set():
-            self.refresh()
+            try:
+                self.refresh()
+            except Exception as exc:  # a bug here must not stop heartbeats or polling
+                self._event(logging.ERROR, f"internal error following the assignment: {exc!r}")
             now = time.monotonic()
             if now >= next_heartbeat and self.client is not None:
                 self._publish(self.device.topic("telemetry"), self.telemetry_payload())

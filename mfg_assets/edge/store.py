@@ -15,8 +15,13 @@ Layout under the root:
 The assignment is deliberately not an MQTT message: the store is the one source of truth
 that an edge can read after a restart or a long offline spell, and the gateway would have
 to quarantine an extra class of UNS topics. An edge polls its assignment (a few bytes).
-Assignments are not signed: the worst a forged one can do is point at another bundle,
-and every bundle is verified against the fleet key before it runs.
+Assignments are not signed; they are checked against the signed manifest instead. An
+assignment names a bundle by a strict id (:func:`~mfg_assets.edge.bundle.check_bundle_id`: no
+separators, no dots-only, at most 128 ASCII characters), and the edge runs a bundle only when
+its signed manifest names that same id and this edge. So a forged assignment can at worst
+pick another fleet-signed bundle built for the same edge (an older one, say); it cannot make
+the edge run unsigned code or touch a file outside its cache. Signing assignments too would
+put the fleet's private key into every rollout step and operator command that assigns.
 """
 
 from __future__ import annotations
@@ -25,13 +30,14 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs as pafs
-
+from mfg_assets.edge import cache
+from mfg_assets.edge.bundle import BundleError, check_bundle_id
+from mfg_assets.edge.storefs import open_store_fs
 from mfg_assets.settings import get_settings
 from mfg_assets.uns.topics import check_segment
 
@@ -55,6 +61,16 @@ class Assignment:
     by: str = "operator"
     reason: str = ""
     rollout_id: str | None = None
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> Assignment | None:
+        """Read a stored assignment; None when it is not one. ``bundle_id`` is kept as found
+        (checked by whoever acts on it): a forged document must be refusable, not fatal."""
+        if not isinstance(doc, dict) or not isinstance(doc.get("edge_id"), str):
+            return None
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in known and k != "bundle_id"},
+                   bundle_id=doc.get("bundle_id"))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -95,12 +111,8 @@ class Device:
 class BundleStore:
     def __init__(self, uri: str | Path | None = None) -> None:
         self.uri = str(uri or default_store_uri())
-        if "://" in self.uri:
-            self.fs, root = pafs.FileSystem.from_uri(self.uri)
-        else:  # a plain path: local filesystem, made absolute
-            self.fs, root = pafs.LocalFileSystem(), str(Path(self.uri).resolve())
-        self.root = root.rstrip("/")
-        self._local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.fs = open_store_fs(self.uri)  # a plain path: stdlib; a URI: pyarrow.fs
+        self.root = self.fs.root.rstrip("/")
 
     def __repr__(self) -> str:
         return f"BundleStore({self.uri!r})"
@@ -114,22 +126,11 @@ class BundleStore:
     # -- small JSON documents --------------------------------------------------------------
 
     def _write_json(self, doc: dict[str, Any], *parts: str) -> None:
-        path = self._path(*parts)
-        self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        data = json.dumps(doc, indent=2, sort_keys=True).encode()
-        if not self._local:  # an object PUT is atomic already
-            with self.fs.open_output_stream(path) as out:
-                out.write(data)
-            return
-        tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-        with self.fs.open_output_stream(tmp) as out:
-            out.write(data)
-        self.fs.move(tmp, path)  # atomic rename: a reader sees the old or the new document
+        self.fs.write(self._path(*parts), json.dumps(doc, indent=2, sort_keys=True).encode())
 
-    def _read_json(self, *parts: str) -> dict[str, Any] | None:
+    def _read_json(self, *parts: str) -> Any:
         try:
-            with self.fs.open_input_stream(self._path(*parts)) as f:
-                return json.loads(f.read())
+            return json.loads(self.fs.read(self._path(*parts)))
         except FileNotFoundError:
             return None
 
@@ -142,40 +143,46 @@ class BundleStore:
 
         bundle_dir = Path(bundle_dir)
         manifest = json.loads((bundle_dir / MANIFEST_FILE).read_bytes())
-        bundle_id = manifest["bundle_id"]
+        bundle_id = check_bundle_id(manifest["bundle_id"])
         target = self._path("bundles", bundle_id)
-        self.fs.create_dir(target, recursive=True)
         last = (SIGNATURE_FILE, MANIFEST_FILE)
         names = sorted(p.name for p in bundle_dir.iterdir() if p.name not in last)
         for name in [*names, *last]:
-            with self.fs.open_output_stream(f"{target}/{name}") as out:
-                out.write((bundle_dir / name).read_bytes())
+            self.fs.write(f"{target}/{name}", (bundle_dir / name).read_bytes())
         return bundle_id
 
     def bundles(self) -> list[str]:
-        selector = pafs.FileSelector(self._path("bundles"), allow_not_found=True)
-        infos = self.fs.get_file_info(selector)
-        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+        return sorted(name for name, kind in self.fs.list(self._path("bundles")) if kind == "dir")
 
     def has(self, bundle_id: str) -> bool:
-        info = self.fs.get_file_info(self._path("bundles", bundle_id))
-        return info.type == pafs.FileType.Directory
+        return self.fs.kind(self._path("bundles", check_bundle_id(bundle_id))) == "dir"
 
     def fetch(self, bundle_id: str, cache_dir: Path) -> Path:
-        """Copy a bundle into ``cache_dir/bundle_id`` (unverified: verify before use)."""
-        target = Path(cache_dir) / bundle_id
-        if target.exists():
-            return target
+        """Copy a bundle into ``cache_dir/bundle_id`` (unverified: verify before use).
+
+        Raises BundleError for a bad id or a store entry that is not plain files (a symlink
+        in a local store would copy whatever it points at), FileNotFoundError when missing.
+        """
+        target = cache.entry(cache_dir, bundle_id)  # checked id, inside the cache
+        if os.path.lexists(target):
+            return target  # verified (links refused) before use; removed if refused
         source = self._path("bundles", bundle_id)
-        infos = self.fs.get_file_info(pafs.FileSelector(source, allow_not_found=True))
-        if not infos:
+        if self.fs.kind(source) not in ("dir", None):
+            raise BundleError(f"bundle {bundle_id}: not a folder in the store {self.uri}")
+        entries = self.fs.list(source)
+        if not entries:
             raise FileNotFoundError(f"bundle {bundle_id} is not in the store {self.uri}")
+        odd = sorted(name for name, kind in entries if kind != "file")
+        if odd:
+            raise BundleError(
+                f"bundle {bundle_id}: {odd} not a regular file in the store (symlink, folder "
+                "or special file)"
+            )
         partial = target.with_name(target.name + f".{uuid.uuid4().hex[:8]}.partial")
         partial.mkdir(parents=True)
-        for info in infos:
-            if info.type == pafs.FileType.File:
-                with self.fs.open_input_stream(info.path) as f:
-                    (partial / info.base_name).write_bytes(f.read())
+        for name, _kind in entries:
+            cache.check_name(name)
+            (partial / name).write_bytes(self.fs.read(f"{source}/{name}"))
         try:
             partial.rename(target)
         except OSError:  # another fetch won the race
@@ -194,6 +201,7 @@ class BundleStore:
         rollout_id: str | None = None,
     ) -> Assignment:
         check_segment("edge_id", edge_id)
+        check_bundle_id(bundle_id)
         if not self.has(bundle_id):
             raise FileNotFoundError(f"bundle {bundle_id} is not in the store {self.uri}")
         assignment = Assignment(edge_id, bundle_id, by=by, reason=reason, rollout_id=rollout_id)
@@ -201,8 +209,7 @@ class BundleStore:
         return assignment
 
     def assignment(self, edge_id: str) -> Assignment | None:
-        doc = self._read_json("assignments", f"{edge_id}.json")
-        return Assignment(**doc) if doc else None
+        return Assignment.from_dict(self._read_json("assignments", f"{edge_id}.json"))
 
     def register(self, device: Device) -> None:
         self._write_json(device.to_dict(), "devices", f"{device.edge_id}.json")
@@ -212,7 +219,6 @@ class BundleStore:
         return Device.from_dict(doc) if doc else None
 
     def devices(self) -> list[Device]:
-        selector = pafs.FileSelector(self._path("devices"), allow_not_found=True)
-        names = [i.base_name for i in self.fs.get_file_info(selector)]
+        names = [name for name, _kind in self.fs.list(self._path("devices"))]
         found = (self.device(n.removesuffix(".json")) for n in names if n.endswith(".json"))
         return [d for d in found if d is not None]
