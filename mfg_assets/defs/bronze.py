@@ -18,6 +18,7 @@ BRONZE_TABLES = (
     "bronze.inspection_images",
     "bronze.edge_telemetry",
     "bronze.edge_predictions",
+    "bronze.feedback",
     "bronze.device_events",
     "bronze.quarantine",
     "bronze.ingest_batches",

@@ -33,6 +33,7 @@ DEFAULT_CHANNEL_TABLES = {
     "inspectionImages": "bronze.inspection_images",
     "edgeTelemetry": "bronze.edge_telemetry",
     "edgePredictions": "bronze.edge_predictions",
+    "predictionFeedback": "bronze.feedback",
 }
 SPARKPLUG_SENSOR_TABLE = "bronze.sensor_readings"
 PLACE = ("enterprise", "site", "area", "line", "cell")

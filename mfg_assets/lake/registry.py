@@ -73,6 +73,7 @@ TABLES: tuple[TableSpec, ...] = (
     _bronze("inspection_images", "Validated inspection image messages (base64 PNG payloads)."),
     _bronze("edge_telemetry", "Validated edge heartbeats/telemetry."),
     _bronze("edge_predictions", "Validated predictions published by edge runtimes."),
+    _bronze("feedback", "Operator verdicts on edge predictions (line HMI or `mfg label`)."),
     TableSpec(
         "bronze",
         "device_events",
@@ -160,6 +161,17 @@ TABLES: tuple[TableSpec, ...] = (
         (*PLACE_KEY, "edge_id", "model", "source_id"),
         "date",
         "Typed edge predictions with the bundle that made each.",
+    ),
+    TableSpec(
+        "silver",
+        "labels",
+        schemas.Label,
+        # one row per verdict: an operator who changes their mind adds a later row, and the
+        # latest verdict on a prediction wins (mfg_assets.labeling.store.current_labels)
+        (*PLACE_KEY, "edge_id", "model", "source_id", "operator_id", "ts"),
+        "date",
+        "Operator verdicts on edge predictions (confirm, reject or a class label), with the "
+        "judged prediction (edge, model, source id), its bundle, who and when.",
     ),
     TableSpec(
         "silver",

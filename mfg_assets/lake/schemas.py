@@ -186,6 +186,18 @@ class EdgePrediction(_SilverPlace):
     latency_ms: pl.Float64 = pa.Field(nullable=True, ge=0)
 
 
+class Label(_SilverPlace):
+    """One verdict on one prediction: ``ts`` is when it was given, the rest says on what."""
+
+    edge_id: str
+    model: str
+    source_id: str = pa.Field(str_length={"min_value": 1})
+    bundle_id: str
+    verdict: str = pa.Field(str_length={"min_value": 1, "max_value": 64})
+    operator_id: str = pa.Field(str_length={"min_value": 1})
+    comment: str = pa.Field(nullable=True)
+
+
 class FaultLabel(_Strict):
     fault_id: str
     machine_id: str

@@ -266,6 +266,37 @@ def type_edge_predictions(bronze: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(pl.col("ts").dt.date().alias("date"))
 
 
+_FEEDBACK_PAYLOAD = pl.Struct(
+    {
+        "timestamp": pl.Int64,
+        "sourceId": pl.String,
+        "model": pl.String,
+        "bundleId": pl.String,
+        "verdict": pl.String,
+        "operatorId": pl.String,
+        "comment": pl.String,
+    }
+)
+
+
+def type_labels(bronze: pl.DataFrame) -> pl.DataFrame:
+    """Operator verdicts; the judged edge is the topic's asset, as for its predictions."""
+    doc = pl.col("payload").str.json_decode(_FEEDBACK_PAYLOAD).struct
+    return bronze.select(
+        _ms_to_ts(doc.field("timestamp")).alias("ts"),
+        *_place(),
+        "ingest_batch_id",
+        pl.col("asset_id").alias("edge_id"),
+        doc.field("model").alias("model"),
+        doc.field("sourceId").alias("source_id"),
+        doc.field("bundleId").alias("bundle_id"),
+        doc.field("verdict").alias("verdict"),
+        doc.field("operatorId").alias("operator_id"),
+        doc.field("comment").alias("comment"),
+        *_src(bronze),
+    ).with_columns(pl.col("ts").dt.date().alias("date"))
+
+
 TYPERS: dict[str, tuple[str, Callable[[pl.DataFrame], pl.DataFrame]]] = {
     "silver.sensor_readings": ("bronze.sensor_readings", type_sensor_readings),
     "silver.process_runs": ("bronze.process_runs", type_process_runs),
@@ -273,6 +304,7 @@ TYPERS: dict[str, tuple[str, Callable[[pl.DataFrame], pl.DataFrame]]] = {
     "silver.inspection_images": ("bronze.inspection_images", type_inspection_images),
     "silver.edge_telemetry": ("bronze.edge_telemetry", type_edge_telemetry),
     "silver.edge_predictions": ("bronze.edge_predictions", type_edge_predictions),
+    "silver.labels": ("bronze.feedback", type_labels),
 }
 
 

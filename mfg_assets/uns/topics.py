@@ -28,6 +28,7 @@ class MessageClass(StrEnum):
     INSPECTION = "inspection"
     TELEMETRY = "telemetry"
     PREDICTIONS = "predictions"
+    FEEDBACK = "feedback"  # an operator's verdict on a prediction (mfg_assets.labeling)
 
 
 class TopicError(ValueError):
