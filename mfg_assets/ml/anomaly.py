@@ -33,10 +33,9 @@ import polars as pl
 import torch
 from torch import nn
 
-from mfg_assets.ml import plots
+from mfg_assets.ml import families, plots
 from mfg_assets.ml.base import (
     POSITIVES,
-    ModelFamily,
     Trained,
     binary_metrics,
     block_split,
@@ -47,17 +46,9 @@ from mfg_assets.ml.base import (
 )
 from mfg_assets.ml.features import feature_columns
 
-FAMILY = ModelFamily(
-    name="sensor_anomaly",
-    primary_metric="f1",
-    higher_is_better=True,
-    # What the simulator's ground truth allows (see the module docstring): the first hours
-    # of a degradation are labelled faulty but barely move the sensors.
-    floors={"f1": 0.5, "auroc": 0.7},
-    flavor="pytorch",
-    quiet_metric="false_alarm_rate",
-)
-FEATURE_TABLE = "features.sensor_windows"
+_SPEC = families.spec('sensor_anomaly')  # metrics, floors, feature table: the registry
+FAMILY = _SPEC.model
+FEATURE_TABLE = _SPEC.feature_table
 MODEL_FILE = "model.pt"
 
 DEFAULT_PARAMS: dict[str, Any] = {

@@ -22,18 +22,32 @@ are caught without a model.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import logging
+import tempfile
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 from scipy import stats as sps
 
+from mfg_assets.lake.delta import Lake, WriteResult
+from mfg_assets.lake.registry import table as lake_table
+from mfg_assets.ml import families
+from mfg_assets.ml.families import DriftInputs
 from mfg_assets.ml.features import feature_columns, parameter_columns
 
+if TYPE_CHECKING:
+    from mfg_assets.ml.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
 ALL = "all"  # segment name of an unsegmented comparison
 
 
@@ -50,29 +64,6 @@ class DriftThresholds:
     accuracy_drop: float = 0.1  # absolute drop of accuracy against labels
     error_rise: float = 0.5  # relative rise of a regressor's mean absolute error
 
-
-@dataclass(frozen=True)
-class FamilyInputs:
-    """What a model family reads: its feature table, time column, segment, columns."""
-
-    table: str
-    ts: str
-    segment: str | None
-    kind: str  # "sensor", "process" or "image": how the input columns are found
-    target: str | None = None  # the label a regressor predicts (error drift needs it)
-    # exogenous covariates that drift with the time of day, not with the process
-    ignore: tuple[str, ...] = ()
-
-
-FAMILY_INPUTS: dict[str, FamilyInputs] = {
-    "sensor_anomaly": FamilyInputs("features.sensor_windows", "window_start", "machine_id",
-                                   "sensor"),
-    "failure_forecast": FamilyInputs("features.sensor_windows", "window_start", "machine_id",
-                                     "sensor"),
-    "process_yield": FamilyInputs("features.process_units", "ts", None, "process",
-                                  target="yield_pct", ignore=("param__ambient_temp",)),
-    "vision_defect": FamilyInputs("features.image_dataset", "ts", "camera_id", "image"),
-}
 
 IMAGE_STATS = ("img_brightness", "img_contrast", "img_edge_energy")
 
@@ -251,7 +242,7 @@ def with_image_stats(frame: pl.DataFrame) -> pl.DataFrame:
         pl.Series(name, values[:, i], dtype=pl.Float64) for i, name in enumerate(IMAGE_STATS))
 
 
-def input_columns(frame: pl.DataFrame, inputs: FamilyInputs) -> list[str]:
+def input_columns(frame: pl.DataFrame, inputs: DriftInputs) -> list[str]:
     """The monitored columns of a family's feature frame (after image stats were added)."""
     if inputs.kind == "sensor":
         columns = feature_columns(frame)
@@ -447,7 +438,7 @@ def family_drift(
 ) -> DriftReport:
     """The drift report of one family from its feature frame (and edge predictions, and the
     champion's errors against labels where a ``scorer`` is given)."""
-    inputs = FAMILY_INPUTS[family]
+    inputs = families.spec(family).drift
     if inputs.kind == "image" and "png" in features.columns:
         features = with_image_stats(features)
     ref, rec = split_windows(features, inputs.ts, recent, reference, reference_span)
@@ -482,3 +473,331 @@ def histogram_png(reference: np.ndarray, recent: np.ndarray, title: str) -> byte
         ax.legend(fontsize=7)
     ax.set_title(title, fontsize=9)
     return to_png(fig)
+
+
+# -- the report over the lakehouse -------------------------------------------------------
+
+DRIFT_TABLE = "monitoring.drift"
+READ_PREFIX = "mfg.read."  # commit metadata: mfg.read.<table> = Delta version read
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """What ``monitoring.drift`` compares and when a family counts as drifted."""
+
+    families: tuple[str, ...]
+    recent_hours: float = 6.0
+    # "training": the rows the champion trained on (falls back to "oldest" without one);
+    # "oldest": the oldest ``reference_hours`` of the table
+    reference: str = "training"
+    reference_hours: float = 24.0
+    thresholds: DriftThresholds = field(default_factory=DriftThresholds)
+    plots: int = 3  # histograms of the top input features per family
+
+
+# Opens the MLflow registry when called (inside the guards below: a lost tracking server
+# must not stop monitoring). None: no registry, the oldest window is the reference.
+RegistryOpener = Callable[[], "ModelRegistry"] | None
+
+
+def training_window(
+    lake: Lake, registry: RegistryOpener, family: str
+) -> tuple[tuple[datetime, datetime] | None, str]:
+    """The time range of the feature rows the champion trained on, and where it came from."""
+    inputs = families.spec(family).drift
+    if registry is None:
+        return None, "oldest window"
+    try:
+        from mfg_assets.ml.registry import DATA_TAG_PREFIX, registered_name
+
+        champion = registry().champion(registered_name(family))
+        version = None if champion is None else champion.tags.get(
+            f"{DATA_TAG_PREFIX}{inputs.table}")
+        if version in (None, "None"):
+            return None, "oldest window (no champion)"
+        span = lake.scan(lake_table(inputs.table), int(version)).select(
+            pl.col(inputs.ts).min().alias("a"), pl.col(inputs.ts).max().alias("b")).collect()
+        start, end = span.row(0)
+        if start is None:
+            return None, "oldest window (empty training version)"
+        return (start, end), f"training {inputs.table}@{version}"
+    except Exception as exc:  # a lost tracking server must not stop monitoring
+        return None, f"oldest window (champion unknown: {type(exc).__name__})"
+
+
+def champion_scorer(registry: RegistryOpener, family: str) -> Scorer | None:
+    """The champion's predictions for label-based error drift (regressors with a target)."""
+    inputs = families.spec(family).drift
+    if registry is None or inputs.target is None:
+        return None
+    try:
+        from mfg_assets.ml.registry import registered_name
+
+        module = families.family(family)
+        opened = registry()
+        champion = opened.champion(registered_name(family))
+        if champion is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix="mfg-drift-") as tmp:
+            model, info = opened.load(module, champion, Path(tmp))
+        return Scorer(predict=model.predict, target=inputs.target,
+                      unseen=lambda frame: module.unseen_rows(frame, info))
+    except Exception as exc:  # a lost tracking server must not stop monitoring
+        log.warning("no champion scorer for %s: %s", family, exc)
+        return None
+
+
+def compute_drift(
+    lake: Lake,
+    settings: DriftSettings,
+    registry: RegistryOpener = None,
+    now: datetime | None = None,
+) -> tuple[list[DriftReport], pl.DataFrame, dict[str, int | None]]:
+    """Reports per family, the rows for ``monitoring.drift`` and the input versions read."""
+    now = now or datetime.now(UTC)
+    versions: dict[str, int | None] = {}
+    frames: dict[str, pl.DataFrame] = {}
+
+    def read(name: str) -> pl.DataFrame:
+        if name not in frames:
+            versions[name] = lake.version(lake_table(name))
+            frames[name] = lake.read(lake_table(name), versions[name])
+        return frames[name]
+
+    predictions = read("silver.edge_predictions")
+    labels = read("silver.inspection_images").filter(pl.col("label").is_not_null()).select(
+        pl.col("image_id").alias("source_id"), "label")
+    reports, rows = [], []
+    for family in settings.families:
+        inputs = families.spec(family).drift
+        window, source = (None, "oldest window")
+        if settings.reference == "training":
+            window, source = training_window(lake, registry, family)
+        report = family_drift(
+            family, read(inputs.table), recent=timedelta(hours=settings.recent_hours),
+            reference=window,
+            reference_span=None if window else timedelta(hours=settings.reference_hours),
+            predictions=predictions, labels=labels, thresholds=settings.thresholds,
+            scorer=champion_scorer(registry, family),
+        )
+        reports.append(report)
+        rows.append(report.features.with_columns(
+            pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("computed_at"),
+            pl.lit(family).alias("family"),
+            pl.lit(report.reference.start, pl.Datetime("us", "UTC")).alias("reference_start"),
+            pl.lit(report.reference.end, pl.Datetime("us", "UTC")).alias("reference_end"),
+            pl.lit(report.recent.start, pl.Datetime("us", "UTC")).alias("recent_start"),
+            pl.lit(report.recent.end, pl.Datetime("us", "UTC")).alias("recent_end"),
+            pl.lit(source).alias("reference_source"),
+            pl.lit(report.drifted).alias("family_drifted"),
+            pl.lit(report.reason).alias("reason"),
+            pl.lit(report.evidence_id).alias("evidence_id"),
+        ))
+    schema = lake_table(DRIFT_TABLE)
+    out = pl.concat(rows, how="diagonal_relaxed") if rows else schema.empty()
+    return reports, out.select(list(schema.polars_schema)), versions
+
+
+def drift_markdown(reports: list[DriftReport]) -> str:
+    lines = ["| family | drifted | reason | top features (PSI / KS p) |", "|---|---|---|---|"]
+    for r in reports:
+        top = ", ".join(f"{label(row)} ({row['psi']:.2f} / {row['ks_pvalue']:.1e})"
+                        for row in r.top(3).iter_rows(named=True))
+        lines.append(f"| {r.family} | {'**yes**' if r.drifted else 'no'} | {r.reason} | {top} |")
+    return "\n".join(lines)
+
+
+def histograms(lake: Lake, report: DriftReport, n: int) -> str:
+    """Markdown with embedded PNG histograms (reference vs recent) of the top input features."""
+    inputs = families.spec(report.family).drift
+    if n == 0 or report.reference.start is None or report.recent.start is None:
+        return ""
+    frame = lake.read(lake_table(inputs.table))
+    if inputs.kind == "image":
+        frame = with_image_stats(frame)
+    ts = pl.col(inputs.ts)
+    ref = frame.filter(ts.is_between(report.reference.start, report.reference.end))
+    rec = frame.filter(ts.is_between(report.recent.start, report.recent.end))
+    parts = []
+    for row in report.top(n, kind="input").iter_rows(named=True):
+        if inputs.segment and row["segment"] != ALL:
+            seg = pl.col(inputs.segment) == row["segment"]
+            a, b = ref.filter(seg), rec.filter(seg)
+        else:
+            a, b = ref, rec
+        png = histogram_png(a.get_column(row["feature"]).to_numpy(),
+                            b.get_column(row["feature"]).to_numpy(),
+                            f"{label(row)}: PSI {row['psi']:.2f}")
+        parts.append(f"![{label(row)}](data:image/png;base64,"
+                     f"{base64.b64encode(png).decode('ascii')})")
+    return "\n\n".join(parts)
+
+
+@dataclass(frozen=True)
+class DriftRun:
+    """One evaluation appended to ``monitoring.drift``."""
+
+    reports: list[DriftReport]
+    versions: dict[str, int | None]  # the inputs read
+    write: WriteResult
+    histograms: dict[str, str]  # family -> markdown (families with plots only)
+
+
+def report_drift(lake: Lake, settings: DriftSettings, registry: RegistryOpener = None,
+                 now: datetime | None = None) -> DriftRun:
+    """Measure every family's drift and append the evaluation to ``monitoring.drift``."""
+    reports, rows, versions = compute_drift(lake, settings, registry, now)
+    write = lake.append(lake_table(DRIFT_TABLE), rows,
+                        **{f"{READ_PREFIX}{k}": str(v) for k, v in versions.items()})
+    plots = {r.family: histograms(lake, r, settings.plots) for r in reports}
+    return DriftRun(reports, versions, write, {f: md for f, md in plots.items() if md})
+
+
+def latest_drift(lake: Lake) -> pl.DataFrame:
+    """(family, evidence_id, reason, computed_at) of the latest evaluation of each drifted
+    family."""
+    spec = lake_table(DRIFT_TABLE)
+    if not lake.exists(spec):
+        return pl.DataFrame(schema={"family": pl.String, "evidence_id": pl.String,
+                                    "reason": pl.String,
+                                    "computed_at": pl.Datetime("us", "UTC")})
+    latest = lake.scan(spec).filter(
+        pl.col("computed_at") == pl.col("computed_at").max().over("family"))
+    return (latest.filter(pl.col("family_drifted"))
+            .select("family", "evidence_id", "reason", "computed_at").unique()
+            .sort("family").collect())
+
+
+# -- when a drift retrains ---------------------------------------------------------------
+
+# The gate of a drift retrain compares challenger and champion on the hold-out rows of the
+# feature table's last DRIFT_GATE_HOURS (TrainConfig.gate_recent_hours): the whole table is
+# mostly the pre-drift normal, where a model that fixes the drift does not win. Not the
+# report's 6 h recent window: the families score only their time-block test rows (1 h
+# blocks, 3 per 20 h cycle, up to 7 h apart), so 6 h can hold no test row at all; 12 h
+# always holds at least one whole test hour and is still mostly post-drift by the time a
+# drift is detected and retrained.
+DRIFT_GATE_HOURS = 12.0
+# After a drift retrain made a new champion, the family's drift waits this long before the
+# next drift retrain (the report still records it; the nightly cadence still retrains).
+DRIFT_RETRAIN_COOLDOWN = timedelta(hours=6)
+# Drift retrains in a row that made no champion (the gate refused, or the run failed): the
+# first is retried at once (a few more hours of post-drift data often decide the gate),
+# after the second the family waits this long, then twice as long after each further one,
+# up to the cooldown. A drift the retrained model cannot beat the champion on is not hurting
+# the champion; without the backoff, a drift verdict that does not go away (a shift pattern
+# the reference does not match) retrained the family every minute in the loop.
+DRIFT_REFUSAL_BACKOFF = timedelta(minutes=5)
+
+
+def refusal_backoff(refusals: int) -> timedelta:
+    """How long a family's drift waits after ``refusals`` fruitless drift retrains in a row."""
+    if refusals < 2:
+        return timedelta(0)
+    return min(DRIFT_REFUSAL_BACKOFF * 2 ** (refusals - 2), DRIFT_RETRAIN_COOLDOWN)
+
+
+@dataclass(frozen=True)
+class PastRetrain:
+    """A drift retrain run as the policy sees it (the Dagster layer reads them)."""
+
+    run_id: str
+    families: tuple[str, ...]
+    finished: bool
+    # failed before its first step: the run could not be launched (a code server timeout
+    # on a busy host, a lost run worker). No model was tried: the evidence is still open.
+    never_started: bool = False
+    succeeded: bool = False  # the champion step ran, i.e. the gate passed
+    ended: datetime | None = None
+
+
+def waiting_families(history: Sequence[PastRetrain], drifted: pl.DataFrame,
+                     cooldown: timedelta = DRIFT_RETRAIN_COOLDOWN,
+                     now: datetime | None = None) -> set[str]:
+    """Families not to act on now (``history``: drift retrains, newest first): a drift
+    retrain of theirs is still running, or their latest evidence predates the end of the
+    last one (the report has not looked at the retrained model yet), or their last drift
+    retrain made a new champion less than ``cooldown`` ago. Without the first two, every
+    refreshed report with one more drifted feature would queue another retrain of the same
+    family. Without the cooldown, a new champion would be retrained at once: it learned the
+    new normal from a few hours among days of the old one, so its training rows still differ
+    from the recent ones and the report still says drifted (measured in the loop: a second
+    retrain a minute after the first one's champion, and a third queued behind it). And
+    after fruitless retrains in a row, for ``refusal_backoff`` of their number."""
+    evaluated = {row["family"]: row["computed_at"] for row in drifted.iter_rows(named=True)}
+    now = now or datetime.now(UTC)
+    busy: set[str] = set()
+    refusals: Counter[str] = Counter()
+    last_refused: dict[str, datetime] = {}
+    succeeded: set[str] = set()  # the run of refusals of these families has ended
+    for run in history:  # newest first
+        if not run.finished:
+            busy.update(run.families)
+            continue
+        if run.never_started or run.ended is None:
+            continue
+        busy.update(f for f in run.families if f in evaluated and evaluated[f] < run.ended)
+        if run.succeeded:
+            if now - run.ended < cooldown:
+                busy.update(run.families)
+            succeeded.update(run.families)
+            continue
+        for family in set(run.families) - succeeded:
+            refusals[family] += 1
+            last_refused.setdefault(family, run.ended)
+    busy.update(f for f, n in refusals.items() if now - last_refused[f] < refusal_backoff(n))
+    return busy
+
+
+def never_started(history: Sequence[PastRetrain]) -> dict[str, str]:
+    """Family -> id of its latest drift retrain (``history`` newest first) when that one
+    never started: its evidence is to be asked for again."""
+    latest: dict[str, PastRetrain] = {}
+    for run in history:
+        for family in run.families:
+            latest.setdefault(family, run)
+    return {f: run.run_id for f, run in latest.items() if run.never_started}
+
+
+@dataclass(frozen=True)
+class Retrain:
+    """One drift retrain to launch: a family's feature table, challenger and champion."""
+
+    family: str
+    evidence_id: str
+    reason: str
+    run_key: str
+    priority: int  # the run queue dequeues higher first
+
+
+def plan_retrains(
+    drifted: pl.DataFrame,
+    acted: dict[str, str],
+    busy: set[str] | frozenset[str] = frozenset(),
+    retry: dict[str, str] | None = None,
+) -> tuple[list[Retrain], dict[str, str]]:
+    """One retrain per drifted family with evidence not acted on yet (``acted``: family ->
+    evidence id), and the updated ``acted``. Families in ``busy`` wait (their evidence is
+    not marked as acted on). One per family, not per feature table: two families on one
+    table (anomaly and forecast) then queue separately, edge-served families first
+    (``FamilySpec.retrain_priority``), so the fast one's champion does not wait for the slow
+    one's search nor share the cores with it. ``retry``: family -> the retrain run that
+    never started; its evidence is asked for again under a new run key."""
+    retrains, cursor, retry = [], dict(acted), retry or {}
+    # Highest priority first: the run queue dequeues as runs arrive, so a family submitted
+    # a second earlier would take the one training slot whatever its priority.
+    rows = sorted(drifted.iter_rows(named=True),
+                  key=lambda r: (-families.retrain_priority(r["family"]), r["family"]))
+    for row in rows:
+        family = row["family"]
+        again = family in retry and acted.get(family) == row["evidence_id"]
+        if (acted.get(family) == row["evidence_id"] and not again) or family in busy:
+            continue
+        cursor[family] = row["evidence_id"]
+        retrains.append(Retrain(
+            family, row["evidence_id"], row["reason"],
+            run_key=f"drift-{family}:{row['evidence_id']}"
+            + (f":after-{retry[family][:8]}" if again else ""),
+            priority=families.retrain_priority(family),
+        ))
+    return retrains, cursor

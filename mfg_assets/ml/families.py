@@ -1,21 +1,176 @@
-"""The model families by name, imported on first use (torch and Prophet load slowly)."""
+"""THE model-family registry: each family declared once, everything else reads it.
+
+An entry says what a family is without importing its module (torch and Prophet load
+slowly): the module with its training code, the feature table it trains on, what drift
+compares for it, its primary and quiet metrics with their floors (``ModelFamily``), how
+urgently a drift retrain runs, and the kind of edge that serves it (``None``: not served
+on an edge). Assets, drift, bundles, retrain priorities and the demo all read this table;
+adding a family is one entry here plus one module under ``mfg_assets/ml/``.
+"""
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from types import ModuleType
 
-MODULES = {
-    "sensor_anomaly": "mfg_assets.ml.anomaly",
-    "failure_forecast": "mfg_assets.ml.forecast",
-    "process_yield": "mfg_assets.ml.yield_model",
-    "vision_defect": "mfg_assets.ml.vision",
-}
+from mfg_assets.ml.base import ModelFamily
+
+# Priority of a drift retrain of a family that no edge serves (edge-served ones go first:
+# their drift is what the line sees).
+ROUTINE_RETRAIN_PRIORITY = 10
+EDGE_RETRAIN_PRIORITY = 20
+
+
+@dataclass(frozen=True)
+class DriftInputs:
+    """What drift compares for a family: its feature table, time column, segment, columns."""
+
+    table: str
+    ts: str
+    segment: str | None
+    kind: str  # "sensor", "process" or "image": how the input columns are found
+    target: str | None = None  # the label a regressor predicts (error drift needs it)
+    # exogenous covariates that drift with the time of day, not with the process
+    ignore: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    model: ModelFamily  # name, primary/quiet metrics, floors, flavor
+    module: str  # mfg_assets.ml.<module>: search_space, train, evaluate, save, load
+    feature_table: str  # registered lake table it trains on
+    drift: DriftInputs
+    kinds: frozenset[str]  # Dagster asset kinds
+    description: str  # for a person reading the catalog
+    edge_kind: str | None = None  # the kind of edge that serves it ("line", "camera")
+    retrain_priority: int = ROUTINE_RETRAIN_PRIORITY
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+
+_SENSOR_WINDOWS = "features.sensor_windows"
+_PROCESS_UNITS = "features.process_units"
+_IMAGE_DATASET = "features.image_dataset"
+
+_ENTRIES = (
+    FamilySpec(
+        model=ModelFamily(
+            name="sensor_anomaly",
+            primary_metric="f1",
+            higher_is_better=True,
+            # What the simulator's ground truth allows (see ml/anomaly.py): the first hours
+            # of a degradation are labelled faulty but barely move the sensors.
+            floors={"f1": 0.5, "auroc": 0.7},
+            flavor="pytorch",
+            quiet_metric="false_alarm_rate",
+        ),
+        module="mfg_assets.ml.anomaly",
+        feature_table=_SENSOR_WINDOWS,
+        drift=DriftInputs(_SENSOR_WINDOWS, "window_start", "machine_id", "sensor"),
+        kinds=frozenset({"pytorch", "mlflow"}),
+        description="Sensor anomaly detector (autoencoder on sensor windows): flags windows "
+        "whose reconstruction error exceeds a threshold tuned on validation data.",
+        edge_kind="line",
+        retrain_priority=EDGE_RETRAIN_PRIORITY,
+    ),
+    FamilySpec(
+        model=ModelFamily(
+            name="failure_forecast",
+            primary_metric="smape",
+            higher_is_better=False,
+            floors={"smape": 0.4, "coverage": 0.6},
+            flavor="prophet",
+        ),
+        module="mfg_assets.ml.forecast",
+        feature_table=_SENSOR_WINDOWS,
+        drift=DriftInputs(_SENSOR_WINDOWS, "window_start", "machine_id", "sensor"),
+        kinds=frozenset({"prophet", "mlflow"}),
+        description="Prophet forecasts of machine health signals, one series per machine "
+        "and signal: how soon a degrading machine crosses its failure limit.",
+    ),
+    FamilySpec(
+        model=ModelFamily(
+            name="process_yield",
+            primary_metric="r2",
+            higher_is_better=True,
+            floors={"r2": 0.7, "accuracy": 0.85},
+            flavor="sklearn",
+        ),
+        module="mfg_assets.ml.yield_model",
+        feature_table=_PROCESS_UNITS,
+        drift=DriftInputs(_PROCESS_UNITS, "ts", None, "process", target="yield_pct",
+                          ignore=("param__ambient_temp",)),
+        kinds=frozenset({"sklearn", "mlflow"}),
+        description="Process yield model (scikit-learn): predicts a unit's yield from its "
+        "process parameters, for set-point tuning and early scrap warnings.",
+    ),
+    FamilySpec(
+        model=ModelFamily(
+            name="vision_defect",
+            primary_metric="accuracy",
+            higher_is_better=True,
+            floors={"accuracy": 0.9},
+            flavor="pytorch",
+        ),
+        module="mfg_assets.ml.vision",
+        feature_table=_IMAGE_DATASET,
+        drift=DriftInputs(_IMAGE_DATASET, "ts", "camera_id", "image"),
+        kinds=frozenset({"pytorch", "mlflow"}),
+        description="Visual defect classifier (small CNN) on inspection images: ok, "
+        "scratch, dent, missing part.",
+        edge_kind="camera",
+        retrain_priority=EDGE_RETRAIN_PRIORITY,
+    ),
+)
+
+FAMILIES: dict[str, FamilySpec] = {entry.name: entry for entry in _ENTRIES}
+
+
+def register(entry: FamilySpec) -> None:
+    """Add a family at run time (tests, plugins); its module must follow ``ml/base.py``."""
+    FAMILIES[entry.name] = entry
+
+
+def spec(name: str) -> FamilySpec:
+    """The registry entry of family ``name``."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise KeyError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}") from None
 
 
 def family(name: str) -> ModuleType:
-    """The module of family ``name`` (FAMILY, FEATURE_TABLE, search_space, train, ...)."""
-    try:
-        return importlib.import_module(MODULES[name])
-    except KeyError:
-        raise KeyError(f"unknown model family {name!r}; known: {', '.join(MODULES)}") from None
+    """The module of family ``name`` (search_space, train, evaluate, save, load, ...).
+
+    Raises when the module's own ``FAMILY`` / ``FEATURE_TABLE`` disagree with its entry (a
+    module added without reading the registry, or an entry pointing at the wrong module).
+    """
+    entry = spec(name)
+    module = importlib.import_module(entry.module)
+    declared = (module.FAMILY.name, getattr(module, "FEATURE_TABLE", entry.feature_table))
+    if declared != (entry.name, entry.feature_table):
+        raise ValueError(f"{entry.module} declares (family, features) {declared}, its "
+                         f"registry entry says {(entry.name, entry.feature_table)}")
+    return module
+
+
+def retrain_priority(name: str) -> int:
+    """Queue priority of a drift retrain of family ``name`` (routine for an unknown one)."""
+    entry = FAMILIES.get(name)
+    return ROUTINE_RETRAIN_PRIORITY if entry is None else entry.retrain_priority
+
+
+def served_by(edge_kind: str | None) -> str | None:
+    """The family an edge of this kind serves, or None."""
+    for entry in FAMILIES.values():
+        if edge_kind is not None and entry.edge_kind == edge_kind:
+            return entry.name
+    return None
+
+
+def edge_served() -> list[str]:
+    """Families served on edges, in registry order."""
+    return [entry.name for entry in FAMILIES.values() if entry.edge_kind]

@@ -31,20 +31,15 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from mfg_assets.ml import plots
-from mfg_assets.ml.base import ModelFamily, Trained, read_info, sample_params, write_info
+from mfg_assets.ml import families, plots
+from mfg_assets.ml.base import Trained, read_info, sample_params, write_info
 from mfg_assets.ml.features import SEP, sensors_of
 
 # sMAPE, not MAPE, ranks models: a machine stopped for repair reads ~0 kW and ~0 mm/s, and
 # one such hour makes MAPE explode (both are reported).
-FAMILY = ModelFamily(
-    name="failure_forecast",
-    primary_metric="smape",
-    higher_is_better=False,
-    floors={"smape": 0.4, "coverage": 0.6},
-    flavor="prophet",
-)
-FEATURE_TABLE = "features.sensor_windows"
+_SPEC = families.spec('failure_forecast')  # metrics, floors, feature table: the registry
+FAMILY = _SPEC.model
+FEATURE_TABLE = _SPEC.feature_table
 MODELS_DIR = "series"
 
 DEFAULT_PARAMS: dict[str, Any] = {

@@ -12,9 +12,10 @@ The generic artifact approach (``save()`` folder -> ``log_artifacts``) keeps the
 families uniform whatever their library (PyTorch, Prophet, scikit-learn): loading goes
 through the family's ``load()``, never through an MLflow flavor.
 
-Promotion: :func:`promotion_decision` is the gate; the champion is judged on the SAME
-hold-out set as the challenger by re-evaluating its saved model (:meth:`holdout_metrics_of`)
-rather than trusting numbers logged when it was trained on older data.
+Promotion policy lives in :mod:`mfg_assets.ml.gate`; this module only gives it what it needs:
+the champion re-evaluated on the SAME hold-out rows as the challenger from its saved model
+(:meth:`ModelRegistry.holdout_metrics_of`), and a place to record the verdict
+(:meth:`ModelRegistry.record_gate`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
     from mfg_assets.ml.base import ModelFamily, Trained
+    from mfg_assets.ml.gate import Decision
 
 # Downloads of a few kilobytes do not need a progress bar in every log.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -45,6 +47,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 GATE_TAG = "mfg.gate"  # "passed" / "refused" on a model version, set by the promotion gate
+GATE_REASON_TAG = "mfg.gate_reason"  # ...and why
 DATA_TAG_PREFIX = "mfg.data."  # mfg.data.<layer.table> = Delta version trained on
 MODEL_ARTIFACT = "model"
 FIGURE_ARTIFACTS = "figures"
@@ -60,12 +63,6 @@ class FamilyModule(Protocol):
     def evaluate(self, model: Any, features: pl.DataFrame, info: dict) -> dict[str, float]: ...
     def save(self, trained: Trained, path: Path) -> None: ...
     def load(self, path: Path) -> tuple[Any, dict]: ...
-
-
-@dataclass(frozen=True)
-class Decision:
-    passed: bool
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -96,110 +93,6 @@ def registered_name(family: ModelFamily | str) -> str:
     """The registered model's name in MLflow: ``mfg-<family>``."""
     name = family if isinstance(family, str) else family.name
     return f"mfg-{name}"
-
-
-# -- the promotion gate (pure) ---------------------------------------------------------
-
-
-def promotion_decision(
-    family: ModelFamily,
-    challenger_metrics: dict[str, float],
-    champion_metrics: dict[str, float] | None,
-    margin: float,
-    floor_metrics: dict[str, float] | None = None,
-) -> Decision:
-    """Should the challenger become champion?
-
-    - The family's absolute floors always apply (to the first model and to every later
-      one: beating a poor champion is not enough to ship a model below the floor); a floor
-      on a lower-is-better metric is a ceiling (``ModelFamily.floor_failures``). They are
-      checked on ``floor_metrics`` when given (the challenger on a larger hold-out than the
-      comparison's: a recent window with a handful of positives cannot say whether a model
-      meets an absolute floor), else on ``challenger_metrics``.
-    - With a champion, the challenger's primary metric must improve on the champion's, on
-      the same hold-out set, by at least ``margin`` RELATIVE to the champion's value
-      (0.01 = 1 % better; for lower-is-better metrics "better" means smaller). A tie never
-      promotes. A champion value of 0 makes the margin absolute.
-    """
-    primary = family.primary_metric
-    value = challenger_metrics.get(primary)
-    if value is None or not math.isfinite(value):
-        return Decision(False, f"challenger has no finite {primary} (got {value})")
-    floored = challenger_metrics if floor_metrics is None else floor_metrics
-    failures = family.floor_failures(floored)
-    if failures:
-        missed = "; ".join(
-            f"{metric}={got:.4g} misses its floor "
-            f"({'<=' if family.metric_lower_is_better(metric) else '>='} {floor:g})"
-            for metric, (got, floor) in sorted(failures.items())
-        )
-        return Decision(False, missed)
-    floors = ", ".join(f"{m}={floored[m]:.4g}" for m in sorted(family.floors))
-    floor_note = f"floors met ({floors})" if floors else "no floors declared"
-    if champion_metrics is None:
-        return Decision(True, f"first model: {floor_note}")
-    base = champion_metrics.get(primary)
-    if base is None or not math.isfinite(base):
-        return Decision(True, f"champion has no finite {primary}; {floor_note}")
-    improvement = _relative_gain(not family.higher_is_better, value, base)
-    summary = (
-        f"{primary} {value:.4g} vs champion {base:.4g} on the same hold-out: "
-        f"{improvement:+.2%} (margin {margin:.2%})"
-    )
-    if improvement > 0 and improvement >= margin:
-        return Decision(True, f"{summary}; {floor_note}")
-    return Decision(False, summary)
-
-
-def _relative_gain(lower_is_better: bool, value: float, base: float) -> float:
-    gain = (base - value) if lower_is_better else (value - base)
-    return gain / abs(base) if base != 0 else gain
-
-
-def quiet_window_decision(
-    family: ModelFamily,
-    challenger_whole: dict[str, float],
-    champion_whole: dict[str, float],
-    challenger_recent: dict[str, float],
-    champion_recent: dict[str, float],
-    margin: float,
-    tolerance: float,
-) -> Decision:
-    """A drift retrain whose recent hold-out cannot rank the two models on the primary
-    metric (no fault among its test rows, or fewer than ``family.min_positives``):
-    ``family.quiet_metric`` (how often each alarms on that normal operation, the harm a
-    drift does) can. The challenger must then:
-
-    - meet the family's floors on the whole hold-out;
-    - still find what the champion finds: its primary metric on the whole hold-out is not
-      worse than the champion's by more than ``tolerance`` (relative), so a model that just
-      stopped alarming cannot win;
-    - improve the quiet metric on the recent window by at least ``margin`` (relative;
-      absolute when the champion's is 0).
-    """
-    quiet, primary = family.quiet_metric, family.primary_metric
-    if quiet is None:
-        raise ValueError(f"{family.name} declares no quiet_metric")
-    floors = promotion_decision(family, challenger_whole, None, margin)
-    if not floors.passed:
-        return Decision(False, f"on the whole hold-out: {floors.reason}")
-    value, base = challenger_whole.get(primary, math.nan), champion_whole.get(primary, math.nan)
-    if math.isfinite(base):
-        kept = _relative_gain(not family.higher_is_better, value, base)
-        if kept < -tolerance:
-            return Decision(False, f"{primary} {value:.4g} vs champion {base:.4g} on the whole "
-                            f"hold-out: {kept:+.2%} (more than {tolerance:.2%} worse)")
-    now, before = challenger_recent.get(quiet, math.nan), champion_recent.get(quiet, math.nan)
-    if not (math.isfinite(now) and math.isfinite(before)):
-        return Decision(False, f"{quiet} not measurable on the recent window "
-                        f"(challenger {now}, champion {before})")
-    improvement = _relative_gain(True, now, before)
-    summary = (f"{quiet} {now:.4g} vs champion {before:.4g} on the recent window: "
-               f"{improvement:+.2%} (margin {margin:.2%}); {primary} {value:.4g} vs "
-               f"{base:.4g} on the whole hold-out")
-    if now < before and improvement >= margin:
-        return Decision(True, f"{summary}; {floors.reason.removeprefix('first model: ')}")
-    return Decision(False, summary)
 
 
 # -- MLflow ----------------------------------------------------------------------------
@@ -416,7 +309,7 @@ class ModelRegistry:
         self.client.set_model_version_tag(
             name, str(version), GATE_TAG, "passed" if decision.passed else "refused"
         )
-        self.client.set_model_version_tag(name, str(version), "mfg.gate_reason",
+        self.client.set_model_version_tag(name, str(version), GATE_REASON_TAG,
                                           decision.reason[:5000])
 
     def load(self, module: FamilyModule, version: ModelVersion, dst: Path) -> tuple[Any, dict]:

@@ -34,9 +34,8 @@ from PIL import Image
 from sklearn.metrics import confusion_matrix
 from torch import nn
 
-from mfg_assets.ml import plots
+from mfg_assets.ml import families, plots
 from mfg_assets.ml.base import (
-    ModelFamily,
     Trained,
     binary_metrics,
     read_info,
@@ -45,14 +44,9 @@ from mfg_assets.ml.base import (
     write_info,
 )
 
-FAMILY = ModelFamily(
-    name="vision_defect",
-    primary_metric="accuracy",
-    higher_is_better=True,
-    floors={"accuracy": 0.9},
-    flavor="pytorch",
-)
-FEATURE_TABLE = "features.image_dataset"
+_SPEC = families.spec('vision_defect')  # metrics, floors, feature table: the registry
+FAMILY = _SPEC.model
+FEATURE_TABLE = _SPEC.feature_table
 MODEL_FILE = "model.pt"
 
 DEFAULT_PARAMS: dict[str, Any] = {

@@ -34,9 +34,8 @@ from sklearn.metrics import (
 )
 from threadpoolctl import threadpool_limits
 
-from mfg_assets.ml import plots
+from mfg_assets.ml import families, plots
 from mfg_assets.ml.base import (
-    ModelFamily,
     Trained,
     block_split,
     read_info,
@@ -45,14 +44,9 @@ from mfg_assets.ml.base import (
 )
 from mfg_assets.ml.features import parameter_columns
 
-FAMILY = ModelFamily(
-    name="process_yield",
-    primary_metric="r2",
-    higher_is_better=True,
-    floors={"r2": 0.7, "accuracy": 0.85},
-    flavor="sklearn",
-)
-FEATURE_TABLE = "features.process_units"
+_SPEC = families.spec('process_yield')  # metrics, floors, feature table: the registry
+FAMILY = _SPEC.model
+FEATURE_TABLE = _SPEC.feature_table
 MODEL_FILE = "model.joblib"
 
 DEFAULT_PARAMS: dict[str, Any] = {

@@ -19,14 +19,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mfg_assets.defs.models import (
-    TrainConfig,
-    gate_decision,
-    gate_evidence,
-    recent_rows,
-    unscorable,
-)
+from mfg_assets.defs.models import TrainConfig
 from mfg_assets.ml.base import POSITIVES, Trained
+from mfg_assets.ml.gate import gate_decision, gate_evidence, recent_rows, unscorable
 from mfg_assets.ml.registry import ModelRegistry
 from mfg_assets_tests.ml import fake_family
 

@@ -6,14 +6,11 @@ import dagster as dg
 import pytest
 
 from mfg_assets.defs.bronze import bronze_from_replay
-from mfg_assets.defs.drift import champion_scorer
 from mfg_assets.defs.features import feature_assets
 from mfg_assets.defs.models import (
     GATE,
-    MODEL_SPECS,
     TrainConfig,
     champion_key,
-    load_family,
     model_assets,
     model_key,
     model_resources,
@@ -21,13 +18,11 @@ from mfg_assets.defs.models import (
 from mfg_assets.defs.resources import default_resources
 from mfg_assets.defs.silver import fault_labels, silver_assets
 from mfg_assets.lake.registry import table
-from mfg_assets.ml.drift import absolute_errors
-from mfg_assets.ml.registry import (
-    CHALLENGER,
-    ModelRegistry,
-    promotion_decision,
-    registered_name,
-)
+from mfg_assets.ml.drift import absolute_errors, champion_scorer
+from mfg_assets.ml.families import FAMILIES as REGISTRY
+from mfg_assets.ml.families import family as load_family
+from mfg_assets.ml.gate import promotion_decision
+from mfg_assets.ml.registry import CHALLENGER, ModelRegistry, registered_name
 from mfg_assets.sim import SimConfig, write_replay
 
 DAY = "2026-11-01"
@@ -75,8 +70,8 @@ def gate(instance, family: str):
 
 
 def test_model_specs_agree_with_the_family_modules():
-    for spec in MODEL_SPECS:
-        module = load_family(spec)  # raises on a family name or feature table mismatch
+    for spec in REGISTRY.values():
+        module = load_family(spec.name)  # raises on a family name or feature table mismatch
         assert module.FAMILY.flavor in spec.kinds and "mlflow" in spec.kinds
 
 
@@ -91,10 +86,10 @@ def test_models_train_then_the_gate_decides_the_champion(lakehouse, data_dir):
     instance, resources = lakehouse
     first = train(instance, resources, margin=0.01)
     registry = ModelRegistry()
-    specs = {spec.family: spec for spec in MODEL_SPECS}
+    specs = {spec.name: spec for spec in REGISTRY.values()}
     for family in FAMILIES:
         name = registered_name(family)
-        module = load_family(specs[family])
+        module = load_family(family)
         meta = instance.get_latest_materialization_event(
             model_key(family)).asset_materialization.metadata
         assert meta["model_version"].value == "1"
@@ -103,8 +98,8 @@ def test_models_train_then_the_gate_decides_the_champion(lakehouse, data_dir):
         assert registry.running_runs(family) == []
         # the model records the Delta versions it trained on: features and silver behind them
         data = meta["data_versions"].value
-        assert data[specs[family].features] == 0
-        assert run.data.tags[f"mfg.data.{specs[family].features}"] == "0"
+        assert data[specs[family].feature_table] == 0
+        assert run.data.tags[f"mfg.data.{specs[family].feature_table}"] == "0"
         assert {"silver.sensor_readings", "silver.process_runs"} & set(data)
         assert any(k.startswith("figure/") for k in meta)
         # the gate's verdict is the pure decision on the hold-out numbers, and only a
@@ -135,8 +130,8 @@ def test_models_train_then_the_gate_decides_the_champion(lakehouse, data_dir):
     assert promoted.run_id == first.run_id
 
     # the drift report scores the yield champion's errors against labels on rows it did not
-    # fit on (mfg_assets.defs.drift.champion_scorer): about its hold-out error
-    scorer = champion_scorer(resources["mlflow"], "process_yield")
+    # fit on (mfg_assets.ml.drift.champion_scorer): about its hold-out error
+    scorer = champion_scorer(resources["mlflow"].registry, "process_yield")
     units = resources["lakehouse"].lake().read(table("features.process_units"))
     errors = absolute_errors(scorer.unseen(units), scorer)
     assert errors.size > 10

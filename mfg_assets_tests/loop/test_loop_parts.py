@@ -19,12 +19,12 @@ from mfg_assets.defs.drift import (
     FAMILIES_TAG,
     WORKLOAD_TAG,
     busy_families,
-    refusal_backoff,
     relaunch,
     retrain_requests,
 )
 from mfg_assets.loop.scenario import LoopConfig, history_config, live_config, live_day
 from mfg_assets.loop.watch import STAGES, Timeline, launched_by
+from mfg_assets.ml.drift import refusal_backoff
 from mfg_assets.settings import PACKAGE_DIR
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mfg_assets.ml import drift, features
+from mfg_assets.ml import drift, families, features
 from mfg_assets.sim import SimConfig
 from mfg_assets_tests.ml.simdata import simulate_silver
 
@@ -37,7 +37,7 @@ def test_verdict_names_the_drifted_feature_and_evidence_is_stable():
 
 def _before_after(frame: pl.DataFrame, family: str, onset_h: float, ref_h: float,
                   recent_h: float) -> tuple[drift.DriftReport, drift.DriftReport]:
-    ts = drift.FAMILY_INPUTS[family].ts
+    ts = families.spec(family).drift.ts
     t0 = frame.get_column(ts).min()
     before = frame.filter(pl.col(ts) < t0 + timedelta(hours=onset_h))
     kw = dict(recent=timedelta(hours=recent_h), reference_span=timedelta(hours=ref_h))

@@ -10,12 +10,8 @@ import pytest
 
 from mfg_assets.ml import registry as reg
 from mfg_assets.ml.base import ModelFamily
-from mfg_assets.ml.registry import (
-    ModelRegistry,
-    promotion_decision,
-    quiet_window_decision,
-    registered_name,
-)
+from mfg_assets.ml.gate import promotion_decision, quiet_window_decision
+from mfg_assets.ml.registry import ModelRegistry, registered_name
 from mfg_assets_tests.ml import fake_family
 
 AUC = ModelFamily("vision", "f1", True, {"f1": 0.5, "mae": 2.0}, "pytorch")
