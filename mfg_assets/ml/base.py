@@ -44,7 +44,7 @@ class ModelFamily:
     # Lower-is-better metric that still ranks two models on rows without positives (how
     # often each alarms on normal operation): a drift retrain's gate compares on it when the
     # recent window's hold-out holds fewer than ``min_positives`` positive rows (its evaluate()
-    # reports them as the POSITIVES metric), see ``registry.quiet_window_decision``.
+    # reports them as the POSITIVES metric), see ``gate.quiet_window_decision``.
     quiet_metric: str | None = None
     min_positives: int = 10
 
