@@ -102,7 +102,7 @@ def test_column_routing_writes_the_same_bronze_rows(variant: str, seed: int, mon
 
     monkeypatch.setattr(contract, "accepts_columns", spy)
     fast, fast_side = _route(contract, messages)
-    monkeypatch.setattr(sparkplug, "_metric_columns", lambda metrics, aliases: None)
+    monkeypatch.setattr(sparkplug.session, "_metric_columns", lambda metrics, aliases: None)
     general, general_side = _route(contract, messages)
 
     _same_tables(fast, general)

@@ -331,9 +331,9 @@ def test_unknown_binary_content_type_is_accepted_unchecked(
     v3: Contract, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # other tests in the process may have registered the real Sparkplug codec: not here
-    import mfg_assets.uns.contract as contract_module
+    from mfg_assets.uns.contract import decoders
 
-    monkeypatch.delitem(contract_module._DECODERS, SPARKPLUG, raising=False)
+    monkeypatch.delitem(decoders._DECODERS, SPARKPLUG, raising=False)
     result = v3.check("spBv1.0/g1/NDATA/edge1", b"\x08\x01")
     assert result.ok and result.document is None
     assert result.content_type == SPARKPLUG

@@ -9,12 +9,9 @@ import pytest
 
 from mfg_assets.uns import sparkplug
 from mfg_assets.uns import sparkplug_b_pb2 as pb
-from mfg_assets.uns.sparkplug import (
-    MetricColumns,
-    SparkplugDecodeError,
-    _decode_metrics,
-    _metric_columns,
-)
+from mfg_assets.uns.sparkplug import MetricColumns, SparkplugDecodeError
+from mfg_assets.uns.sparkplug.columns import _metric_columns
+from mfg_assets.uns.sparkplug.decode import _decode_metrics
 from mfg_assets_tests.uns.test_sparkplug_fast_decode import ALIASES, _random_metric
 
 T0 = 1_793_491_200_000
@@ -130,7 +127,7 @@ def _events(messages: list[tuple[str, bytes]]) -> list[tuple[Any, ...]]:
 def test_a_session_says_the_same_with_or_without_columns(seed: int, monkeypatch) -> None:
     messages = _stream(random.Random(seed))
     with_columns = _events(messages)
-    monkeypatch.setattr(sparkplug, "_metric_columns", lambda metrics, aliases: None)
+    monkeypatch.setattr(sparkplug.session, "_metric_columns", lambda metrics, aliases: None)
     without = _events(messages)
     strip = [event[:-1] for event in with_columns]
     assert strip == [event[:-1] for event in without]

@@ -8,7 +8,8 @@ import struct
 import pytest
 
 from mfg_assets.uns import sparkplug_b_pb2 as pb
-from mfg_assets.uns.sparkplug import SparkplugDecodeError, _decode_metric, _decode_metrics
+from mfg_assets.uns.sparkplug import SparkplugDecodeError
+from mfg_assets.uns.sparkplug.decode import _decode_metric, _decode_metrics
 
 
 def _general(payload: pb.Payload, aliases):
