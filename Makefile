@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU build; an unpinned resolve could pull a multi-GB CUDA build
 	$(BIN)/python -m pip install --quiet torch==2.13.0
+	# dev = the platform extra (Dagster, lakehouse, training) + tools; the base dependencies
+	# alone are the edge device's: pip install '.[edge]' (mfg-edge), see README
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 

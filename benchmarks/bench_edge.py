@@ -40,7 +40,6 @@ from _report import report  # noqa: E402  (benchmarks/ is the script's folder)
 
 from mfg_assets.edge import signing  # noqa: E402
 from mfg_assets.edge.bundle import build_bundle, threshold_entry, verify_bundle  # noqa: E402
-from mfg_assets.edge.export import QuantCheck, export_model  # noqa: E402
 from mfg_assets.edge.predictor import (  # noqa: E402
     Predictor,
     calibration_scores,
@@ -50,6 +49,7 @@ from mfg_assets.edge.predictor import (  # noqa: E402
     window_preprocessing,
 )
 from mfg_assets.edge.windows import RollingWindows, WindowSpec, columns_of  # noqa: E402
+from mfg_assets.fleet.export import QuantCheck, export_model  # noqa: E402
 from mfg_assets.ml.anomaly import TypeAutoencoder  # noqa: E402
 from mfg_assets.ml.vision import DEFAULT_PARAMS, DefectNet  # noqa: E402
 from mfg_assets.sim import SimConfig  # noqa: E402

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 from PIL import Image
 
 from mfg_assets.edge.bundle import Bundle, BundleError
-from mfg_assets.edge.export import session
 from mfg_assets.edge.windows import WindowSpec
 
 
@@ -68,6 +68,16 @@ def window_preprocessing(spec: WindowSpec) -> dict[str, Any]:
         "window": spec.to_dict(),
         "output": "score",
     }
+
+
+def session(path: Path | str | bytes, threads: int = 1) -> ort.InferenceSession:
+    """A CPU session; one intra-op thread by default (edge boxes are small and shared)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    source = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def read_png(png: bytes) -> np.ndarray:

@@ -266,8 +266,8 @@ def _prepare_vision(
     registry: ModelRegistry, module: Any, champion: Any, features: pl.DataFrame,
     profile: EdgeProfile, tmp: Path, settings: BundleSettings,
 ) -> Prepared | str:
-    from mfg_assets.edge.export import QuantCheck, export_model
     from mfg_assets.edge.predictor import calibration_scores, image_preprocessing, read_png
+    from mfg_assets.fleet.export import QuantCheck, export_model
 
     net, info = registry.load(module, champion, tmp / "model")
     size = int(info["image_size"])
@@ -313,9 +313,9 @@ def _prepare_windows(
     registry: ModelRegistry, module: Any, champion: Any, features: pl.DataFrame,
     profile: EdgeProfile, tmp: Path, settings: BundleSettings,
 ) -> Prepared | str:
-    from mfg_assets.edge.export import QuantCheck, export_model
     from mfg_assets.edge.predictor import calibration_scores, window_preprocessing
     from mfg_assets.edge.windows import WindowSpec
+    from mfg_assets.fleet.export import QuantCheck, export_model
 
     model, info = registry.load(module, champion, tmp / "model")
     mine = features.filter(pl.col("machine_id").is_in(list(profile.assets)))

@@ -36,7 +36,10 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-log = logging.getLogger("mfg.edge.export")
+# the edge's own session: parity is checked on what the edge will run
+from mfg_assets.edge.predictor import session
+
+log = logging.getLogger("mfg.fleet.export")
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "input"
@@ -113,16 +116,6 @@ def export_onnx(
         )
     onnx.checker.check_model(str(path))
     return path
-
-
-def session(path: Path | str | bytes, threads: int = 1) -> ort.InferenceSession:
-    """A CPU session; one intra-op thread by default (edge boxes are small and shared)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    source = path if isinstance(path, bytes) else str(path)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def run(sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:

@@ -12,8 +12,8 @@ from torch import nn
 
 from mfg_assets.edge import signing
 from mfg_assets.edge.bundle import Bundle, build_bundle, threshold_entry
-from mfg_assets.edge.export import export_onnx
 from mfg_assets.edge.predictor import image_preprocessing, normalise
+from mfg_assets.fleet.export import export_onnx
 from mfg_assets.sim.config import IMAGE_LABELS, PlantLayout
 from mfg_assets.sim.images import encode_png, render
 from mfg_assets.sim.rng import rng_for

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from mfg_assets.edge.bundle import build_bundle, threshold_entry
-from mfg_assets.edge.export import export_onnx
 from mfg_assets.edge.predictor import window_preprocessing
 from mfg_assets.edge.store import BundleStore, Device
 from mfg_assets.edge.windows import WindowSpec, columns_of
+from mfg_assets.fleet.export import export_onnx
 from mfg_assets.ml.anomaly import TypeAutoencoder
 from mfg_assets.settings import DEFAULT_CONTRACT
 from mfg_assets.sim import SimConfig

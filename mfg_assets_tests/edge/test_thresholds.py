@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from mfg_assets.edge.bundle import build_bundle, threshold_entry, verify_bundle
-from mfg_assets.edge.export import export_onnx
 from mfg_assets.edge.predictor import Predictor, calibration_scores, image_preprocessing
+from mfg_assets.fleet.export import export_onnx
 from mfg_assets_tests.edge.conftest import sim_images
 
 QUANTILE = 0.99

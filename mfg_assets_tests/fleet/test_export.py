@@ -9,11 +9,16 @@ import pytest
 import torch
 
 from mfg_assets.edge.bundle import build_bundle, threshold_entry
-from mfg_assets.edge.export import QuantCheck, export_model, export_onnx, run, session
-from mfg_assets.edge.predictor import window_preprocessing
+from mfg_assets.edge.predictor import session, window_preprocessing
 from mfg_assets.edge.windows import WindowSpec, columns_of
+from mfg_assets.fleet.export import QuantCheck, export_model, export_onnx, run
 from mfg_assets.ml.anomaly import TypeAutoencoder
+from mfg_assets_tests.edge import conftest as edge_fixtures
 
+# the edge room's fixtures: a trained TinyCNN, its ONNX file, a signing keypair
+trained_cnn = edge_fixtures.trained_cnn
+cnn_onnx = edge_fixtures.cnn_onnx
+keys = edge_fixtures.keys
 
 def test_onnx_matches_torch_for_any_batch_size(trained_cnn, cnn_onnx):
     net, x, _ = trained_cnn
