@@ -10,7 +10,13 @@ failure; without it, alerts are only logged. Three sensors, all running by defau
 - ``stale_assets``: polls the freshness state changes the Dagster daemon records for assets
   with a ``FreshnessPolicy`` (silver, features, models): an alert when one turns WARN or
   FAIL, and one when it is fresh again;
-- ``failed_runs``: Dagster's run-failure sensor, one message per failed run.
+- ``failed_runs``: Dagster's run-failure sensor over the whole instance, one message per
+  failed run, wherever it was launched from: this code location, another one, or a script
+  (``dg.materialize`` in the demo driver and the stack); without ``monitor_all_code_locations``
+  the daemon only reports runs of jobs from this code location.
+
+The check and freshness sensors read events by log id (see ``_records``), which works on
+the run-sharded SQLite instance of ``make dev``, consolidated SQLite and PostgreSQL alike.
 """
 
 
@@ -18,7 +24,6 @@ import json
 import logging
 import os
 import urllib.request
-import warnings
 from typing import Any
 
 import dagster as dg
@@ -49,21 +54,26 @@ def post_alert(message: dict[str, Any], url: str | None = None, timeout_s: float
 
 
 def _records(instance: dg.DagsterInstance, event_type: dg.DagsterEventType, after: int | None,
-             limit: int) -> list[dg.EventLogRecord]:
-    flt = dg.EventRecordsFilter(event_type=event_type, after_cursor=after)
-    with warnings.catch_warnings():
-        # deprecated for 2.0, but the only call that lists these events across all assets
-        warnings.simplefilter("ignore")
-        return list(instance.get_event_records(flt, limit=limit, ascending=True))
+             limit: int) -> list[tuple[int, dg.EventLogEntry]]:
+    """(storage id, entry) of ``event_type`` events after ``after``, oldest first.
+
+    Read by log id from the index table: one table with global ids on PostgreSQL and
+    consolidated SQLite, and on the run-sharded SQLite of ``make dev`` the index shard, which
+    mirrors asset, check and run-status events. ``instance.get_event_records`` refuses a plain
+    id cursor there (its ids are per run shard) and is deprecated anyway.
+    """
+    events = instance.event_log_storage.get_logs_for_all_runs_by_log_id(
+        after_cursor=-1 if after is None else after, dagster_event_type=event_type, limit=limit)
+    return sorted(events.items())
 
 
 def check_failures(instance: dg.DagsterInstance, after: int | None, limit: int = 100):
     """(failed check evaluations as alert messages, last storage id seen)."""
     records = _records(instance, dg.DagsterEventType.ASSET_CHECK_EVALUATION, after, limit)
     messages, last = [], after
-    for record in records:
-        last = record.storage_id
-        evaluation = record.event_log_entry.dagster_event.event_specific_data
+    for storage_id, entry in records:
+        last = storage_id
+        evaluation = entry.dagster_event.event_specific_data
         if evaluation.passed:
             continue
         meta = {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}
@@ -72,7 +82,7 @@ def check_failures(instance: dg.DagsterInstance, after: int | None, limit: int =
             "asset": evaluation.asset_key.to_user_string(),
             "check": evaluation.check_name,
             "severity": str(getattr(evaluation.severity, "value", evaluation.severity)),
-            "run_id": record.run_id,
+            "run_id": entry.run_id or None,  # "" for a runless (reported) evaluation
             "partition": evaluation.partition,
             "text": f"check {evaluation.check_name} failed on "
                     f"{evaluation.asset_key.to_user_string()}",
@@ -88,9 +98,9 @@ def freshness_changes(instance: dg.DagsterInstance, after: int | None, limit: in
     """(freshness alerts: turned WARN/FAIL, or fresh again after one; last storage id seen)."""
     records = _records(instance, dg.DagsterEventType.FRESHNESS_STATE_CHANGE, after, limit)
     messages, last = [], after
-    for record in records:
-        last = record.storage_id
-        change = record.event_log_entry.dagster_event.event_specific_data
+    for storage_id, entry in records:
+        last = storage_id
+        change = entry.dagster_event.event_specific_data
         new, old = str(change.new_state.value), str(change.previous_state.value)
         if new in BAD_FRESHNESS:
             kind = "freshness_failed" if new == "FAIL" else "freshness_warning"
@@ -143,6 +153,7 @@ def failed_checks(context: dg.SensorEvaluationContext):
 
 @dg.run_failure_sensor(
     name="failed_runs",
+    monitor_all_code_locations=True,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=f"Alerts (log + {WEBHOOK_ENV}) on every failed run.",
 )

@@ -1,9 +1,13 @@
 """Alerts reach a real local webhook: failed checks, freshness failures, failed runs."""
 
 import json
+import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -25,17 +29,25 @@ class _Inbox(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def webhook(monkeypatch):
+@contextmanager
+def inbox() -> Iterator[tuple[str, list]]:
+    """A local webhook (URL, messages received): the alert sensors' real HTTP target."""
     _Inbox.received = []
     server = HTTPServer(("127.0.0.1", 0), _Inbox)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    monkeypatch.setenv(alerts.WEBHOOK_ENV, url)
-    yield _Inbox.received
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", _Inbox.received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def webhook(monkeypatch):
+    with inbox() as (url, received):
+        monkeypatch.setenv(alerts.WEBHOOK_ENV, url)
+        yield received
 
 
 PROBE = ["silver", "alert_probe"]
@@ -119,3 +131,31 @@ def test_a_dead_webhook_does_not_fail_the_sensor(monkeypatch):
 def test_without_webhook_alerts_are_only_logged(monkeypatch):
     monkeypatch.delenv(alerts.WEBHOOK_ENV, raising=False)
     assert alerts.post_alert({"kind": "test"}) is False
+
+
+def test_check_and_freshness_alerts_on_the_make_dev_instance(webhook, tmp_path, monkeypatch):
+    """The run-sharded SQLite of `make dev`: the second tick (a cursor) used to raise
+    'get_event_records on a run-sharded event log storage with a cursor that is not
+    run-aware'. Each failure is still reported once."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[2] / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        assert instance.event_log_storage.is_run_sharded
+        checks = dg.build_sensor_context(instance=instance)
+        fresh = dg.build_sensor_context(instance=instance)
+        alerts.failed_checks(checks)
+        alerts.stale_assets(fresh)
+        assert webhook == [] and checks.cursor is None
+        for _ in range(2):  # two failures after the first tick, each in its own run shard
+            assert dg.materialize([_probe], instance=instance).success
+        _freshness(instance, "silver/sensor_readings", "PASS", "FAIL")
+        for _ in range(2):  # two more ticks, each with the cursor the last one left
+            checks = dg.build_sensor_context(instance=instance, cursor=checks.cursor)
+            fresh = dg.build_sensor_context(instance=instance, cursor=fresh.cursor)
+            alerts.failed_checks(checks)
+            alerts.stale_assets(fresh)
+    assert sorted(m["kind"] for m in webhook) == [
+        "asset_check_failed", "asset_check_failed", "freshness_failed"]
+    assert len({m["run_id"] for m in webhook if m["kind"] == "asset_check_failed"}) == 2
