@@ -23,6 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_gateway(commands)
     _add_edge(commands)
     _add_dashboard(commands)
+    _add_label(commands)
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)
 
@@ -534,6 +535,91 @@ def _run_dashboard(args: argparse.Namespace) -> int:
         print(dashboard.write_report(Path(args.out)))
         return 0
     dashboard.serve(host=args.host, port=args.port, extra_hosts=args.allow_host)
+    return 0
+
+
+
+def _add_label(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "label", help="record an operator's verdict on an edge prediction (or serve the page)",
+        description="Record a verdict (confirm, reject or a class label) on one edge "
+        "prediction: published to the broker with --broker, else appended to bronze.feedback "
+        "directly. `mfg label serve` serves the local labeling page instead.",
+    )
+    parser.add_argument("--edge", help="edge id that made the prediction")
+    parser.add_argument("--source-id", help="the prediction's sourceId (image id, window id)")
+    parser.add_argument("--verdict", help="confirm, reject, or a class label")
+    parser.add_argument("--operator", help="who gives the verdict (badge or user id)")
+    parser.add_argument("--model", default=None, help="model name (when several scored it)")
+    parser.add_argument("--bundle", default=None, help="bundle id (default: the prediction's)")
+    parser.add_argument("--place", default=None, metavar="ENT/SITE/AREA/LINE/CELL",
+                        help="ISA-95 place of the edge (default: the prediction's)")
+    parser.add_argument("--comment", default=None)
+    parser.add_argument("--broker", default=None, metavar="URL",
+                        help="publish to this broker (mqtt[s]://...) instead of writing bronze")
+    parser.set_defaults(run=_run_label)
+    sub = parser.add_subparsers(dest="label_command")
+    serve = sub.add_parser("serve", help="serve the labeling page (flagged and least certain "
+                           "predictions first)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="bind address (default: local only; the page has no login)")
+    serve.add_argument("--port", type=int, default=8060)
+    serve.add_argument("--operator", default="", help="operator id prefilled in the forms")
+    serve.add_argument("--broker", default=None, metavar="URL",
+                       help="publish verdicts to this broker instead of writing bronze")
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="also answer to this Host header name; others get 421")
+    serve.set_defaults(run=_run_label_serve)
+
+
+def _label_recorder(broker: str | None):
+    from mfg_assets.labeling import store
+    from mfg_assets.lake.delta import Lake
+    from mfg_assets.settings import get_settings
+    from mfg_assets.uns.contract import load_contract
+
+    contract = load_contract(get_settings().contract_path)
+    if broker:
+        return lambda verdict: store.publish_verdict(broker, contract, verdict)
+    lake = Lake()
+    return lambda verdict: store.append_verdict(lake, contract, verdict)
+
+
+def _run_label(args: argparse.Namespace) -> int:
+    from mfg_assets.labeling import store
+    from mfg_assets.lake.delta import Lake
+
+    missing = [f"--{n}" for n in ("edge", "source-id", "verdict", "operator")
+               if not getattr(args, n.replace("-", "_"))]
+    if missing:
+        print(f"mfg label: missing {', '.join(missing)}", file=sys.stderr)
+        return 2
+    try:
+        if args.place and args.bundle and args.model:
+            place = args.place.split("/")
+            if len(place) != 5:
+                raise store.VerdictRefused("--place is ENTERPRISE/SITE/AREA/LINE/CELL")
+            prediction = {**dict(zip(store.PLACE, place, strict=True)), "model": args.model}
+        else:
+            prediction = store.find_prediction(Lake(), args.edge, args.source_id, args.model)
+        prediction |= {"edge_id": args.edge, "source_id": args.source_id,
+                       "bundle_id": args.bundle or prediction["bundle_id"]}
+        verdict = store.verdict_for(prediction, args.verdict, args.operator, args.comment)
+        _label_recorder(args.broker)(verdict)
+    except (store.VerdictRefused, OSError, TimeoutError) as exc:
+        print(f"mfg label: {exc}", file=sys.stderr)
+        return 2
+    print(f"{verdict.verdict} by {verdict.operator_id} on {verdict.topic} {verdict.source_id}")
+    return 0
+
+
+def _run_label_serve(args: argparse.Namespace) -> int:
+    from mfg_assets.labeling import page
+    from mfg_assets.lake.delta import Lake
+
+    server = page.make_server(Lake(), _label_recorder(args.broker), args.host, args.port,
+                              operator=args.operator, extra_hosts=args.allow_host)
+    page.serve(server)
     return 0
 
 
