@@ -27,7 +27,6 @@ from mfg_assets.defs.automation import (
     new_edge_or_new_champion,
     rollout_cadence,
     sensor_interval,
-    whole_number_env,
 )
 from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.features import feature_key
@@ -43,9 +42,10 @@ from mfg_assets.fleet.bundles import (
     bundle_summary,
     discover_edges,
 )
-from mfg_assets.fleet.deploy import RolloutSettings, rollout_summary, run_rollouts
+from mfg_assets.fleet.deploy import DeploySettings, rollout_summary, run_rollouts
 from mfg_assets.lake.registry import table
 from mfg_assets.ml.families import edge_served, spec
+from mfg_assets.settings import get_settings
 
 OWNER = "team:edge-platform"
 EDGE_FAMILIES = edge_served()
@@ -163,10 +163,10 @@ def bundles(
 
 
 # The evidence a canary needs before a decision, per group. Production keeps the policy's
-# 50/30; the closed-loop demo and test lower it by environment, because their live plant
-# produces a few predictions per edge and minute and the loop has minutes, not hours.
-MIN_PREDICTIONS_ENV = "MFG_ROLLOUT_MIN_PREDICTIONS"
-MIN_LABELLED_ENV = "MFG_ROLLOUT_MIN_LABELLED"
+# 50/30; the closed-loop demo and test lower it in settings (MFG_ROLLOUT_MIN_PREDICTIONS,
+# MFG_ROLLOUT_MIN_LABELLED), because their live plant produces a few predictions per edge
+# and minute and the loop has minutes, not hours. Read when the definitions are built.
+EVIDENCE = get_settings().rollout
 
 
 class RolloutConfig(dg.Config):
@@ -184,18 +184,19 @@ class RolloutConfig(dg.Config):
     window_minutes: float = Field(default=60.0, gt=0.0,
                                   description="Compare the most recent window only.")
     min_predictions: int = Field(
-        default=whole_number_env(MIN_PREDICTIONS_ENV, ro.RolloutPolicy.min_predictions), ge=1,
-        description=f"Per group, before deciding (default: {MIN_PREDICTIONS_ENV}, else 50).")
+        default=EVIDENCE.min_predictions or ro.RolloutPolicy.min_predictions, ge=1,
+        description="Per group, before deciding (default: MFG_ROLLOUT_MIN_PREDICTIONS, "
+        "else 50).")
     min_labelled: int = Field(
-        default=whole_number_env(MIN_LABELLED_ENV, ro.RolloutPolicy.min_labelled), ge=1,
+        default=EVIDENCE.min_labelled or ro.RolloutPolicy.min_labelled, ge=1,
         description="Labelled predictions per group, when labels exist (default: "
-        f"{MIN_LABELLED_ENV}, else 30).")
+        "MFG_ROLLOUT_MIN_LABELLED, else 30).")
     max_accuracy_drop: float = Field(default=0.01, ge=0.0,
                                      description="Canary accuracy loss tolerated (0.01 = 1 pt).")
     as_of: str = Field(default="", description="Evaluate as of this UTC time (ISO; empty: "
                        "now). For replays of past data.")
 
-    def settings(self) -> RolloutSettings:
+    def settings(self) -> DeploySettings:
         policy = ro.RolloutPolicy(
             canary_fraction=self.canary_fraction,
             window=timedelta(minutes=self.window_minutes),
@@ -203,7 +204,7 @@ class RolloutConfig(dg.Config):
             min_labelled=self.min_labelled,
             max_accuracy_drop=self.max_accuracy_drop,
         )
-        return RolloutSettings(policy, tuple(self.canary_edges), self.require_approval,
+        return DeploySettings(policy, tuple(self.canary_edges), self.require_approval,
                                self.approve, self.operator, self.rollout_id)
 
     def now(self) -> datetime:

@@ -27,6 +27,8 @@ from mfg_assets.ml.families import FAMILIES
 
 @dataclass
 class RolloutStep:
+    """What one model's deployment step did this time."""
+
     model: str
     action: str  # first_deployment | started | advanced | approved | unchanged | waiting
     detail: str
@@ -35,7 +37,9 @@ class RolloutStep:
 
 
 @dataclass(frozen=True)
-class RolloutSettings:
+class DeploySettings:
+    """How a deployment step runs: the policy, an explicit canary list, approvals."""
+
     policy: ro.RolloutPolicy = field(default_factory=ro.RolloutPolicy)
     canary_edges: tuple[str, ...] = ()
     require_approval: bool = False
@@ -79,7 +83,7 @@ def evidence(lake: Lake, model: str, since: datetime, until: datetime) -> tuple[
 
 
 def run_rollouts(
-    lake: Lake, store: BundleStore, settings: RolloutSettings, now: datetime | None = None
+    lake: Lake, store: BundleStore, settings: DeploySettings, now: datetime | None = None
 ) -> list[RolloutStep]:
     """Per model: advance the running rollout, or start one for bundles that changed."""
     now = now or datetime.now(UTC)
@@ -97,7 +101,7 @@ def run_rollouts(
     return steps
 
 
-def _advance(lake: Lake, store: BundleStore, rollout: ro.Rollout, settings: RolloutSettings,
+def _advance(lake: Lake, store: BundleStore, rollout: ro.Rollout, settings: DeploySettings,
              now: datetime) -> RolloutStep:
     approved = settings.approve and settings.rollout_id in ("", rollout.rollout_id)
     if approved:
@@ -113,7 +117,7 @@ def _advance(lake: Lake, store: BundleStore, rollout: ro.Rollout, settings: Roll
 
 
 def _start(lake: Lake, store: BundleStore, model: str, newest: pl.DataFrame,
-           settings: RolloutSettings, now: datetime) -> RolloutStep:
+           settings: DeploySettings, now: datetime) -> RolloutStep:
     candidates = dict(zip(newest.get_column("edge_id").to_list(),
                           newest.get_column("bundle_id").to_list(), strict=True))
     versions = dict(zip(newest.get_column("edge_id").to_list(),

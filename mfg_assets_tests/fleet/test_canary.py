@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mfg_assets.fleet import rollout as ro
-from mfg_assets.fleet.deploy import RolloutSettings, rollout_summary, run_rollouts
+from mfg_assets.fleet.deploy import DeploySettings, rollout_summary, run_rollouts
 from mfg_assets.lake.registry import table
 from mfg_assets_tests.edge.helpers import fleet_store
 
@@ -65,7 +65,7 @@ def test_deployment_starts_a_canary_on_an_edge_whose_bundle_changed(lake, tmp_pa
     store = fleet_store(tmp_path / "store", "vision", EDGES)  # every edge runs v1
     add_bundles(lake, {e: f"vision-v1-{e}" for e in EDGES})
     add_bundles(lake, {e: f"vision-v2-{e}" for e in EDGES[2:]})  # new for cam03, cam04 only
-    [step] = run_rollouts(lake, store, RolloutSettings(), NOW)
+    [step] = run_rollouts(lake, store, DeploySettings(), NOW)
     assert step.action == "started" and step.rollout is not None
     assert step.rollout.canary_edges == ("edge-cam03",)
     assert step.rollout.control_edges == ("edge-cam01", "edge-cam02", "edge-cam04")
@@ -86,6 +86,6 @@ def test_an_explicit_canary_without_a_new_bundle_is_refused(lake, tmp_path):
     add_bundles(lake, {e: f"vision-v1-{e}" for e in EDGES})
     add_bundles(lake, {e: f"vision-v2-{e}" for e in EDGES[2:]})
     with pytest.raises(ValueError, match=r"\['edge-cam01'\] have no new bundle"):
-        run_rollouts(lake, store, RolloutSettings(canary_edges=("edge-cam01",)), NOW)
+        run_rollouts(lake, store, DeploySettings(canary_edges=("edge-cam01",)), NOW)
     assert store.assignment("edge-cam01").bundle_id == "vision-v1-edge-cam01"
     assert rollout_summary([]) == {"rollouts": "no edge bundles yet"}
