@@ -133,7 +133,7 @@ class PlantCalendar:
         ``cal_planned_stop`` (bool) and ``cal_local_hour`` (0-23), on the plant's clock.
         A night shift that starts on a Friday belongs to Friday's day type until midnight.
         """
-        utc = _as_utc(frame[ts])
+        utc = as_utc(frame[ts])
         local = utc.dt.convert_time_zone(self.timezone)
         hour = (local.dt.hour().cast(pl.Float64) + local.dt.minute().cast(pl.Float64) / 60.0
                 + local.dt.second().cast(pl.Float64) / 3600.0).to_numpy()
@@ -162,7 +162,7 @@ class PlantCalendar:
 
     def local_hours(self, ts_ms: np.ndarray) -> np.ndarray:
         """Hour of the local day in [0, 24) for each UTC timestamp (ms)."""
-        utc = _as_utc(pl.Series("ts", np.asarray(ts_ms, dtype=np.int64)))
+        utc = as_utc(pl.Series("ts", np.asarray(ts_ms, dtype=np.int64)))
         local = utc.dt.convert_time_zone(self.timezone)
         return (local.dt.hour().cast(pl.Float64) + local.dt.minute().cast(pl.Float64) / 60.0
                 + (local.dt.second().cast(pl.Float64)
@@ -255,7 +255,7 @@ def load_calendar(path: Path | None = None) -> PlantCalendar:
     return PlantCalendar.from_file(path) if path else PlantCalendar()
 
 
-def _as_utc(column: pl.Series) -> pl.Series:
+def as_utc(column: pl.Series) -> pl.Series:
     """A UTC datetime series from epoch-ms integers or (naive = UTC, or aware) datetimes."""
     if column.dtype.is_integer():
         return pl.from_epoch(column, time_unit="ms").dt.replace_time_zone("UTC")

@@ -13,8 +13,16 @@ follows the calendar trains operators to ignore it. So before any statistic is c
 
 Then the decision controls false alarms by construction (``decide``): Benjamini-Hochberg
 over all per-feature KS tests of a family (segments x features), a minimum effect size
-(PSI and the spread-normalised Wasserstein distance), and ``persistent`` declares drift for a
-segment only after it drifted in N consecutive evaluations.
+(PSI and the spread-normalised Wasserstein distance), a shift larger than the plant's own
+day-to-day variation (``day_to_day``), and ``persistent`` declares drift for a segment only
+after it drifted in N consecutive evaluations.
+
+Why the day-to-day baseline: sensor windows of one afternoon are not independent samples
+(weather, material, the shift's own rhythm move them together), so a KS test on 36 windows
+of one afternoon finds "significant" differences between any two ordinary days (measured in
+benchmarks/bench_drift.py: temperatures 2-3 C apart on calm days). A shift counts only
+when the recent mean lies further from the like-for-like reference than ``min_day_z``
+standard deviations of the same hours' daily means in the reference (day type removed).
 """
 
 from __future__ import annotations
@@ -26,7 +34,14 @@ import numpy as np
 import polars as pl
 from scipy.stats import false_discovery_control
 
-from mfg_assets.plant_calendar import DAY_TYPE, LOCAL_HOUR, PLANNED_STOP, SHIFT, PlantCalendar
+from mfg_assets.plant_calendar import (
+    DAY_TYPE,
+    LOCAL_HOUR,
+    PLANNED_STOP,
+    SHIFT,
+    PlantCalendar,
+    as_utc,
+)
 
 HOUR_BAND = "cal_hour_band"
 # Context levels, finest first, and how a report names them.
@@ -122,6 +137,77 @@ def _plain(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.drop([c for c in (*CALENDAR_COLUMNS, "_ctx") if c in frame.columns])
 
 
+# -- the plant's own day-to-day variation ------------------------------------------------
+
+LOCAL_DATE = "cal_local_date"
+
+
+def day_to_day(
+    reference: pl.DataFrame,
+    matched: Matched,
+    columns: Sequence[str],
+    ts: str,
+    calendar: PlantCalendar,
+    segment: str | None = None,
+    hour_band_h: int = 2,
+) -> pl.DataFrame:
+    """Per (segment, feature): how many day-to-day standard deviations the recent mean lies
+    from the like-for-like reference mean (``day_z``), and the days behind the spread.
+
+    The spread is the standard deviation of the reference's daily means over the recent
+    window's shifts and hour bands, after removing each day type's own mean (a weekend is
+    allowed to differ from a Monday; that is what the like-for-like reference is for).
+    NaN where fewer than 3 days could be compared.
+    """
+    ref = with_context(reference, ts, calendar, hour_band_h).filter(~pl.col(PLANNED_STOP))
+    rec = with_context(matched.recent, ts, calendar, hour_band_h)
+    bands = rec.select(SHIFT, HOUR_BAND).unique()
+    ref = ref.join(bands, on=[SHIFT, HOUR_BAND], how="semi")
+    ref = ref.with_columns(_local_date(ref, ts, calendar).alias(LOCAL_DATE))
+    seg = [segment] if segment and segment in ref.columns else []
+    present = [c for c in columns if c in ref.columns and c in matched.recent.columns]
+    rows = []
+    if not present:
+        return pl.DataFrame(schema={"segment": pl.String, "feature": pl.String,
+                                    "day_z": pl.Float64, "n_days": pl.Int64})
+    daily = ref.group_by([*seg, LOCAL_DATE, DAY_TYPE]).agg(pl.col(present).mean())
+    centred = daily.with_columns(
+        (pl.col(c) - pl.col(c).mean().over([*seg, DAY_TYPE])) for c in present)
+    groups = centred.partition_by(seg, as_dict=True) if seg else {("all",): centred}
+    for key, part in groups.items():
+        name = str(key[0])
+        n_days, n_types = part.height, part[DAY_TYPE].n_unique()
+        ref_rows = matched.reference.filter(pl.col(segment) == key[0]) if seg \
+            else matched.reference
+        rec_rows = matched.recent.filter(pl.col(segment) == key[0]) if seg else matched.recent
+        for column in present:
+            values = part[column].drop_nulls().drop_nans().to_numpy()
+            dof = values.size - n_types
+            sd = float(np.sqrt(np.sum(values ** 2) / dof)) if dof >= 2 else float("nan")
+            delta = abs(_mean(rec_rows, column) - _mean(ref_rows, column))
+            # the like-for-like mean is itself the mean of a few days: its own uncertainty
+            # widens the spread (a weekend reference is two days, not seven)
+            sd *= float(np.sqrt(1.0 + 1.0 / max(1, _days_in(ref_rows, ts, calendar))))
+            rows.append({"segment": name, "feature": column, "n_days": n_days,
+                         "day_z": delta / sd if sd > 1e-12 else (
+                             float("inf") if delta > 1e-12 and dof >= 2 else float("nan"))})
+    return pl.DataFrame(rows, schema={"segment": pl.String, "feature": pl.String,
+                                      "day_z": pl.Float64, "n_days": pl.Int64})
+
+
+def _mean(frame: pl.DataFrame, column: str) -> float:
+    value = frame[column].cast(pl.Float64).drop_nans().mean() if frame.height else None
+    return float(value) if value is not None else float("nan")
+
+
+def _days_in(frame: pl.DataFrame, ts: str, calendar: PlantCalendar) -> int:
+    return _local_date(frame, ts, calendar).n_unique() if frame.height else 0
+
+
+def _local_date(frame: pl.DataFrame, ts: str, calendar: PlantCalendar) -> pl.Series:
+    return as_utc(frame[ts]).dt.convert_time_zone(calendar.timezone).dt.date()
+
+
 # -- the decision ------------------------------------------------------------------------
 
 
@@ -130,12 +216,16 @@ class Decision:
     fdr: float = 0.05  # Benjamini-Hochberg false discovery rate over a family's tests
     min_psi: float = 0.2  # ...and the shift must matter: PSI above this
     min_wasserstein: float = 0.25  # ...and move the distribution by this many ref. stds
+    min_day_z: float = 3.0  # ...and further than this many day-to-day stds (where known)
     persistence: int = 2  # consecutive drifted evaluations before a segment is declared
 
 
-def decide(features: pl.DataFrame, decision: Decision | None = None) -> pl.DataFrame:
-    """``features`` (DRIFT_COLUMNS rows with psi, ks_pvalue, wasserstein) with ``q_value``
-    and a ``drifted`` verdict: BH-adjusted p below the FDR AND both effect sizes large.
+def decide(features: pl.DataFrame, decision: Decision | None = None,
+           days: pl.DataFrame | None = None) -> pl.DataFrame:
+    """``features`` (DRIFT_COLUMNS rows with psi, ks_pvalue, wasserstein) with ``q_value``,
+    ``day_z`` and a ``drifted`` verdict: BH-adjusted p below the FDR AND both effect sizes
+    large AND (where ``days`` from ``day_to_day`` could measure it) beyond the plant's own
+    day-to-day variation.
 
     Rows that were not judged (too few rows: NaN p-value) never drift and do not count as
     tests. Rows of other kinds keep their own verdict (labels, predictions).
@@ -150,9 +240,17 @@ def decide(features: pl.DataFrame, decision: Decision | None = None) -> pl.DataF
     w = features["wasserstein"].fill_null(np.nan).to_numpy().astype(float)
     input_verdict = tested & (np.nan_to_num(q, nan=1.0) < th.fdr) & (
         np.nan_to_num(psi) > th.min_psi) & (np.nan_to_num(w) > th.min_wasserstein)
+    day_z = np.full(p.shape, np.nan)
+    if days is not None and days.height:
+        day_z = features.select("segment", "feature").join(
+            days.select("segment", "feature", "day_z"), on=["segment", "feature"],
+            how="left", maintain_order="left")["day_z"].fill_null(np.nan).to_numpy()
+        # unknown spread (fewer than 3 days): the other criteria decide alone
+        input_verdict &= np.where(np.isnan(day_z), True, day_z > th.min_day_z)
     is_input = (features["kind"] == "input").to_numpy()
     verdict = np.where(is_input, input_verdict, features["drifted"].fill_null(False).to_numpy())
     return features.with_columns(pl.Series("q_value", q, dtype=pl.Float64),
+                                 pl.Series("day_z", day_z, dtype=pl.Float64),
                                  pl.Series("drifted", verdict, dtype=pl.Boolean))
 
 

@@ -13,6 +13,7 @@ from mfg_assets.ml.drift import feature_drift
 from mfg_assets.ml.drift_reference import (
     WHOLE,
     Decision,
+    day_to_day,
     decide,
     like_for_like,
     persistent,
@@ -121,3 +122,31 @@ def test_persistence_needs_consecutive_evaluations() -> None:
     assert persistent([{"weld-02"}, set()], {"weld-02"}, 2) == set()
     assert persistent([{"a", "b"}, {"a", "b"}], {"a"}, 3) == {"a"}
     assert persistent([], {"a"}, 1) == {"a"}
+
+
+def _with_daily_weather(frame: pl.DataFrame, sd: float, seed: int) -> pl.DataFrame:
+    """Every day its own temperature offset (weather), shared by all machines."""
+    days = frame["window_start"].dt.date()
+    unique = days.unique().sort()
+    offsets = dict(zip(unique.to_list(),
+                       np.random.default_rng(seed).normal(0, sd, unique.len()), strict=True))
+    return frame.with_columns(pl.col("temp__mean") + pl.Series([offsets[d] for d in days]))
+
+
+def test_a_shift_within_the_plants_own_day_to_day_variation_is_not_drift() -> None:
+    history = _with_daily_weather(_plant(REFERENCE_START, 7 * 24, seed=1), 2.0, seed=5)
+    live = _plant(RECENT_START, 6, seed=2).with_columns(pl.col("temp__mean") + 2.5)  # warm day
+    matched = like_for_like(history, live, "window_start", CAL, segment="machine_id")
+    raw = feature_drift(matched.reference, matched.recent, ["current__mean", "temp__mean"],
+                        "machine_id")
+    assert decide(raw)["drifted"].sum() == 3, "a warm day passes KS, PSI and Wasserstein"
+    days = day_to_day(history, matched, ["current__mean", "temp__mean"], "window_start", CAL,
+                      "machine_id")
+    assert days["n_days"].min() == 7
+    assert decide(raw, days=days)["drifted"].sum() == 0
+    # ...but a step far beyond the day-to-day spread still is
+    hot = live.with_columns(pl.col("temp__mean") + 15.0)
+    matched = like_for_like(history, hot, "window_start", CAL, segment="machine_id")
+    raw = feature_drift(matched.reference, matched.recent, ["temp__mean"], "machine_id")
+    days = day_to_day(history, matched, ["temp__mean"], "window_start", CAL, "machine_id")
+    assert decide(raw, days=days)["drifted"].sum() == 3
