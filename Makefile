@@ -36,13 +36,17 @@ test: install system-deps
 test-fast: install
 	$(BIN)/python -m pytest -m "not integration and not slow"
 
+# dg runs in the project venv ([tool.dg] in pyproject.toml names the code location)
+DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dg
+
 lint: install
 	$(BIN)/ruff check mfg_assets mfg_assets_tests benchmarks
+	$(DG) check defs
 
 dev: install
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	$(DG) dev --host 127.0.0.1 --port 3000
 
 clean-data:
 	find data -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
