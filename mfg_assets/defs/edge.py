@@ -1,16 +1,11 @@
 """Edge: one signed bundle per edge device, and rollouts of new bundles across the fleet.
 
-Dagster wiring only; the work is done by the fleet room (``mfg_assets/fleet``).
-``edge/bundles`` is partitioned by edge device (dynamic partitions ``edge_devices``, added
-by the ``edge_devices`` sensor from the edges' own telemetry in the UNS and from
-``mfg edge register``); per edge, ``fleet.bundles.build_edge_bundle`` builds, signs and
-publishes the bundle of the family that edge serves (``ml/families.py``).
-
-``edge/rollouts`` runs ``fleet.deploy.run_rollouts``: the newest bundle per edge goes to a
-canary subset, canary and control predictions are compared and the rollout is promoted or
-rolled back (policy: ``fleet.rollout``). With ``require_approval`` a promotion waits for an
-operator, who approves by materializing ``edge/rollouts`` with ``approve: true`` (or by
-launching the ``approve_rollout`` job, which is exactly that).
+Dagster wiring only, over the fleet room: ``edge/bundles`` (partitioned by edge device, the
+``edge_devices`` sensor adds those seen in the UNS or registered) runs
+``fleet.bundles.build_edge_bundle``; ``edge/rollouts`` runs ``fleet.deploy.run_rollouts``
+(canary, compare, promote or roll back; policy in ``fleet.rollout``). With
+``require_approval`` a promotion waits for an operator: ``approve: true`` on ``edge/rollouts``,
+which is what the ``approve_rollout`` job launches.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -253,7 +248,6 @@ def rollouts(
     meta |= table_metadata(lake, ro.ROLLOUTS, None)
     meta["edge_bundles_version"] = lake.version(BUNDLES)
     return dg.MaterializeResult(metadata=meta)
-
 
 
 approve_rollout_job = dg.define_asset_job(
