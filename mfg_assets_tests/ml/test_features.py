@@ -179,11 +179,11 @@ def test_block_split_is_stable_and_interleaved():
 
 def test_every_family_exposes_the_common_interface():
     from mfg_assets.lake.registry import table as lookup
-    from mfg_assets.ml.families import MODULES, family
+    from mfg_assets.ml.families import FAMILIES, family
 
-    for name in MODULES:
+    for name, entry in FAMILIES.items():
         module = family(name)
-        assert module.FAMILY.name == name
+        assert module.FAMILY is entry.model and entry.feature_table == module.FEATURE_TABLE
         assert module.FAMILY.primary_metric in module.FAMILY.floors
         lookup(module.FEATURE_TABLE)  # a registered table
         for function in ("search_space", "train", "evaluate", "save", "load"):
