@@ -15,7 +15,11 @@ cores), so the ratios are the figures to trust:
   per image: the "just use a standard backbone" baseline;
 - sensor windows: rolling-window featurization of simulated welder readings plus scoring by
   an exported autoencoder, windows per second;
-- accuracy of int8 vs fp32 on a labelled simulator test set, in points.
+- accuracy of int8 vs fp32 on a labelled simulator test set, in points;
+- the device side: import time of the edge runtime + ``mfg-edge`` in a fresh interpreter
+  (median of 5) beside ``import torch`` (what it loaded before the export moved to fleet/),
+  and the installed size of an edge venv (``pip install '.[edge]'``, built once under
+  data/bench/edge-venv, or ``--edge-venv DIR``) beside this full venv's.
 
 Prints one line per figure and writes them as flat JSON to data/bench/bench_edge.json.
 """
@@ -23,6 +27,8 @@ Prints one line per figure and writes them as flat JSON to data/bench/bench_edge
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -146,14 +152,70 @@ def latencies(fn: Callable[[int], object], n: int, warmup: int = 3) -> np.ndarra
 # -- the run -----------------------------------------------------------------------------------
 
 
+def import_s(python: str, modules: str, runs: int = 5) -> float:
+    """Median seconds to import ``modules`` in a fresh interpreter (start-up excluded)."""
+    code = f"import time; t = time.perf_counter(); import {modules}; " \
+        "print(time.perf_counter() - t)"
+    times = [float(subprocess.run([python, "-c", code], capture_output=True, text=True,
+                                  check=True, cwd=ROOT).stdout) for _ in range(runs)]
+    return float(np.median(times))
+
+
+def dir_mib(path: Path) -> float:
+    files = (p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    return sum(p.lstat().st_size for p in files) / 2**20
+
+
+def edge_venv(target: Path) -> Path:
+    """A venv with only ``mfg_assets[edge]``, installed from a copy of the sources."""
+    if (target / "bin" / "mfg-edge").exists():
+        return target
+    source = target.with_name(target.name + "-src")
+    shutil.rmtree(source, ignore_errors=True)
+    source.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "mfg_assets", source / "mfg_assets",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(target)], check=True)
+    subprocess.run([str(target / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                    f"{source}[edge]"], check=True)
+    shutil.rmtree(source, ignore_errors=True)
+    return target
+
+
+def device_figures(figures: dict[str, float], quick: bool, venv_dir: Path) -> None:
+    edge = "mfg_assets.edge.runtime, mfg_assets.edge.cli"
+    figures["edge_runtime_import_s"] = import_s(sys.executable, edge)
+    figures["torch_import_s"] = import_s(sys.executable, "torch")
+    figures["edge_import_over_torch_import"] = (
+        figures["edge_runtime_import_s"] / figures["torch_import_s"])
+    figures["full_venv_mib"] = dir_mib(Path(sys.prefix))
+    if quick and not (venv_dir / "bin" / "mfg-edge").exists():
+        print(f"(--quick: no edge venv at {venv_dir}; run once without --quick to build it)")
+        return
+    venv = edge_venv(venv_dir)
+    figures["edge_venv_mib"] = dir_mib(venv)
+    figures["edge_venv_over_full_venv"] = figures["edge_venv_mib"] / figures["full_venv_mib"]
+    figures["edge_venv_runtime_import_s"] = import_s(str(venv / "bin" / "python"), edge)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smaller run (under a minute)")
     parser.add_argument("--threads", type=int, default=1, help="torch/onnxruntime threads")
+    parser.add_argument("--edge-venv", type=Path, default=ROOT / "data" / "bench" / "edge-venv",
+                        help="edge-only venv to measure (built there once if missing)")
+    parser.add_argument("--device-only", action="store_true",
+                        help="only the device figures (import time, install size)")
     args = parser.parse_args()
     quick = args.quick
     torch.set_num_threads(args.threads)
     figures: dict[str, float] = {}
+    device_figures(figures, quick, args.edge_venv)
+    if args.device_only:
+        report("bench_edge", figures)
+        return
 
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
