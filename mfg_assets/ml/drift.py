@@ -41,8 +41,10 @@ from scipy import stats as sps
 from mfg_assets.lake.delta import Lake, WriteResult
 from mfg_assets.lake.registry import table as lake_table
 from mfg_assets.ml import families
+from mfg_assets.ml.drift_reference import Decision, day_to_day, decide, like_for_like, persistent
 from mfg_assets.ml.families import DriftInputs
 from mfg_assets.ml.features import feature_columns, parameter_columns
+from mfg_assets.plant_calendar import PlantCalendar, load_calendar
 
 if TYPE_CHECKING:
     from mfg_assets.ml.registry import ModelRegistry
@@ -371,6 +373,8 @@ class DriftReport:
     thresholds: DriftThresholds = field(default_factory=DriftThresholds)
     drifted: bool = False
     reason: str = ""
+    reference_level: str = ""  # how the reference matched the recent window's calendar
+    declared_segments: tuple[str, ...] = ()  # segments whose drift persisted
 
     def top(self, n: int = 3, kind: str | None = None) -> pl.DataFrame:
         rows = self.features if kind is None else self.features.filter(pl.col("kind") == kind)
@@ -397,17 +401,35 @@ def verdict(
     reference: Window,
     recent: Window,
     thresholds: DriftThresholds | None = None,
+    declared: set[str] | None = None,
 ) -> DriftReport:
-    """Decide for a family: drifted, and why (the top drifted features by PSI)."""
+    """Decide for a family: drifted, and why (the top drifted features by PSI).
+
+    ``declared``: the segments whose input drift persisted over consecutive evaluations
+    (``drift_reference.persistent``); inputs of other segments drifted this time only and
+    do not make the family drifted yet. None: every drifted input counts at once.
+    """
     th = thresholds or DriftThresholds()
     report = DriftReport(family, features, reference, recent, th)
     judged = features.filter(pl.col("n_reference") >= th.min_rows,
                              pl.col("n_recent") >= th.min_rows)
     inputs = judged.filter(pl.col("kind") == "input")
-    drifted = features.filter(pl.col("drifted"))
+    waiting: list[str] = []
+    if declared is not None:
+        raw = set(inputs.filter(pl.col("drifted"))["segment"].to_list())
+        waiting = sorted(raw - declared)
+        inputs = inputs.with_columns(pl.col("drifted") & pl.col("segment").is_in(sorted(declared)))
+        report.declared_segments = tuple(sorted(declared))
+    drifted = pl.concat([inputs.filter(pl.col("drifted")),
+                         features.filter(pl.col("drifted"), pl.col("kind") != "input")],
+                        how="diagonal_relaxed")
     share = float(inputs.get_column("drifted").mean() or 0.0) if inputs.height else 0.0
     outputs = drifted.filter(pl.col("kind") != "input").height  # predictions, performance
     inputs_drift = share >= th.share or (th.any_feature and share > 0)
+    if not (inputs_drift or outputs) and waiting:
+        report.reason = (f"not yet: {', '.join(waiting)} drifted in this evaluation; declared "
+                         "once it persists over consecutive evaluations")
+        return report
     if not (inputs_drift or outputs):
         report.reason = (f"no drift: max PSI {judged.get_column('psi').max() or 0:.3f} over "
                          f"{judged.height} features" if judged.height else
@@ -420,8 +442,9 @@ def verdict(
         f"{label(r)} ({r['mean_reference']:.2f} -> {r['mean_recent']:.2f})"
         for r in top.iter_rows(named=True))
     why = f"{share:.0%} of inputs" if inputs_drift else "predictions/performance"
-    report.reason = (f"{family}: {drifted.height} drifted ({why}; PSI > {th.psi}, "
-                     f"KS p < {th.ks_alpha} family-wise): {names}")
+    rule = (f"PSI > {th.psi}, KS p < {th.ks_alpha} family-wise" if declared is None else
+            "BH q, effect size and day-to-day spread; persisted")
+    report.reason = f"{family}: {drifted.height} drifted ({why}; {rule}): {names}"
     return report
 
 
@@ -435,14 +458,38 @@ def family_drift(
     labels: pl.DataFrame | None = None,
     thresholds: DriftThresholds | None = None,
     scorer: Scorer | None = None,
+    calendar: PlantCalendar | None = None,
+    decision: Decision | None = None,
+    history: Sequence[set[str]] | None = None,
 ) -> DriftReport:
     """The drift report of one family from its feature frame (and edge predictions, and the
-    champion's errors against labels where a ``scorer`` is given)."""
+    champion's errors against labels where a ``scorer`` is given).
+
+    With a plant ``calendar``, inputs are compared like for like (``drift_reference``): the
+    reference keeps the recent window's day types, shifts and hour bands, a feature drifts
+    on BH-controlled tests with minimum effect sizes beyond the plant's day-to-day spread,
+    and a segment counts once it drifted in ``decision.persistence`` consecutive
+    evaluations (``history``: drifted segments of the earlier ones, oldest first).
+    """
     inputs = families.spec(family).drift
     if inputs.kind == "image" and "png" in features.columns:
         features = with_image_stats(features)
     ref, rec = split_windows(features, inputs.ts, recent, reference, reference_span)
-    parts = [feature_drift(ref, rec, input_columns(features, inputs), inputs.segment, thresholds)]
+    columns = input_columns(features, inputs)
+    level, declared = "", None
+    if calendar is not None and ref.height and rec.height:
+        th = thresholds or DriftThresholds()
+        matched = like_for_like(ref, rec, inputs.ts, calendar, th.min_rows, inputs.segment)
+        days = day_to_day(ref, matched, columns, inputs.ts, calendar, inputs.segment)
+        measured = decide(feature_drift(matched.reference, matched.recent, columns,
+                                        inputs.segment, thresholds), decision, days)
+        parts = [measured]
+        level = matched.level
+        now = set(measured.filter(pl.col("drifted"))["segment"].to_list())
+        declared = persistent(list(history or []), now, (decision or Decision()).persistence)
+        ref, rec = matched.reference, matched.recent
+    else:
+        parts = [feature_drift(ref, rec, columns, inputs.segment, thresholds)]
     if predictions is not None and predictions.height:
         mine = predictions.filter(pl.col("model").is_in([family, f"mfg-{family}"]))
         p_ref, p_rec = split_windows(mine, "ts", recent, reference, reference_span)
@@ -451,9 +498,11 @@ def family_drift(
             parts.append(performance_drift(p_ref, p_rec, labels, thresholds))
     if scorer is not None:
         parts.append(error_drift(ref, rec, scorer, thresholds))
-    table = pl.concat(parts)
-    return verdict(family, table, window_of(ref, inputs.ts), window_of(rec, inputs.ts),
-                   thresholds)
+    table = pl.concat(parts, how="diagonal_relaxed")
+    report = verdict(family, table, window_of(ref, inputs.ts), window_of(rec, inputs.ts),
+                     thresholds, declared)
+    report.reference_level = level
+    return report
 
 
 def histogram_png(reference: np.ndarray, recent: np.ndarray, title: str) -> bytes:
@@ -493,6 +542,11 @@ class DriftSettings:
     reference_hours: float = 24.0
     thresholds: DriftThresholds = field(default_factory=DriftThresholds)
     plots: int = 3  # histograms of the top input features per family
+    # Like-for-like comparison on the plant's calendar (None: the settings' calendar file
+    # or the default); ``like_for_like=False`` restores the plain window comparison.
+    calendar: PlantCalendar | None = None
+    like_for_like: bool = True
+    decision: Decision = field(default_factory=Decision)
 
 
 # Opens the MLflow registry when called (inside the guards below: a lost tracking server
@@ -568,6 +622,7 @@ def compute_drift(
     labels = read("silver.inspection_images").filter(pl.col("label").is_not_null()).select(
         pl.col("image_id").alias("source_id"), "label")
     reports, rows = [], []
+    calendar = (settings.calendar or load_calendar()) if settings.like_for_like else None
     for family in settings.families:
         inputs = families.spec(family).drift
         window, source = (None, "oldest window")
@@ -578,8 +633,12 @@ def compute_drift(
             reference=window,
             reference_span=None if window else timedelta(hours=settings.reference_hours),
             predictions=predictions, labels=labels, thresholds=settings.thresholds,
-            scorer=champion_scorer(registry, family),
+            scorer=champion_scorer(registry, family), calendar=calendar,
+            decision=settings.decision,
+            history=drift_history(lake, family, settings.decision.persistence - 1),
         )
+        if report.reference_level:
+            source = f"{source}; {report.reference_level}"
         reports.append(report)
         rows.append(report.features.with_columns(
             pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("computed_at"),
@@ -651,6 +710,19 @@ def report_drift(lake: Lake, settings: DriftSettings, registry: RegistryOpener =
                         **{f"{READ_PREFIX}{k}": str(v) for k, v in versions.items()})
     plots = {r.family: histograms(lake, r, settings.plots) for r in reports}
     return DriftRun(reports, versions, write, {f: md for f, md in plots.items() if md})
+
+
+def drift_history(lake: Lake, family: str, n: int) -> list[set[str]]:
+    """Segments with a drifted input in each of the family's last ``n`` evaluations,
+    oldest first (for persistence)."""
+    spec = lake_table(DRIFT_TABLE)
+    if n <= 0 or not lake.exists(spec):
+        return []
+    rows = (lake.scan(spec).filter(pl.col("family") == family)
+            .select("computed_at", "segment", "kind", "drifted").collect())
+    times = sorted(set(rows["computed_at"].to_list()))[-n:]
+    return [set(rows.filter(pl.col("computed_at") == t, pl.col("kind") == "input",
+                            pl.col("drifted"))["segment"].to_list()) for t in times]
 
 
 def latest_drift(lake: Lake) -> pl.DataFrame:
