@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from mfg_assets.defs.alerts import alert_sensors
@@ -20,6 +18,7 @@ from mfg_assets.defs.monitoring import monitoring_assets
 from mfg_assets.defs.resources import default_resources
 from mfg_assets.defs.sensors import bronze_delta_versions
 from mfg_assets.defs.silver import fault_labels, silver_assets
+from mfg_assets.settings import get_settings
 
 ALL_ASSETS = [
     bronze_from_replay, *silver_assets, fault_labels, *feature_assets, *model_assets,
@@ -58,11 +57,9 @@ deployment_automation_sensor = dg.AutomationConditionSensorDefinition(
 )
 
 # One process per step (Dagster's default) isolates steps; on a small box each step then pays
-# an interpreter start. MFG_RUN_EXECUTOR=in_process runs a run's steps in its one process.
+# an interpreter start. MFG_RUN_EXECUTOR=in_process runs a run's steps in its one process
+# (settings.py validates the name).
 _EXECUTORS = {"": None, "multiprocess": None, "in_process": dg.in_process_executor}
-_executor = os.environ.get("MFG_RUN_EXECUTOR", "").strip()
-if _executor not in _EXECUTORS:
-    raise ValueError(f"MFG_RUN_EXECUTOR={_executor!r}: expected one of in_process, multiprocess")
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
@@ -71,5 +68,5 @@ defs = dg.Definitions(
              *edge_sensors, *drift_sensors,
              *alert_sensors],
     resources={**default_resources(), **model_resources(), **edge_resources()},
-    executor=_EXECUTORS[_executor],
+    executor=_EXECUTORS[get_settings().automation.run_executor],
 )

@@ -16,22 +16,8 @@ import dagster as dg
 import orjson
 import polars as pl
 
-from mfg_assets.defs.bronze import bronze_from_replay
-from mfg_assets.defs.cost import cost_assets
-from mfg_assets.defs.dashboard import dashboard_assets
-from mfg_assets.defs.drift import drift_assets
-from mfg_assets.defs.edge import bundles, edge_devices, edge_resources, rollouts
-from mfg_assets.defs.features import feature_assets
-from mfg_assets.defs.models import (
-    TrainConfig,
-    champion_key,
-    model_assets,
-    model_key,
-    model_resources,
-)
-from mfg_assets.defs.monitoring import inspection_stats_asset
-from mfg_assets.defs.resources import default_resources
-from mfg_assets.defs.silver import fault_labels, silver_assets
+from mfg_assets import plan
+from mfg_assets.defs.models import champion_key
 from mfg_assets.fleet.bundles import discover_edges
 from mfg_assets.gateway.config import GatewayConfig
 from mfg_assets.gateway.service import Gateway
@@ -94,28 +80,18 @@ def run_demo(
         print(f"simulated {summary.messages} UNS messages -> {replay}")
 
     instance = dg.DagsterInstance.get()
-    resources = default_resources()
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    dg.materialize(
-        [bronze_from_replay, fault_labels], instance=instance, resources=resources, run_config=quiet
-    )
+    runner = plan.Runner(instance, plan.resources())
+    runner.run(plan.BRONZE)
     lake = Lake(settings.lake_uri, settings.storage_options)
     days = event_days(lake)
-    for day in days:
-        dg.materialize(
-            silver_assets,
-            partition_key=day,
-            instance=instance,
-            resources=resources,
-            run_config=quiet,
-        )
+    runner.run(plan.SILVER, days)
     print(
         f"materialized bronze and {len(days)} silver partitions ({', '.join(days)}) "
         f"in {time.perf_counter() - started:.1f}s"
     )
     _print_summary()
     if with_models:
-        build_models_and_edge(instance, lake, quiet)
+        build_models_and_edge(runner, lake)
         print(f"dashboard: {settings.data_dir / 'reports' / 'dashboard.html'} (or: mfg dashboard)")
     print(
         f"demo done in {time.perf_counter() - started:.1f}s; "
@@ -124,48 +100,22 @@ def run_demo(
     return 0
 
 
-def build_models_and_edge(instance: dg.DagsterInstance, lake: Lake, quiet: dict) -> None:
+def build_models_and_edge(runner: plan.Runner, lake: Lake) -> None:
     """Features -> models (gate -> champion) -> per-edge bundles -> rollouts -> stats."""
-    resources = {**default_resources(), **model_resources(), **edge_resources()}
-    train = {
-        model_key(name).to_python_identifier(): TrainConfig(budget=DEMO_BUDGET)
-        for name in FAMILIES
-    }
     started = time.perf_counter()
-    dg.materialize(
-        [*feature_assets, *model_assets],
-        instance=instance,
-        resources=resources,
-        run_config=dg.RunConfig(ops=train, **quiet),
-        raise_on_error=False,
-    )
+    runner.run(plan.TRAIN, run_config=plan.train_config(DEMO_BUDGET), raise_on_error=False)
     for name in FAMILIES:
-        event = instance.get_latest_materialization_event(champion_key(name))
+        event = runner.instance.get_latest_materialization_event(champion_key(name))
         status = "champion" if event is not None else "no champion (gate refused or failed)"
         print(f"  model {name}: {status}")
     print(
         f"trained and gated {len(FAMILIES)} model families in "
         f"{time.perf_counter() - started:.1f}s (MLflow: {get_settings().mlflow_tracking_uri})"
     )
-    store = resources["bundle_store"].store()
-    edges = sorted(discover_edges(lake, store))
-    instance.add_dynamic_partitions(edge_devices.name, edges)
-    for edge in edges:
-        dg.materialize(
-            [bundles],
-            partition_key=edge,
-            instance=instance,
-            resources=resources,
-            run_config=quiet,
-            raise_on_error=False,
-        )
-    dg.materialize(
-        [rollouts, inspection_stats_asset, *drift_assets, *cost_assets, *dashboard_assets],
-        instance=instance,
-        resources=resources,
-        run_config=quiet,
-        raise_on_error=False,
-    )
+    edges = sorted(discover_edges(lake, runner.resources["bundle_store"].store()))
+    runner.add_edges(edges)
+    runner.run(plan.BUNDLES, edges, raise_on_error=False)
+    runner.run(plan.DEPLOY, raise_on_error=False)
     with pl.Config(tbl_rows=20, tbl_cols=-1, fmt_str_lengths=40):
         print(
             connect()

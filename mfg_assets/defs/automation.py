@@ -10,18 +10,17 @@ must be. Asset modules only reference these names.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import dagster as dg
 
+# Cadences: production defaults in settings.py (MFG_SENSOR_INTERVAL_S, MFG_ROLLOUT_CRON), where
+# a demo, benchmark or test may shorten them; re-exported here for the asset modules.
+from mfg_assets.settings import ROLLOUT_CRON as ROLLOUT_CRON
+from mfg_assets.settings import rollout_cadence as rollout_cadence
+from mfg_assets.settings import sensor_interval as sensor_interval
+
 AC = dg.AutomationCondition
-
-# -- cadences: production defaults; a demo, benchmark or test may shorten them ----------------
-
-SENSOR_INTERVAL_ENV = "MFG_SENSOR_INTERVAL_S"
-ROLLOUT_CRON_ENV = "MFG_ROLLOUT_CRON"
-ROLLOUT_CRON = "*/10 * * * *"
 
 # -- queue priorities: the QueuedRunCoordinator dequeues higher values first -------------------
 
@@ -32,33 +31,6 @@ DEPLOYMENT_PRIORITY = "5"
 # Runs that are not finished yet: waiting in the queue, launching or running.
 IN_FLIGHT = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
              dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
-
-
-def whole_number_env(name: str, default: int | None, minimum: int = 1) -> int | None:
-    """``name`` from the environment as a whole number >= ``minimum``, or ``default`` when
-    unset; anything else is a configuration error that names the variable."""
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError(f"{name}={value!r}: expected a whole number") from None
-    if number < minimum:
-        raise ValueError(f"{name}={value!r}: must be at least {minimum}")
-    return number
-
-
-def sensor_interval(default: int) -> int:
-    """Seconds between a loop sensor's evaluations: its production ``default``, or
-    ``MFG_SENSOR_INTERVAL_S`` when set (`mfg demo --scenario drift`, bench_loop and the loop
-    test close the whole loop in minutes, which 30-300 s ticks per stage would not allow)."""
-    return whole_number_env(SENSOR_INTERVAL_ENV, default)
-
-
-def rollout_cadence() -> str:
-    """How often running canaries are re-evaluated (cron; ``MFG_ROLLOUT_CRON`` overrides)."""
-    return os.environ.get(ROLLOUT_CRON_ENV, "").strip() or ROLLOUT_CRON
 
 
 def follow_new_data() -> dg.AutomationCondition:

@@ -1,7 +1,7 @@
 """Before the onset: history into the lakehouse, a champion, bundles and a first rollout.
 
-This part is scripted (explicit materializations, like `mfg demo`): it is the plant's
-past. Nothing after the onset is launched from here.
+This part is scripted (the named steps of :mod:`mfg_assets.plan`, like `mfg demo`): it is
+the plant's past. Nothing after the onset is launched from here.
 """
 
 from __future__ import annotations
@@ -13,21 +13,12 @@ from pathlib import Path
 import dagster as dg
 import orjson
 
-from mfg_assets.defs.bronze import bronze_from_replay
-from mfg_assets.defs.cost import cost_assets
-from mfg_assets.defs.dashboard import dashboard_assets
-from mfg_assets.defs.drift import drift_assets
-from mfg_assets.defs.edge import bundles, edge_devices, edge_resources, rollouts
-from mfg_assets.defs.features import feature_assets
-from mfg_assets.defs.models import TrainConfig, champion_key, model_assets, model_key
-from mfg_assets.defs.monitoring import inspection_stats_asset
-from mfg_assets.defs.resources import default_resources
-from mfg_assets.defs.silver import fault_labels, silver_assets
+from mfg_assets import plan
+from mfg_assets.defs.models import champion_key
 from mfg_assets.edge.store import PLACE, BundleStore, Device, default_store_uri
 from mfg_assets.loop.scenario import EDGES, FAMILY, LoopConfig, layout
 from mfg_assets.sim import SimConfig, ground_truth, write_replay
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # Both families on features/sensor_windows: the drift sensor retrains whichever drifted,
 # and a family without a champion would compare against its oldest window instead.
 SEED_FAMILIES = ("sensor_anomaly", "failure_forecast")
@@ -63,34 +54,21 @@ def seed(instance: dg.DagsterInstance, config: LoopConfig, history: SimConfig,
     messages = write_history(history, live, replay_dir)
     store = BundleStore(default_store_uri())
     edges = register_edges(store)
-    resources = {**default_resources(), **edge_resources()}
-    from mfg_assets.defs.models import model_resources
-
-    resources |= model_resources()
-    dg.materialize([bronze_from_replay, fault_labels], instance=instance, resources=resources,
-                   run_config=QUIET)
+    runner = plan.Runner(instance, plan.resources())
+    runner.run(plan.BRONZE)
     days = _days(history.start, live.start)
-    for day in days:  # the history's days and the (still empty) live day
-        dg.materialize(silver_assets, partition_key=day, instance=instance,
-                       resources=resources, run_config=QUIET)
+    runner.run(plan.SILVER, days)  # the history's days and the (still empty) live day
     log(f"seed: {messages} history messages -> bronze, silver {', '.join(days)} "
         f"({time.perf_counter() - started:.0f}s)")
-    wanted = {model_key(f) for f in SEED_FAMILIES} | {champion_key(f) for f in SEED_FAMILIES}
-    chosen = [a for a in model_assets if set(a.keys) & wanted]
-    train = {model_key(f).to_python_identifier(): TrainConfig(budget=config.retrain_budget)
-             for f in SEED_FAMILIES}
-    dg.materialize([*feature_assets, *chosen], instance=instance, resources=resources,
-                   run_config=dg.RunConfig(ops=train, **QUIET), raise_on_error=False)
+    runner.run(plan.TRAIN, selection=plan.train_selection(SEED_FAMILIES),
+               run_config=plan.train_config(config.retrain_budget, SEED_FAMILIES),
+               raise_on_error=False)
     if instance.get_latest_materialization_event(champion_key(FAMILY)) is None:
         raise RuntimeError(f"seed: the {FAMILY} challenger did not pass its gate on the "
                            "history; try another --seed or a longer history")
-    instance.add_dynamic_partitions(edge_devices.name, edges)
-    for edge in edges:
-        dg.materialize([bundles], partition_key=edge, instance=instance, resources=resources,
-                       run_config=QUIET)
-    dg.materialize(
-        [rollouts, inspection_stats_asset, *drift_assets, *cost_assets, *dashboard_assets],
-        instance=instance, resources=resources, run_config=QUIET, raise_on_error=False)
+    runner.add_edges(edges)
+    runner.run(plan.BUNDLES, edges)
+    runner.run(plan.DEPLOY, raise_on_error=False)
     assigned = {edge: a.bundle_id for edge in edges if (a := store.assignment(edge))}
     if len(assigned) != len(edges):
         raise RuntimeError(f"seed: not every edge got a first bundle: {assigned}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import subprocess
@@ -12,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from mfg_assets.settings import get_settings
 from mfg_assets.stack.launch import DEFAULT_EDGES, Stack, StackConfig, stop_from_state
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "data" / "stack"
@@ -155,7 +155,7 @@ def _down(args: argparse.Namespace) -> int:
         from mfg_assets.stack import postgres
 
         stack = Stack(StackConfig(root=args.root, name=args.name))
-        admin = os.environ.get("MFG_STACK_PG_ADMIN") or (
+        admin = get_settings().stack.pg_admin or (
             f"host={stack.config.pg_host} port={stack.config.pg_port} "
             f"user={stack.config.pg_admin_user} dbname=postgres")
         for database in stack.db.values():

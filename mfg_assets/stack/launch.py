@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 
 from mfg_assets.edge.store import Device
-from mfg_assets.settings import PACKAGE_DIR
+from mfg_assets.settings import PACKAGE_DIR, get_settings
 from mfg_assets.stack import broker as broker_files
 from mfg_assets.stack import postgres
 from mfg_assets.stack.pki import write_pki
@@ -265,7 +265,7 @@ class Stack:
 
     def _start_postgres(self) -> None:
         assert self.secrets is not None
-        admin = os.environ.get("MFG_STACK_PG_ADMIN") or (
+        admin = get_settings().stack.pg_admin or (
             f"host={self.config.pg_host} port={self.config.pg_port} "
             f"user={self.config.pg_admin_user} dbname=postgres"
         )

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -122,8 +121,12 @@ def run_scenario(
     from mfg_assets.sim import SimConfig, publish
 
     started = time.perf_counter()
-    urls = os.environ["MFG_STACK_GATEWAY_METRICS"].split(",")
-    broker_url = get_settings().broker_url
+    settings = get_settings()
+    urls = list(settings.stack.gateway_metrics)
+    if not urls:
+        raise RuntimeError("MFG_STACK_GATEWAY_METRICS is not set: run the scenario through "
+                           "`python -m mfg_assets.stack scenario`, which sets it")
+    broker_url = settings.broker_url
     waiter = GatewayWaiter(urls, timeout_s)
     options: dict = {}
     if fault_rate is not None:

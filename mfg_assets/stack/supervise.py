@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -26,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from mfg_assets.settings import get_settings
 from mfg_assets.stack.processes import Service, stop_group
 
 WEBHOOK_ENV = "MFG_ALERT_WEBHOOK_URL"
@@ -38,7 +38,7 @@ def alert(message: str, **details: object) -> dict[str, object]:
            "message": message, **details}
     log.error("ALERT %s", message)
     print(f"ALERT {doc['at']} {message}", file=sys.stdout, flush=True)
-    url = os.environ.get(WEBHOOK_ENV, "")
+    url = get_settings().alerts.webhook_url  # MFG_ALERT_WEBHOOK_URL
     if url:
         request = urllib.request.Request(
             url, data=json.dumps(doc, default=str).encode(), method="POST",

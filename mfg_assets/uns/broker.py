@@ -6,13 +6,14 @@ variables, so the gateway, the edge runtime and the simulator connect the same w
 
 from __future__ import annotations
 
-import os
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import paho.mqtt.client as mqtt
+
+from mfg_assets.settings import get_settings
 
 DEFAULT_PORTS = {"mqtt": 1883, "tcp": 1883, "mqtts": 8883, "ssl": 8883}
 
@@ -23,7 +24,7 @@ class BrokerAddress:
     port: int
     tls: bool
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log line
 
 
 def parse_broker_url(url: str) -> BrokerAddress:
@@ -38,16 +39,13 @@ def parse_broker_url(url: str) -> BrokerAddress:
     if not parsed.hostname:
         raise ValueError(f"broker URL {url!r} has no host")
     tls = parsed.scheme in ("mqtts", "ssl")
+    credentials = get_settings().broker
     return BrokerAddress(
         host=parsed.hostname,
         port=parsed.port or DEFAULT_PORTS[parsed.scheme],
         tls=tls,
-        username=unquote(parsed.username)
-        if parsed.username
-        else os.environ.get("MFG_BROKER_USERNAME"),
-        password=unquote(parsed.password)
-        if parsed.password
-        else os.environ.get("MFG_BROKER_PASSWORD"),
+        username=unquote(parsed.username) if parsed.username else credentials.username,
+        password=unquote(parsed.password) if parsed.password else credentials.password,
     )
 
 
@@ -59,11 +57,9 @@ class TlsOptions:
 
     @classmethod
     def from_env(cls) -> TlsOptions:
-        def path(name: str) -> Path | None:
-            value = os.environ.get(name)
-            return Path(value) if value else None
-
-        return cls(path("MFG_BROKER_CA"), path("MFG_BROKER_CERT"), path("MFG_BROKER_KEY"))
+        """MFG_BROKER_CA / _CERT / _KEY, as settings read them now."""
+        broker = get_settings().broker
+        return cls(broker.ca_file, broker.cert_file, broker.key_file)
 
 
 def configure_client(

@@ -1,4 +1,5 @@
-"""Graph behaviour on a tmp_path lakehouse: replay -> bronze -> silver, twice."""
+"""Graph behaviour on a tmp_path lakehouse: replay -> bronze -> silver, twice, through the
+named steps of the materialization plan that `mfg demo` and the loop's seed run."""
 
 import base64
 
@@ -7,9 +8,9 @@ import orjson
 import polars as pl
 import pytest
 
-from mfg_assets.defs.bronze import bronze_from_replay
+from mfg_assets import plan
 from mfg_assets.defs.resources import default_resources
-from mfg_assets.defs.silver import fault_labels, silver_assets
+from mfg_assets.defs.silver import silver_assets
 from mfg_assets.lake.catalog import connect
 from mfg_assets.lake.registry import table
 from mfg_assets.sim import SimConfig, write_replay
@@ -44,12 +45,33 @@ def replay(data_dir):
 
 
 def materialize_all(instance):
-    resources = default_resources()
-    first = dg.materialize([bronze_from_replay, fault_labels], instance=instance,
-                           resources=resources)
-    second = dg.materialize(silver_assets, partition_key=DAY, instance=instance,
-                            resources=resources)
+    runner = plan.Runner(instance, plan.resources())
+    [first] = runner.run(plan.BRONZE)
+    [second] = runner.run(plan.SILVER, [DAY])
     return first, second
+
+
+def test_the_plan_is_derived_from_the_graph_and_covers_it_once():
+    """Every asset of the code location is in exactly one step (lake maintenance has its own
+    schedule), in the order of the graph: no step depends on a later one."""
+    steps = {step.name: plan.step_keys(step) for step in plan.PLAN}
+    assert [s.name for s in plan.PLAN] == ["bronze", "silver", "train", "bundles", "deploy"]
+    every = set(plan.asset_graph().get_all_asset_keys())
+    covered = [k for keys in steps.values() for k in keys]
+    assert len(covered) == len(set(covered))  # disjoint
+    assert every - set(covered) == {plan.LAKE_MAINTENANCE}
+    assert {k.to_user_string() for k in steps["deploy"]} == {
+        "edge/rollouts", "monitoring/inspection_stats", "monitoring/drift", "monitoring/cost",
+        "monitoring/dashboard"}
+    assert steps["silver"] == {dg.AssetKey(a.key.path) for a in silver_assets}
+    graph = plan.asset_graph()
+    for i, step in enumerate(plan.PLAN):
+        later = set().union(*(steps[s.name] for s in plan.PLAN[i + 1:]))
+        for key in steps[step.name]:
+            assert not graph.get(key).parent_keys & later, (step.name, key)
+    seed = plan.train_selection(["sensor_anomaly"]).resolve(graph)
+    assert {k.to_user_string() for k in seed if k.path[0] == "models"} == {
+        "models/sensor_anomaly", "models/sensor_anomaly_champion"}
 
 
 def test_replay_to_silver_lands_everything_and_is_idempotent(data_dir, lake, replay):
@@ -94,7 +116,10 @@ def test_replay_to_silver_lands_everything_and_is_idempotent(data_dir, lake, rep
 
 def test_silver_checks_and_metadata_are_reported(data_dir, replay):
     instance = dg.DagsterInstance.ephemeral()
-    materialize_all(instance)
+    bronze_run, silver_run = materialize_all(instance)
+    # each run says which plan step made it
+    for run, step in ((bronze_run, "bronze"), (silver_run, "silver")):
+        assert instance.get_run_by_id(run.run_id).tags[plan.STEP_TAG] == step
     key = dg.AssetKey(["silver", "sensor_readings"])
     event = instance.get_latest_materialization_event(key)
     meta = event.asset_materialization.metadata
