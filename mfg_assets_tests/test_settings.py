@@ -178,12 +178,12 @@ def test_gateway_and_edge_take_their_settings_when_built(monkeypatch, tmp_path):
 
     monkeypatch.setenv("MFG_METRICS_HOST", "0.0.0.0")
     monkeypatch.setenv("MFG_BUNDLE_STORE", str(tmp_path / "store"))
-    assert GatewayConfig().metrics_host == "0.0.0.0"
+    assert GatewayConfig("mqtt://127.0.0.1:1").metrics_host == "0.0.0.0"
     assert default_store_uri() == str(tmp_path / "store")
     monkeypatch.delenv("MFG_METRICS_HOST")
     monkeypatch.delenv("MFG_BUNDLE_STORE")
     monkeypatch.setenv("MFG_DATA_DIR", str(tmp_path))
-    assert GatewayConfig().metrics_host == "127.0.0.1"
+    assert GatewayConfig("mqtt://127.0.0.1:1").metrics_host == "127.0.0.1"
     assert default_store_uri() == str(tmp_path.resolve() / "bundles")
 
 

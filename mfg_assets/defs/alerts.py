@@ -22,11 +22,12 @@ the run-sharded SQLite instance of ``make dev``, consolidated SQLite and Postgre
 
 import json
 import logging
-import os
 import urllib.request
 from typing import Any
 
 import dagster as dg
+
+from mfg_assets.settings import get_settings
 
 WEBHOOK_ENV = "MFG_ALERT_WEBHOOK_URL"
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def post_alert(message: dict[str, Any], url: str | None = None, timeout_s: float
 
     A dead webhook must not fail the sensor (the alert is in the log either way).
     """
-    url = url if url is not None else os.environ.get(WEBHOOK_ENV, "")
+    url = url if url is not None else get_settings().alerts.webhook_url
     log.warning("ALERT %s", json.dumps(message, sort_keys=True, default=str))
     if not url:
         return False

@@ -67,7 +67,7 @@ def _ensure_dev_keys() -> tuple[Path, Path]:
 
 def load_private_key(path: Path | str | None = None) -> Ed25519PrivateKey:
     """The signing key: ``path``, else ``MFG_EDGE_SIGNING_KEY``, else the dev keypair."""
-    source = path or os.environ.get(PRIVATE_ENV) or _ensure_dev_keys()[0]
+    source = path or get_settings().edge.signing_key or _ensure_dev_keys()[0]
     key = serialization.load_pem_private_key(Path(source).read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{source}: not an Ed25519 private key")
@@ -76,7 +76,7 @@ def load_private_key(path: Path | str | None = None) -> Ed25519PrivateKey:
 
 def load_public_key(source: Path | str | bytes | None = None) -> Ed25519PublicKey:
     """The verifying key: a path or PEM text, else ``MFG_EDGE_PUBLIC_KEY``, else the dev key."""
-    source = source or os.environ.get(PUBLIC_ENV) or _ensure_dev_keys()[1]
+    source = source or get_settings().edge.public_key or _ensure_dev_keys()[1]
     if isinstance(source, bytes):
         pem = source
     elif isinstance(source, str) and source.lstrip().startswith("-----BEGIN"):

@@ -46,7 +46,7 @@ PLACE = ("enterprise", "site", "area", "line", "cell")
 
 
 def default_store_uri() -> str:
-    return os.environ.get(STORE_ENV) or str(get_settings().data_dir / "bundles")
+    return get_settings().bundle_store_uri  # MFG_BUNDLE_STORE, else <data dir>/bundles
 
 
 def _now() -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass, field
 
+from mfg_assets.settings import get_settings
 from mfg_assets.uns.broker import BrokerAddress, TlsOptions, parse_broker_url
 from mfg_assets.uns.topics import check_segment
 
@@ -45,7 +45,7 @@ class GatewayConfig:
     metrics_port: int | None = 9108
     # 0.0.0.0 in a container (MFG_METRICS_HOST), for the Prometheus scraper; the CLI has no flag
     metrics_host: str = field(
-        default_factory=lambda: os.environ.get("MFG_METRICS_HOST") or "127.0.0.1"
+        default_factory=lambda: get_settings().metrics_host
     )
     tls: TlsOptions = field(default_factory=TlsOptions.from_env)
     rebirth_min_interval_s: float = 5.0

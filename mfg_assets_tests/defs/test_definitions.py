@@ -1,5 +1,7 @@
 """The code location loads, and every asset spec says what DESIGN.md asks of it."""
 
+import json
+
 import dagster as dg
 
 from mfg_assets.definitions import defs
@@ -108,3 +110,80 @@ def test_every_challenger_has_a_blocking_promotion_gate():
         f"models/{family}": True
         for family in ("sensor_anomaly", "failure_forecast", "process_yield", "vision_defect")
     }
+
+
+AWS = {"AWS_ACCESS_KEY_ID": "AKID-not-for-the-ui", "AWS_SECRET_ACCESS_KEY": "secret-not-for-the-ui",
+       "AWS_REGION": "us-east-1"}
+
+
+def _code_location(monkeypatch, env: dict[str, str]):
+    """The code location built the way production builds it (module import) under ``env``;
+    the module is rebuilt with the test's environment undone afterwards."""
+    import importlib
+
+    import mfg_assets.definitions as location
+
+    for name in (*AWS, "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        return importlib.reload(location).defs
+    finally:
+        monkeypatch.undo()
+        importlib.reload(location)
+
+
+def _lakehouse_snapshot(defs: dg.Definitions):
+    from dagster._core.remote_representation.external_data import RepositorySnap
+
+    snap = RepositorySnap.from_def(defs.get_repository_def(), defer_snapshots=True)
+    [lakehouse] = [r for r in snap.resources if r.name == "lakehouse"]
+    return snap, lakehouse
+
+
+def test_s3_secrets_reach_the_ui_as_variable_names_never_values(monkeypatch):
+    from dagster._core.remote_representation.external_data import ResourceConfigEnvVarSnap
+    from dagster_shared.serdes import serialize_value
+
+    defs = _code_location(monkeypatch, {**AWS, "MFG_LAKE_URI": "s3://lake/root"})
+    snap, lakehouse = _lakehouse_snapshot(defs)
+    values = lakehouse.configured_values
+    assert values["aws_secret_access_key"] == ResourceConfigEnvVarSnap(name="AWS_SECRET_ACCESS_KEY")
+    assert values["aws_access_key_id"] == ResourceConfigEnvVarSnap(name="AWS_ACCESS_KEY_ID")
+    assert "AWS_SECRET_ACCESS_KEY" in snap.utilized_env_vars
+    # nothing the UI receives holds a secret value; the region is plain configuration
+    text = serialize_value(snap)
+    assert "secret-not-for-the-ui" not in text and "AKID-not-for-the-ui" not in text
+    assert "us-east-1" in text
+
+
+def test_the_embedded_default_binds_no_variable(monkeypatch, data_dir):
+    """An unset EnvVar fails a run at resource initialisation: the local lakehouse binds none."""
+    from dagster._core.remote_representation.external_data import ResourceConfigEnvVarSnap
+
+    defs = _code_location(monkeypatch, {"MFG_DATA_DIR": str(data_dir)})
+    snap, lakehouse = _lakehouse_snapshot(defs)
+    assert json.loads(lakehouse.configured_values["root"]) == str(data_dir / "lake")
+    assert not [v for v in lakehouse.configured_values.values()
+                if isinstance(v, ResourceConfigEnvVarSnap)]
+    assert not {k for k in snap.utilized_env_vars or {} if k.startswith("AWS_")}
+
+
+def test_a_bound_secret_is_read_when_the_run_starts(monkeypatch):
+    from mfg_assets.defs.resources import LakehouseResource, default_resources
+
+    for name, value in AWS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MFG_LAKE_URI", "s3://lake/root")
+    resources = default_resources()
+
+    @dg.asset
+    def options(lakehouse: LakehouseResource) -> dict:
+        return lakehouse.lake().storage_options
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "rotated")  # read at run start, not before
+    result = dg.materialize([options], resources=resources)
+    assert result.output_for_node("options") == {
+        "aws_access_key_id": AWS["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": "rotated",
+        "aws_region": "us-east-1"}
