@@ -160,8 +160,8 @@ def bundles(
 # The evidence a canary needs before a decision, per group. Production keeps the policy's
 # 50/30; the closed-loop demo and test lower it in settings (MFG_ROLLOUT_MIN_PREDICTIONS,
 # MFG_ROLLOUT_MIN_LABELLED), because their live plant produces a few predictions per edge
-# and minute and the loop has minutes, not hours. Read when the definitions are built.
-EVIDENCE = get_settings().rollout
+# and minute and the loop has minutes, not hours. Read when a run builds its policy (never at
+# import: a config default fixed at import would need a fresh interpreter to change).
 
 
 class RolloutConfig(dg.Config):
@@ -178,12 +178,12 @@ class RolloutConfig(dg.Config):
     rollout_id: str = Field(default="", description="Approve only this rollout.")
     window_minutes: float = Field(default=60.0, gt=0.0,
                                   description="Compare the most recent window only.")
-    min_predictions: int = Field(
-        default=EVIDENCE.min_predictions or ro.RolloutPolicy.min_predictions, ge=1,
+    min_predictions: int | None = Field(
+        default=None, ge=1,
         description="Per group, before deciding (default: MFG_ROLLOUT_MIN_PREDICTIONS, "
         "else 50).")
-    min_labelled: int = Field(
-        default=EVIDENCE.min_labelled or ro.RolloutPolicy.min_labelled, ge=1,
+    min_labelled: int | None = Field(
+        default=None, ge=1,
         description="Labelled predictions per group, when labels exist (default: "
         "MFG_ROLLOUT_MIN_LABELLED, else 30).")
     max_accuracy_drop: float = Field(default=0.01, ge=0.0,
@@ -192,11 +192,14 @@ class RolloutConfig(dg.Config):
                        "now). For replays of past data.")
 
     def settings(self) -> DeploySettings:
+        evidence = get_settings().rollout
         policy = ro.RolloutPolicy(
             canary_fraction=self.canary_fraction,
             window=timedelta(minutes=self.window_minutes),
-            min_predictions=self.min_predictions,
-            min_labelled=self.min_labelled,
+            min_predictions=self.min_predictions or evidence.min_predictions
+            or ro.RolloutPolicy.min_predictions,
+            min_labelled=self.min_labelled or evidence.min_labelled
+            or ro.RolloutPolicy.min_labelled,
             max_accuracy_drop=self.max_accuracy_drop,
         )
         return DeploySettings(policy, tuple(self.canary_edges), self.require_approval,

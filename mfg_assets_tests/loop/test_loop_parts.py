@@ -1,9 +1,5 @@
 """The loop's plain parts: cadence knobs, drift retrain requests, the stage timeline."""
 
-import functools
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -13,7 +9,7 @@ import yaml
 from dagster._core.events import DagsterEvent, DagsterEventType
 from dagster._core.test_utils import create_run_for_test
 
-from mfg_assets.defs.automation import PRIORITY_TAG, rollout_cadence, sensor_interval
+from mfg_assets.defs.automation import PRIORITY_TAG
 from mfg_assets.defs.drift import (
     DRIFT_GATE_HOURS,
     FAMILIES_TAG,
@@ -25,7 +21,7 @@ from mfg_assets.defs.drift import (
 from mfg_assets.loop.scenario import LoopConfig, history_config, live_config, live_day
 from mfg_assets.loop.watch import STAGES, Timeline, launched_by
 from mfg_assets.ml.drift import refusal_backoff
-from mfg_assets.settings import PACKAGE_DIR
+from mfg_assets.settings import PACKAGE_DIR, rollout_cadence, sensor_interval
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -45,20 +41,25 @@ def test_cadences_keep_production_defaults_unless_overridden(monkeypatch):
         sensor_interval(30)
 
 
-def test_rollout_evidence_minimums_come_from_the_environment_of_the_process():
-    """The Dagster config defaults are read when the definitions are imported (daemon and
-    run workers inherit the loop's environment): a fresh interpreter shows both cases."""
-    probe = ("from mfg_assets.defs.edge import RolloutConfig; c = RolloutConfig(); "
-             "print(c.min_predictions, c.min_labelled)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MFG_ROLLOUT_MIN")}
-    run = functools.partial(subprocess.run, [sys.executable, "-c", probe], capture_output=True,
-                            text=True, timeout=120)
-    assert run(env=env).stdout.split() == ["50", "30"]
-    lowered = run(env=env | {"MFG_ROLLOUT_MIN_PREDICTIONS": "20",
-                             "MFG_ROLLOUT_MIN_LABELLED": "10"})
-    assert lowered.stdout.split() == ["20", "10"], lowered.stderr[-2000:]
-    bad = run(env=env | {"MFG_ROLLOUT_MIN_LABELLED": "0"})
-    assert bad.returncode != 0 and "MFG_ROLLOUT_MIN_LABELLED='0': must be at least 1" in bad.stderr
+def test_rollout_evidence_minimums_come_from_the_environment_when_a_run_starts(monkeypatch):
+    """Read when a run builds its policy, not when the definitions are imported: the same
+    imported config class follows a changed environment (the loop's run workers inherit it),
+    and an explicit run config still wins."""
+    from mfg_assets.defs.edge import RolloutConfig
+
+    monkeypatch.delenv("MFG_ROLLOUT_MIN_PREDICTIONS", raising=False)
+    monkeypatch.delenv("MFG_ROLLOUT_MIN_LABELLED", raising=False)
+    policy = RolloutConfig().settings().policy
+    assert (policy.min_predictions, policy.min_labelled) == (50, 30)
+    monkeypatch.setenv("MFG_ROLLOUT_MIN_PREDICTIONS", "20")
+    monkeypatch.setenv("MFG_ROLLOUT_MIN_LABELLED", "10")
+    policy = RolloutConfig().settings().policy
+    assert (policy.min_predictions, policy.min_labelled) == (20, 10)
+    policy = RolloutConfig(min_predictions=7).settings().policy
+    assert (policy.min_predictions, policy.min_labelled) == (7, 10)
+    monkeypatch.setenv("MFG_ROLLOUT_MIN_LABELLED", "0")
+    with pytest.raises(ValueError, match="MFG_ROLLOUT_MIN_LABELLED='0': must be at least 1"):
+        RolloutConfig().settings()
 
 
 def test_the_instance_limits_the_training_workload_the_drift_sensor_tags():
