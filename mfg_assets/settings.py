@@ -192,7 +192,7 @@ class Settings:
     plant_calendar_path: Path | None = None
     # Where a gateway's Prometheus endpoint binds (0.0.0.0 in a container); MFG_METRICS_HOST
     metrics_host: str = "127.0.0.1"
-    # Hyper-parameter trials of a drift retrain; None: the models' default (MFG_DRIFT_RETRAIN_BUDGET)
+    # Trials of a drift retrain; None: the models' default (MFG_DRIFT_RETRAIN_BUDGET)
     drift_retrain_budget: int | None = None
     automation: AutomationSettings = field(default_factory=AutomationSettings)
     rollout: RolloutSettings = field(default_factory=RolloutSettings)
