@@ -312,6 +312,29 @@ def performance_drift(
     }], schema=DRIFT_COLUMNS)
 
 
+def flag_precision_drift(predictions: pl.DataFrame, feedback: pl.DataFrame,
+                         reference: pl.DataFrame, recent: pl.DataFrame) -> pl.DataFrame:
+    """The operators' word: precision of each edge's flags (confirmed / judged, from
+    ``silver.labels``) over the prediction windows, as ``performance`` rows per edge."""
+    from mfg_assets.labeling.metrics import precision_drift
+
+    def span(frame: pl.DataFrame) -> tuple[datetime, datetime]:
+        return frame["ts"].min(), frame["ts"].max() + timedelta(microseconds=1)
+
+    table = precision_drift(predictions, feedback, span(reference), span(recent))
+    return table.select(
+        pl.lit("performance").alias("kind"), pl.lit("flag_precision").alias("feature"),
+        pl.col("edge_id").alias("segment"),
+        pl.col("flags_judged_reference").fill_null(0).alias("n_reference"),
+        pl.col("flags_judged_recent").fill_null(0).alias("n_recent"),
+        pl.lit(None, pl.Float64).alias("psi"), pl.lit(None, pl.Float64).alias("ks_stat"),
+        pl.lit(None, pl.Float64).alias("ks_pvalue"),
+        pl.lit(None, pl.Float64).alias("wasserstein"),
+        pl.col("precision_reference").alias("mean_reference"),
+        pl.col("precision_recent").alias("mean_recent"), "drifted",
+    ).cast(DRIFT_COLUMNS)
+
+
 @dataclass(frozen=True)
 class Scorer:
     """A champion's predictions, for label-based monitoring of a regressor.
@@ -461,6 +484,7 @@ def family_drift(
     calendar: PlantCalendar | None = None,
     decision: Decision | None = None,
     history: Sequence[set[str]] | None = None,
+    feedback: pl.DataFrame | None = None,
 ) -> DriftReport:
     """The drift report of one family from its feature frame (and edge predictions, and the
     champion's errors against labels where a ``scorer`` is given).
@@ -496,6 +520,8 @@ def family_drift(
         parts.append(prediction_drift(p_ref, p_rec, thresholds=thresholds))
         if labels is not None:
             parts.append(performance_drift(p_ref, p_rec, labels, thresholds))
+        if feedback is not None and feedback.height and p_ref.height and p_rec.height:
+            parts.append(flag_precision_drift(mine, feedback, p_ref, p_rec))
     if scorer is not None:
         parts.append(error_drift(ref, rec, scorer, thresholds))
     table = pl.concat(parts, how="diagonal_relaxed")
@@ -621,6 +647,7 @@ def compute_drift(
     predictions = read("silver.edge_predictions")
     labels = read("silver.inspection_images").filter(pl.col("label").is_not_null()).select(
         pl.col("image_id").alias("source_id"), "label")
+    feedback = read("silver.labels")
     reports, rows = [], []
     calendar = (settings.calendar or load_calendar()) if settings.like_for_like else None
     for family in settings.families:
@@ -636,6 +663,7 @@ def compute_drift(
             scorer=champion_scorer(registry, family), calendar=calendar,
             decision=settings.decision,
             history=drift_history(lake, family, settings.decision.persistence - 1),
+            feedback=feedback,
         )
         if report.reference_level:
             source = f"{source}; {report.reference_level}"

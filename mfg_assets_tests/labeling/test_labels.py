@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import orjson
 import polars as pl
 import pytest
@@ -209,3 +210,32 @@ def test_mfg_label_publishes_to_the_broker(broker, lake):
     assert code == 0 and got and got[0][0] == TOPIC
     assert got[0][1]["verdict"] == "scratch" and got[0][1]["bundleId"] == "b1"
     assert not CONTRACT.check(TOPIC, orjson.dumps(got[0][1])).errors
+
+
+def test_family_drift_reports_the_operators_flag_precision_per_edge():
+    """Operators reject most of an edge's recent flags: the family drifts on performance,
+    named by that edge, while its inputs did not move."""
+    from mfg_assets.ml.drift import family_drift
+
+    rng = np.random.default_rng(0)
+    start = datetime(2026, 11, 2, 5, tzinfo=UTC)
+    windows = pl.DataFrame({
+        "machine_id": "weld-01", "machine_type": "welder",
+        "window_start": [start + timedelta(minutes=10 * i) for i in range(288)],
+        "current__mean": rng.normal(200, 3, 288)}).with_columns(
+        pl.col("window_start").dt.cast_time_unit("us"))
+    rows, verdicts = [], []
+    for i in range(180):
+        ts = start + timedelta(minutes=10 * i)  # 30 h of flags; the last 6 h are "recent"
+        recent = i >= 144
+        rows.append({"edge_id": "e1", "source_id": f"s{i}", "score": 0.9, "threshold": 0.5,
+                     "ts": ts, "value": "anomaly"})
+        confirmed = (i % 10 != 0) if not recent else (i % 4 == 0)
+        verdicts.append({"edge_id": "e1", "source_id": f"s{i}",
+                         "verdict": "confirm" if confirmed else "reject"})
+    report = family_drift("sensor_anomaly", windows, recent=timedelta(hours=6),
+                          predictions=frames.predictions(rows), feedback=frames.labels(verdicts))
+    row = report.features.filter(pl.col("feature") == "flag_precision").row(0, named=True)
+    assert row["segment"] == "e1" and row["n_recent"] >= 30
+    assert row["mean_reference"] > 0.85 and row["mean_recent"] < 0.35
+    assert report.drifted and "e1:flag_precision" in report.reason
