@@ -190,6 +190,12 @@ def build_edge_bundle(
             outcome.skipped = prepared
             return outcome
         export, preprocessing, threshold, notes = prepared
+        recalibration = recalibrate_from_verdicts(lake, edge_id, family, features, export.path,
+                                                  preprocessing, threshold)
+        if recalibration is not None:
+            threshold = {**threshold, "value": recalibration.threshold,
+                         "labels": recalibration.as_dict()}
+            notes = [*notes, f"threshold from operators' verdicts: {recalibration.reason}"]
         outcome.notes = notes
         outcome.calibration = {k: v for k, v in threshold.items() if k != "value"}
         lineage = {
@@ -307,6 +313,43 @@ def _prepare_vision(
     source = (f"{ok.height} most recent '{normal}' images of {cams} "
               f"({_features_of(profile)}, up to {last})")
     return export, preprocessing, threshold_entry(scores, settings.quantile, source), []
+
+
+def recalibrate_from_verdicts(
+    lake: Lake, edge_id: str, family: str, features: pl.DataFrame, model_file: Path,
+    preprocessing: dict[str, Any], threshold: dict[str, Any],
+) -> Any | None:
+    """The operators' word at the next bundle: the edge's judged sensor windows (rejected
+    flags = normal, confirmed = fault, ``silver.labels``) rescored with the model that will
+    ship, and the calibrated threshold raised above labelled false alarms without losing a
+    labelled fault (``labeling.recalibrate``). None: not a window model, or no verdicts."""
+    from mfg_assets.edge.predictor import calibration_scores
+    from mfg_assets.labeling.queue import window_of
+    from mfg_assets.labeling.recalibrate import labelled_windows, recalibrate_threshold
+
+    if preprocessing.get("kind") != "sensor_window":
+        return None
+    predictions, labels = table("silver.edge_predictions"), table("silver.labels")
+    if not (lake.exists(predictions) and lake.exists(labels)):
+        return None
+    judged = labelled_windows(lake.read(predictions), lake.read(labels), edge_id, family)
+    keys = [(w[0], w[1], truth) for sid, truth in zip(judged["source_id"], judged["truth"],
+                                                      strict=True) if (w := window_of(sid))]
+    if not keys:
+        return None
+    wanted = pl.DataFrame(keys, schema={"machine_id": pl.String, "start_ms": pl.Int64,
+                                        "truth": pl.Boolean}, orient="row")
+    columns = list(preprocessing["window"]["columns"])
+    rows = features.with_columns(
+        pl.col("window_start").dt.epoch("ms").alias("start_ms")).join(
+        wanted, on=["machine_id", "start_ms"], how="inner")
+    if rows.height == 0:
+        return None
+    x = rows.select(pl.col(c).cast(pl.Float32) if c in rows.columns else
+                    pl.lit(None, pl.Float32).alias(c) for c in columns)
+    scores = calibration_scores(model_file, preprocessing,
+                                x.fill_null(float("nan")).to_numpy().astype(np.float32))
+    return recalibrate_threshold(scores, rows["truth"].to_numpy(), float(threshold["value"]))
 
 
 def _prepare_windows(
