@@ -62,12 +62,17 @@ def rebuild_on_upstream_change() -> dg.AutomationCondition:
 
 def retrain_on_cadence(cron: str = "0 3 * * *") -> dg.AutomationCondition:
     """Models retrain nightly (drift triggers an extra run through the drift sensor): feature
-    tables change every few minutes, retraining on each change would waste the cores."""
+    tables change every few minutes, retraining on each change would waste the cores.
+
+    A model whose code version changed (its family module or registry entry, see
+    ml/versioning.py) retrains at the next tick instead of waiting for the night; the
+    promotion gate still decides whether it serves. ``code_version_changed`` is true on one
+    tick only, so ``since_last_handled`` keeps the request until a run handles it."""
     return (
-        AC.cron_tick_passed(cron).since_last_handled()
+        (AC.cron_tick_passed(cron) | AC.code_version_changed()).since_last_handled()
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()
-    ).with_label("retrain_nightly")
+    ).with_label("retrain_nightly_or_new_code")
 
 
 def promote_when_gate_passes() -> dg.AutomationCondition:

@@ -48,6 +48,7 @@ from mfg_assets.ml.gate import (
     promote,
 )
 from mfg_assets.ml.registry import ModelRegistry, registered_name
+from mfg_assets.ml.versioning import family_code_version
 from mfg_assets.settings import get_settings
 
 GATE = "beats_champion"
@@ -132,6 +133,8 @@ def challenger_asset(entry: FamilySpec) -> dg.AssetsDefinition:
         owners=[OWNER],
         description=entry.description,
         metadata={"mlflow/registered_model": registered_name(entry.name)},
+        # retrain when the family's module or registry entry changes (ml/versioning.py)
+        code_version=family_code_version(entry),
         automation_condition=retrain_on_cadence(),
         freshness_policy=MODELS_FRESHNESS,
         check_specs=[
