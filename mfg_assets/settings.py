@@ -194,6 +194,9 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     # Trials of a drift retrain; None: the models' default (MFG_DRIFT_RETRAIN_BUDGET)
     drift_retrain_budget: int | None = None
+    # The plant's promotion-gate overrides per model family (floors, baseline margin) as
+    # YAML; None: the family registry's defaults (MFG_MODEL_GATES, see ml/gate.gate_family)
+    model_gates_path: Path | None = None
     automation: AutomationSettings = field(default_factory=AutomationSettings)
     rollout: RolloutSettings = field(default_factory=RolloutSettings)
     broker: BrokerSettings = field(default_factory=BrokerSettings)
@@ -217,6 +220,7 @@ class Settings:
             plant_calendar_path=_path("MFG_PLANT_CALENDAR"),
             metrics_host=_env("MFG_METRICS_HOST") or "127.0.0.1",
             drift_retrain_budget=_whole("MFG_DRIFT_RETRAIN_BUDGET"),
+            model_gates_path=_path("MFG_MODEL_GATES"),
             automation=AutomationSettings.from_env(),
             rollout=RolloutSettings.from_env(),
             broker=BrokerSettings.from_env(),

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 from threadpoolctl import threadpool_limits
 
+from mfg_assets.ml import baselines
 from mfg_assets.ml.base import POSITIVES
 from mfg_assets.ml.registry import (
     CHALLENGER,
@@ -32,6 +33,7 @@ from mfg_assets.ml.registry import (
     GATE_TAG,
     registered_name,
 )
+from mfg_assets.settings import get_settings
 
 if TYPE_CHECKING:
     from mfg_assets.ml.base import ModelFamily
@@ -47,6 +49,72 @@ DRIFT_TOLERANCE = 0.1
 class Decision:
     passed: bool
     reason: str
+    # Not enough evidence to decide (a drifted segment with too few recent rows/positives):
+    # neither a promotion nor a refusal; the champion stays and nothing counts as failed.
+    waiting: bool = False
+
+    @property
+    def verdict(self) -> str:
+        return "waiting" if self.waiting else "passed" if self.passed else "refused"
+
+
+# -- per-plant gate settings ------------------------------------------------------------
+
+
+def gate_family(family: ModelFamily, overrides: dict[str, Any] | None = None) -> ModelFamily:
+    """The family as this plant judges it: the registry's floors and baseline margin, with
+    the plant's overrides (``MFG_MODEL_GATES``: a YAML file ``{family: {floors: {metric:
+    value or null}, baseline_margin: x, min_positives: n}}``; null removes a floor)."""
+    entry = (load_gate_overrides() if overrides is None else overrides).get(family.name) or {}
+    unknown = set(entry) - {"floors", "baseline_margin", "min_positives"}
+    if unknown:
+        raise ValueError(f"gate overrides for {family.name}: unknown keys {sorted(unknown)} "
+                         "(known: floors, baseline_margin, min_positives)")
+    floors = {**family.floors, **(entry.get("floors") or {})}
+    return replace(family, floors={k: float(v) for k, v in floors.items() if v is not None},
+                   baseline_margin=float(entry.get("baseline_margin", family.baseline_margin)),
+                   min_positives=int(entry.get("min_positives", family.min_positives)))
+
+
+def load_gate_overrides() -> dict[str, Any]:
+    """The plant's gate overrides file (settings ``model_gates_path``), {} when unset."""
+    import yaml
+
+    path = get_settings().model_gates_path
+    if path is None:
+        return {}
+    doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a mapping of family -> gate settings")
+    return doc
+
+
+def baseline_failures(family: ModelFamily,
+                      metrics: dict[str, float]) -> tuple[list[str], list[str]]:
+    """(failures, notes) of the model against the baselines measured with it on the same
+    rows: on each of ``family.baseline_metrics`` it must beat the best baseline by
+    ``family.baseline_margin`` (absolute). A metric nothing could measure there (one class
+    only) is a note; a model with no baseline measured fails (it was not judged)."""
+    failures, notes = [], []
+    for metric in family.baseline_metrics:
+        lower = family.metric_lower_is_better(metric)
+        value = metrics.get(metric, math.nan)
+        found = {k: v for k, v in baselines.of(metrics, metric).items() if math.isfinite(v)}
+        if not found:
+            if math.isfinite(value):
+                failures.append(f"no baseline measured for {metric}")
+            else:
+                notes.append(f"{metric} not measurable on these rows (one class only?)")
+            continue
+        name, best = (min if lower else max)(found.items(), key=lambda kv: kv[1])
+        beats = (value < best - family.baseline_margin if lower
+                 else value > best + family.baseline_margin)
+        text = f"{metric} {value:.4g} vs {name} baseline {best:.4g}"
+        if not (math.isfinite(value) and beats):
+            failures.append(f"{text} (must beat it by {family.baseline_margin:g})")
+        else:
+            notes.append(text)
+    return failures, notes
 
 
 # -- decisions on numbers --------------------------------------------------------------
@@ -85,8 +153,14 @@ def promotion_decision(
             for metric, (got, floor) in sorted(failures.items())
         )
         return Decision(False, missed)
+    beaten, compared = baseline_failures(family, floored)
+    if beaten:
+        return Decision(False, "does not beat its baselines on the same rows: "
+                        + "; ".join(beaten))
     floors = ", ".join(f"{m}={floored[m]:.4g}" for m in sorted(family.floors))
     floor_note = f"floors met ({floors})" if floors else "no floors declared"
+    if compared:
+        floor_note += f"; beats baselines ({'; '.join(compared)})"
     if champion_metrics is None:
         return Decision(True, f"first model: {floor_note}")
     base = champion_metrics.get(primary)
