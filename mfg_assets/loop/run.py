@@ -34,10 +34,23 @@ class LoopResult:
     timeline: object  # watch.Timeline
     quality: dict[str, dict[str, float]] = field(default_factory=dict)
     rollout_metrics: dict = field(default_factory=dict)
+    scenario: str | None = None  # None: the control run
+    target: str | None = None  # the drifted machine (None in the control run)
+    declarations: object = None  # watch.Declarations after the onset
 
     @property
     def recovered(self) -> bool:
         return self.timeline.outcome == "promoted"
+
+    @property
+    def drift_retrains(self) -> list:
+        """Runs after the onset launched for drift (tagged mfg/trigger=drift)."""
+        return [r for r in self.timeline.runs if r.trigger == "drift"]
+
+    @property
+    def untouched_declared(self) -> tuple[str, ...]:
+        """Machines declared drifted that the scenario did not touch (any, in a control)."""
+        return self.declarations.untouched(self.target) if self.declarations else ()
 
     def figures(self) -> dict[str, float]:
         """Flat figures for the benchmark report (seconds after the onset, quality)."""
@@ -52,6 +65,14 @@ class LoopResult:
                     if isinstance(v, int | float)}
         out["runs_after_onset"] = float(len(t.runs))
         out["runs_by_script"] = float(sum(r.launched_by == "script" for r in t.runs))
+        out["drift_retrains"] = float(len(self.drift_retrains))
+        out["untouched_declared"] = float(len(self.untouched_declared))
+        d = self.declarations
+        if d is not None:
+            for family in sorted(d.evaluations):
+                out[f"drift_evaluations/{family}"] = float(d.evaluations[family])
+                out[f"drift_declarations/{family}"] = float(d.declared[family])
+                out[f"declared_segments/{family}"] = float(len(d.segments[family]))
         return out
 
 
@@ -127,7 +148,8 @@ def run_loop(config: LoopConfig, root: Path | None = None,
     env = {"MFG_DATA_DIR": str(root), "DAGSTER_HOME": str(root / "dagster"),
            "MLFLOW_TRACKING_URI": "", "MFG_BUNDLE_STORE": "", **config.env()}
     # seed (~1-2 min) and the daemon's first round (<= 5 min, usually 30 s) before the onset
-    wait_for_midnight(config.timeout_s + SETUP_BUDGET_S, log)
+    watch_s = config.timeout_s if config.scenario else config.control_watch_s
+    wait_for_midnight(watch_s + SETUP_BUDGET_S, log)
     _instance_config(root / "dagster", config.sensor_interval_s)
     with _environment(env), ExitStack() as stack:
         return _run(config, root, {**os.environ, **env}, stack, log)
@@ -183,12 +205,19 @@ def _run(config: LoopConfig, root: Path, env: dict[str, str], stack: ExitStack,
     player = threading.Thread(target=play, name="mfg-loop-sim", daemon=True)
     player.start()
     stack.callback(lambda: (stop.set(), player.join(30)))
-    log(f"onset {onset:%H:%M:%S} UTC: {live.drift[0].name} on "
-        f"{replacement_target(live)}; from now on the script only watches")
+    target = replacement_target(live) if config.scenario else None
+    if config.scenario:
+        log(f"onset {onset:%H:%M:%S} UTC: {config.scenario} on {target}; from now on the "
+            "script only watches")
+    else:
+        log(f"onset {onset:%H:%M:%S} UTC: control, the live day without drift; watching "
+            f"for {config.control_watch_s:.0f}s")
     watch = Watcher(instance, Lake(), onset, FAMILY, before)
     seen: set[str] = set()
-    deadline = time.monotonic() + config.timeout_s
-    while time.monotonic() < deadline and not watch.done:
+    # a scenario ends once promoted (or at its timeout); the control watches its whole time
+    deadline = time.monotonic() + (config.timeout_s if config.scenario
+                                   else config.control_watch_s)
+    while time.monotonic() < deadline and not (config.scenario and watch.done):
         for service in (*procs, daemon):
             service.check()
         if "error" in published:
@@ -200,10 +229,11 @@ def _run(config: LoopConfig, root: Path, env: dict[str, str], stack: ExitStack,
         time.sleep(2)
     timeline = watch.poll()
     stop.set()
-    result = LoopResult(root, timeline)
+    result = LoopResult(root, timeline, scenario=config.scenario, target=target,
+                        declarations=watch.declarations())
     if timeline.champion_after is not None:
         result.quality = before_after(Lake(), registry, before, timeline.champion_after,
-                                      live.start, replacement_target(live))
+                                      live.start, target)
     if timeline.rollout:
         result.rollout_metrics = json.loads(timeline.rollout.get("metrics") or "{}")
     return result
@@ -218,6 +248,15 @@ def report(result: LoopResult, log: Callable[[str], None] = print) -> None:
         by[run.launched_by] = by.get(run.launched_by, 0) + 1
     log(f"\nruns after the onset: {len(t.runs)}, launched by "
         f"{', '.join(f'{k}: {v}' for k, v in sorted(by.items()))}")
+    d = result.declarations
+    if d is not None:
+        for family in sorted(d.evaluations):
+            log(f"drift {family}: {d.evaluations[family]} evaluation(s) after the onset, "
+                f"{d.declared[family]} drifted, declared segments "
+                f"{', '.join(d.segments[family]) or 'none'}")
+    log(f"drift retrains launched: {len(result.drift_retrains)}; declared machines the "
+        f"{'scenario' if result.scenario else 'control'} did not touch: "
+        f"{', '.join(result.untouched_declared) or 'none'}")
     for when in ("before", "after"):
         q = result.quality.get(when)
         if q:
@@ -231,7 +270,9 @@ def report(result: LoopResult, log: Callable[[str], None] = print) -> None:
             log(f"rollout {group:<7}: {m.get('predictions')} predictions, accuracy "
                 f"{m.get('accuracy', float('nan')):.3f}, positive rate "
                 f"{m.get('positive_rate', float('nan')):.3f}")
-    if t.time_to_recover_s is not None:
+    if result.scenario is None:
+        log("\ncontrol run: no drift, nothing to recover")
+    elif t.time_to_recover_s is not None:
         log(f"\ntime to recover (onset -> promoted bundle): {t.time_to_recover_s:.1f}s")
     else:
         log(f"\nnot recovered: outcome {t.outcome or 'none within the timeout'}")

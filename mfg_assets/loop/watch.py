@@ -3,7 +3,8 @@
 Every stage is the first event of its kind after the onset: the first bronze commit, the
 first silver materialization, the first drift verdict for the family, the first drift
 retrain run, the champion alias moving, the first bundle of the new version, the rollout
-that takes it to a canary, and that rollout's promotion (or rollback).
+that takes it to a canary, and that rollout's promotion (or rollback). And what the drift
+report declared after the onset (``declarations``): which families, which segments.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mfg_assets.fleet.bundles import BUNDLES
 from mfg_assets.fleet.rollout import ROLLOUTS_TABLE
 from mfg_assets.lake.delta import Lake
 from mfg_assets.lake.registry import table
+from mfg_assets.ml.drift_reference import Decision, persistent
 
 STAGES = ("onset", "bronze_commit", "silver", "drift_detected", "retrain_launched",
           "new_champion", "bundle", "canary", "promoted")
@@ -73,6 +75,49 @@ class Timeline:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Declarations:
+    """What ``monitoring.drift`` declared after the onset, per family."""
+
+    evaluations: dict[str, int]  # drift evaluations after the onset
+    declared: dict[str, int]  # ...of which said the family drifted
+    segments: dict[str, tuple[str, ...]]  # segments (machines) declared, i.e. persisted
+    first_declared: dict[str, datetime]  # first evaluation that said drifted
+
+    def untouched(self, target: str | None) -> tuple[str, ...]:
+        """Declared segments other than the drifted machine (all of them in a control)."""
+        return tuple(sorted({s for segs in self.segments.values() for s in segs
+                             if s != target}))
+
+
+def declarations(rows: pl.DataFrame, onset: datetime,
+                 persistence: int = Decision().persistence) -> Declarations:
+    """Declarations in ``monitoring.drift`` rows from ``onset`` on. A segment is declared
+    where its inputs drifted in ``persistence`` consecutive evaluations of the family (the
+    report's own rule; the stored ``drifted`` is each evaluation's verdict), evaluations
+    before the onset counting as history."""
+    evaluations, declared, segments, first = {}, {}, {}, {}
+    for (family,), part in rows.partition_by("family", as_dict=True).items():
+        history: list[set[str]] = []
+        found: set[str] = set()
+        times = sorted(set(part["computed_at"].to_list()))
+        after = [t for t in times if t >= onset]
+        for at in times:
+            now = part.filter(pl.col("computed_at") == at)
+            drifted = set(now.filter(pl.col("kind") == "input", pl.col("drifted"))
+                          ["segment"].to_list())
+            if at >= onset:
+                found |= persistent(history, drifted, persistence)
+                if now["family_drifted"].any():
+                    declared[family] = declared.get(family, 0) + 1
+                    first.setdefault(family, at)
+            history.append(drifted)
+        evaluations[family] = len(after)
+        declared.setdefault(family, 0)
+        segments[family] = tuple(sorted(found))
+    return Declarations(evaluations, declared, segments, first)
+
+
 def launched_by(tags: dict[str, str]) -> str:
     if tags.get(SENSOR_TAG):
         return tags[SENSOR_TAG]
@@ -123,6 +168,14 @@ class Watcher:
             self._bundle_and_rollout()
         t.runs = self._runs()
         return t
+
+    def declarations(self) -> Declarations:
+        spec = table(DRIFT_TABLE)
+        if not self.lake.exists(spec):
+            return Declarations({}, {}, {}, {})
+        rows = self.lake.scan(spec).select(
+            "family", "computed_at", "kind", "segment", "drifted", "family_drifted").collect()
+        return declarations(rows, self.timeline.onset)
 
     def _bronze(self) -> None:
         spec = table("bronze.sensor_readings")

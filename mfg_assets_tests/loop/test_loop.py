@@ -1,6 +1,8 @@
 """The closed loop: drift in the live plant -> a promoted bundle, every run after the onset
-launched by the Dagster daemon (real daemon, gateway, edge runtimes, broker). Minutes long
-(seed ~1 min, loop ~6 min on two idle cores): marked integration and slow, run in CI."""
+launched by the Dagster daemon (real daemon, gateway, edge runtimes, broker); and the
+control: the same live day without drift declares nothing and retrains nothing. Minutes
+long each (seed ~2 min, loop ~6 min on two idle cores): marked integration and slow, run
+in CI."""
 
 import pytest
 
@@ -45,3 +47,19 @@ def test_drift_is_recovered_by_the_daemon(broker, tmp_path):
     # the retrained model is better where the sensor was replaced
     before, after = result.quality["before"], result.quality["after"]
     assert after["false_alarm_rate_target"] < before["false_alarm_rate_target"]
+    # the replaced sensor's machine was declared, no other machine was
+    assert result.target in result.declarations.segments[FAMILY], result.declarations
+    assert result.untouched_declared == (), result.declarations
+
+
+def test_the_control_run_declares_nothing_and_retrains_nothing(broker, tmp_path):
+    config = LoopConfig(scenario=None, control_watch_s=360.0, broker_url=broker)
+    result = run_loop(config, root=tmp_path / "loop", log=print)
+    report(result)
+    d = result.declarations
+    # several evaluations of the live day: a segment could have persisted and been declared
+    assert d is not None and d.evaluations.get(FAMILY, 0) >= 2, (d, result.timeline.table())
+    assert result.untouched_declared == (), d
+    assert not any(d.declared.values()), d
+    assert result.drift_retrains == [], result.drift_retrains
+    assert result.timeline.champion_after is None and result.timeline.outcome is None

@@ -18,9 +18,17 @@ from mfg_assets.defs.drift import (
     relaunch,
     retrain_requests,
 )
-from mfg_assets.loop.scenario import LoopConfig, history_config, live_config, live_day
-from mfg_assets.loop.watch import STAGES, Timeline, launched_by
+from mfg_assets.loop.scenario import (
+    LoopConfig,
+    history_config,
+    history_hours,
+    kinds_of_time,
+    live_config,
+    live_day,
+)
+from mfg_assets.loop.watch import STAGES, Timeline, declarations, launched_by
 from mfg_assets.ml.drift import refusal_backoff
+from mfg_assets.plant_calendar import PlantCalendar
 from mfg_assets.settings import PACKAGE_DIR, rollout_cadence, sensor_interval
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -222,3 +230,64 @@ def test_deployment_automation_is_its_own_sensor_with_a_queue_priority():
     assert not routine.asset_selection.resolve(graph) & edge  # evaluated once, not twice
     # behind drift retrains (10-20), ahead of routine runs (0)
     assert 0 < int(deployment.run_tags[PRIORITY_TAG]) < 10
+
+
+def test_the_history_holds_every_kind_of_time_of_the_live_day():
+    """The drift report compares like for like (day type and shift): a Monday's 48 h of
+    history is a weekend on the plant's clock, and a UTC Saturday's live day is mostly a
+    weekend, which the 72 h before it do not hold."""
+    calendar, config = PlantCalendar(), LoopConfig()
+    monday = datetime(2026, 12, 7, tzinfo=UTC)
+    assert not kinds_of_time(monday, 24, calendar) <= kinds_of_time(
+        monday - timedelta(hours=48), 48, calendar)  # why 48 h was not enough
+    for offset in range(7):
+        day = monday + timedelta(days=offset)
+        hours = history_hours(config, day, calendar)
+        assert hours >= 72  # three days for the day-to-day spread
+        assert kinds_of_time(day, 24, calendar) <= kinds_of_time(
+            day - timedelta(hours=hours), hours, calendar), day
+        assert hours == (144 if day.weekday() == 5 else 72), day
+    history = history_config(config, monday)
+    assert history.duration_h == 72 and history.end_ms == live_config(config, monday).start_ms
+
+
+def test_the_control_run_has_no_drift():
+    day = datetime(2026, 12, 7, tzinfo=UTC)
+    assert live_config(LoopConfig(scenario=None), day).drift == ()
+    assert [d.name for d in live_config(LoopConfig(), day).drift] == ["sensor_replacement"]
+    with pytest.raises(ValueError, match="the loop runs 'sensor_replacement' or None"):
+        LoopConfig(scenario="camera_lighting")
+
+
+def _drift_rows(evaluations: list[tuple[datetime, dict[str, set[str]], bool]]) -> pl.DataFrame:
+    """monitoring.drift rows: per evaluation, family -> drifted input segments, and
+    whether the family was declared drifted."""
+    rows = []
+    for at, drifted, family_drifted in evaluations:
+        for family, segments in drifted.items():
+            for segment in ("weld-01", "weld-02", "press-01"):
+                rows.append({"family": family, "computed_at": at, "kind": "input",
+                             "segment": segment, "drifted": segment in segments,
+                             "family_drifted": family_drifted})
+    return pl.DataFrame(rows, schema_overrides={"computed_at": pl.Datetime("us", "UTC")})
+
+
+def test_declared_segments_are_the_ones_that_persisted_after_the_onset():
+    minute = timedelta(minutes=1)
+    rows = _drift_rows([
+        (T0 - minute, {"sensor_anomaly": {"weld-01"}}, False),  # before the onset
+        (T0, {"sensor_anomaly": {"weld-01", "weld-02"}}, True),  # weld-01 persisted
+        (T0 + minute, {"sensor_anomaly": {"press-01"}}, False),  # once only: not yet
+        (T0 + 2 * minute, {"sensor_anomaly": set()}, False),
+    ])
+    d = declarations(rows, T0)
+    assert d.evaluations == {"sensor_anomaly": 3} and d.declared == {"sensor_anomaly": 1}
+    assert d.segments == {"sensor_anomaly": ("weld-01",)}
+    assert d.first_declared == {"sensor_anomaly": T0}
+    assert d.untouched("weld-02") == ("weld-01",) and d.untouched("weld-01") == ()
+    # history before the onset counts, but a declaration before it is not one of the run's
+    assert declarations(rows, T0 + minute).segments == {"sensor_anomaly": ()}
+    # one evaluation is never enough with persistence 2; with 1 it is
+    single = _drift_rows([(T0, {"sensor_anomaly": {"weld-02"}}, False)])
+    assert declarations(single, T0).segments == {"sensor_anomaly": ()}
+    assert declarations(single, T0, persistence=1).segments == {"sensor_anomaly": ("weld-02",)}
