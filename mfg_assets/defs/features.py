@@ -57,10 +57,11 @@ FEATURE_SETS = (
     ),
     FeatureSet(
         "features.edge_telemetry",
-        ("silver.edge_telemetry",),
+        ("silver.edge_telemetry", "silver.fault_labels"),
         fb.edge_telemetry,
-        "Per edge device and 10-minute window: heartbeats, CPU and memory, log problems, "
-        "firmware and bundle. Input of fleet health monitoring and forecasts.",
+        "Per edge device and 10-minute window: heartbeats, CPU, memory and temperature, "
+        "trends, log problems and log-template counts, firmware and bundle, with the time to "
+        "the device's next ground-truth failure. Input of the edge_health model.",
     ),
 )
 

@@ -204,6 +204,7 @@ _TELEMETRY_PAYLOAD = pl.Struct(
         "bundleId": pl.String,
         "cpuPct": pl.Float64,
         "memPct": pl.Float64,
+        "tempC": pl.Float64,
         "uptimeS": pl.Float64,
         "logs": pl.List(_LOG),
     }
@@ -213,6 +214,13 @@ _TELEMETRY_PAYLOAD = pl.Struct(
 def _count_level(logs: pl.Expr, level: str) -> pl.Expr:
     hits = logs.list.eval((pl.element().struct.field("level") == level).cast(pl.Int32)).list.sum()
     return hits.fill_null(0).cast(pl.Int32)
+
+
+def _log_text(logs: pl.Expr) -> pl.Expr:
+    # "LEVEL message" lines: what a log-template miner reads (ml.features.edge_telemetry)
+    lines = logs.list.eval(pl.concat_str(pl.element().struct.field("level"), pl.lit(" "),
+                                         pl.element().struct.field("message")))
+    return lines.list.join("\n")
 
 
 def type_edge_telemetry(bronze: pl.DataFrame) -> pl.DataFrame:
@@ -227,9 +235,11 @@ def type_edge_telemetry(bronze: pl.DataFrame) -> pl.DataFrame:
         doc.field("bundleId").alias("bundle_id"),
         doc.field("cpuPct").alias("cpu_pct"),
         doc.field("memPct").alias("mem_pct"),
+        doc.field("tempC").alias("temp_c"),
         doc.field("uptimeS").alias("uptime_s"),
         _count_level(doc.field("logs"), "WARNING").alias("log_warnings"),
         _count_level(doc.field("logs"), "ERROR").alias("log_errors"),
+        _log_text(doc.field("logs")).alias("log_text"),
         *_src(bronze),
     ).with_columns(pl.col("ts").dt.date().alias("date"))
 

@@ -144,6 +144,25 @@ _ENTRIES = (
         "(memory leak to OOM, thermal shutdown, crash loop) within the next hours, from its "
         "telemetry trends and log-template counts.",
     ),
+    FamilySpec(
+        model=ModelFamily(
+            name="edge_health",
+            primary_metric="f1",
+            higher_is_better=True,
+            # What a multi-day simulated fleet allows (see ml/edge_health.py): a leak or a
+            # hot cabinet shows hours ahead, a crash loop's first crashes are sparse.
+            floors={"f1": 0.5, "precision": 0.5, "recall": 0.4},
+            flavor="sklearn",
+            quiet_metric="false_alarm_rate",
+        ),
+        module="mfg_assets.ml.edge_health",
+        feature_table=_EDGE_TELEMETRY,
+        drift=DriftInputs(_EDGE_TELEMETRY, "window_start", "edge_id", "sensor"),
+        kinds=frozenset({"sklearn", "mlflow"}),
+        description="Edge device health (scikit-learn): predicts that an edge device fails "
+        "(memory leak to OOM, thermal shutdown, crash loop) within the next hours, from its "
+        "telemetry trends and log-template counts.",
+    ),
 )
 
 FAMILIES: dict[str, FamilySpec] = {entry.name: entry for entry in _ENTRIES}

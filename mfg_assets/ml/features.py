@@ -12,6 +12,7 @@ produces the same windows for the same time span.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 import numpy as np
@@ -273,14 +274,78 @@ def image_dataset(
 
 # -- edge telemetry --------------------------------------------------------------------------
 
+# Log templates: a Drain-style mask turns each line into its template (numbers, hex
+# addresses and ids become placeholders), and each template is hashed into one of a fixed
+# number of buckets, so the columns are the same on every rebuild and for templates never
+# seen before. INFO lines (heartbeat chatter) are left out.
+LOG_BUCKETS = 32
+_LOG_MASKS = (
+    (r"0x[0-9a-fA-F]+", "<HEX>"),
+    (r"\b[0-9a-fA-F]*[0-9][0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\b", "<HEX>"),  # bare hex ids
+    (r"[-+]?\d+(\.\d+)?", "<NUM>"),
+)
+# Trailing spans of the trend features (closed on the right: up to the window's end).
+TREND_SPANS = {"1h": "1h", "3h": "3h"}
 
-def edge_telemetry(telemetry: pl.DataFrame, every: str | timedelta = "10m") -> pl.DataFrame:
-    """Per edge and window: heartbeats, CPU/memory mean and max, log problems, firmware."""
-    return (
-        telemetry.sort("edge_id", "ts")
-        .group_by_dynamic(
-            "ts", every=every, closed="left", label="left", start_by="window", group_by="edge_id"
-        )
+
+def log_template(line: pl.Expr) -> pl.Expr:
+    """The template of a log line: its variable parts masked."""
+    for pattern, mask in _LOG_MASKS:
+        line = line.str.replace_all(pattern, mask)
+    return line
+
+
+def log_bucket(template: str) -> int:
+    """The stable bucket of a template (blake2b: Python's hash() is salted per process)."""
+    digest = hashlib.blake2b(template.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") % LOG_BUCKETS
+
+
+def log_templates(telemetry: pl.DataFrame) -> pl.DataFrame:
+    """One row per non-INFO log line: edge_id, ts, template and its bucket."""
+    lines = (
+        telemetry.select("edge_id", "ts", pl.col("log_text").str.split("\n").alias("line"))
+        .explode("line")
+        .filter(pl.col("line").is_not_null(), ~pl.col("line").str.starts_with("INFO "),
+                pl.col("line") != "")
+        .with_columns(log_template(pl.col("line")).alias("template"))
+    )
+    buckets = {t: log_bucket(t) for t in lines.get_column("template").unique().to_list()}
+    return lines.with_columns(
+        pl.col("template").replace_strict(buckets, default=0, return_dtype=pl.Int64)
+        .alias("bucket")
+    ).drop("line")
+
+
+def edge_telemetry(
+    telemetry: pl.DataFrame,
+    fault_labels: pl.DataFrame | None = None,
+    every: str | timedelta = "10m",
+) -> pl.DataFrame:
+    """Per edge and window: heartbeats, CPU/memory, log problems, firmware, health features.
+
+    Health features (``<signal>__<stat>``, the edge_health model's inputs) use only
+    heartbeats up to the window's end: per-window CPU, memory and temperature, runtime
+    restarts (uptime going backwards), trailing trends (least-squares slope per hour of the
+    window means over the last 1 h and 3 h), trailing log-problem counts, and counts of
+    log-line templates per window (``log__tNN``, see ``log_templates``).
+
+    Ground truth from ``fault_labels`` (``silver.fault_labels``: the device id is its
+    ``machine_id``): ``hours_to_failure`` from the window's end to the edge's next failure,
+    ``failed`` when a failure or the downtime after it overlaps the window; both null for
+    every row when no labels exist.
+    """
+    if "temp_c" not in telemetry.columns:  # silver written before temperature was reported
+        telemetry = telemetry.with_columns(pl.lit(None, pl.Float64).alias("temp_c"))
+    if "log_text" not in telemetry.columns:
+        telemetry = telemetry.with_columns(pl.lit(None, pl.String).alias("log_text"))
+    beats = telemetry.sort("edge_id", "ts").with_columns(
+        (pl.col("uptime_s") < pl.col("uptime_s").shift(1).over("edge_id"))
+        .fill_null(False).cast(pl.Int64).alias("_restart")
+    )
+    dynamic = {"every": every, "closed": "left", "label": "left", "start_by": "window"}
+    windows = (
+        beats.group_by_dynamic("ts", group_by="edge_id", **dynamic)
         .agg(
             pl.len().cast(pl.Int64).alias("heartbeats"),
             pl.col("cpu_pct").mean().alias("cpu_mean"),
@@ -292,23 +357,105 @@ def edge_telemetry(telemetry: pl.DataFrame, every: str | timedelta = "10m") -> p
             (pl.col("status") != "online").sum().cast(pl.Int64).alias("degraded"),
             pl.col("firmware").last().alias("firmware"),
             pl.col("bundle_id").last().alias("bundle_id"),
+            pl.col("temp_c").mean().alias("temp__mean"),
+            pl.col("temp_c").max().alias("temp__max"),
+            pl.col("_restart").sum().cast(pl.Float64).alias("restarts__count"),
+            (pl.col("uptime_s").last() / 3600.0).alias("uptime__hours"),
         )
         .rename({"ts": "window_start"})
         .with_columns((pl.col("window_start") + _duration(every)).alias("window_end"))
-        .select(
-            "edge_id",
-            "window_start",
-            "window_end",
-            "heartbeats",
-            "cpu_mean",
-            "cpu_max",
-            "mem_mean",
-            "mem_max",
-            "warnings",
-            "errors",
-            "degraded",
-            "firmware",
-            "bundle_id",
-        )
-        .sort("edge_id", "window_start")
     )
+    windows = windows.with_columns(
+        pl.col("cpu_mean").alias("cpu__mean"),
+        pl.col("cpu_max").alias("cpu__max"),
+        pl.col("mem_mean").alias("mem__mean"),
+        pl.col("mem_max").alias("mem__max"),
+    )
+    windows = _with_trends(windows).join(
+        _template_counts(beats, every), on=["edge_id", "window_start"], how="left")
+    buckets = [f"log__t{b:02d}" for b in range(LOG_BUCKETS)]
+    windows = windows.with_columns(pl.col(*buckets, "log__templates").fill_null(0.0))
+    windows = _label_device_failures(windows, fault_labels)
+    head = ["edge_id", "window_start", "window_end", "heartbeats", "cpu_mean", "cpu_max",
+            "mem_mean", "mem_max", "warnings", "errors", "degraded", "firmware", "bundle_id",
+            "hours_to_failure", "failed"]
+    health = sorted(c for c in windows.columns if SEP in c)
+    return windows.select(*head, *health).sort("edge_id", "window_start")
+
+
+def _with_trends(windows: pl.DataFrame) -> pl.DataFrame:
+    """Trailing slopes (per hour) and sums over the last 1 h / 3 h of each edge's windows."""
+    frame = windows.sort("edge_id", "window_start").with_columns(
+        ((pl.col("window_end") - pl.col("window_end").min().over("edge_id"))
+         .dt.total_milliseconds() / 3.6e6).alias("_t")
+    )
+    exprs = []
+    for name, span in TREND_SPANS.items():
+        def mean(expr: pl.Expr, span: str = span) -> pl.Expr:
+            return expr.rolling_mean_by("window_end", window_size=span).over("edge_id")
+
+        def total(expr: pl.Expr, span: str = span) -> pl.Expr:
+            return expr.rolling_sum_by("window_end", window_size=span).over("edge_id")
+
+        t = pl.col("_t")
+        var_t = mean(t * t) - mean(t) ** 2
+        for signal in ("mem", "temp", "cpu"):
+            y = pl.col(f"{signal}_mean" if signal != "temp" else "temp__mean")
+            slope = (mean(t * y) - mean(t) * mean(y)) / var_t
+            exprs.append(pl.when(var_t > 1e-9).then(slope).otherwise(None)
+                         .alias(f"{signal}__slope_{name}"))
+        exprs += [
+            total(pl.col("restarts__count")).alias(f"restarts__sum_{name}"),
+            total(pl.col("errors").cast(pl.Float64)).alias(f"log__errors_{name}"),
+            total(pl.col("warnings").cast(pl.Float64)).alias(f"log__warnings_{name}"),
+        ]
+    return frame.with_columns(exprs).drop("_t")
+
+
+def _template_counts(beats: pl.DataFrame, every: str | timedelta) -> pl.DataFrame:
+    """Per edge and window: how many lines of each template bucket, and distinct templates."""
+    lines = log_templates(beats)
+    columns = [f"log__t{b:02d}" for b in range(LOG_BUCKETS)]
+    if lines.height == 0:
+        schema = {"edge_id": pl.String, "window_start": pl.Datetime("us", "UTC"),
+                  "log__templates": pl.Float64, **dict.fromkeys(columns, pl.Float64)}
+        return pl.DataFrame(schema=schema)
+    dynamic = {"every": every, "closed": "left", "label": "left", "start_by": "window"}
+    counts = (
+        lines.sort("edge_id", "ts")
+        .group_by_dynamic("ts", group_by="edge_id", **dynamic)
+        .agg(
+            pl.col("template").n_unique().cast(pl.Float64).alias("log__templates"),
+            *[(pl.col("bucket") == b).sum().cast(pl.Float64).alias(c)
+              for b, c in enumerate(columns)],
+        )
+        .rename({"ts": "window_start"})
+    )
+    return counts.with_columns(pl.col("window_start").dt.cast_time_unit("us"))
+
+
+def _label_device_failures(windows: pl.DataFrame, labels: pl.DataFrame | None) -> pl.DataFrame:
+    if labels is None or labels.height == 0:
+        return windows.with_columns(pl.lit(None, pl.Float64).alias("hours_to_failure"),
+                                    pl.lit(None, pl.Boolean).alias("failed"))
+    failures = labels.filter(pl.col("failure").is_not_null()).select(
+        pl.col("machine_id").alias("edge_id"), "failure", "end")
+    # the next failure at or after the window's end (point in time of the prediction)
+    nxt = (
+        windows.select("edge_id", "window_start", "window_end").sort("edge_id", "window_end")
+        .join_asof(failures.sort("edge_id", "failure").select("edge_id", "failure"),
+                   left_on="window_end", right_on="failure", by="edge_id", strategy="forward",
+                   check_sortedness=False)  # sorted within each edge just above
+        .select("edge_id", "window_start",
+                ((pl.col("failure") - pl.col("window_end")).dt.total_milliseconds() / 3.6e6)
+                .alias("hours_to_failure"))
+    )
+    overlap = (pl.col("failure") < pl.col("window_end")) & (pl.col("end") >= pl.col("window_start"))
+    failed = (
+        windows.select("edge_id", "window_start", "window_end")
+        .join(failures, on="edge_id", how="left")
+        .group_by("edge_id", "window_start")
+        .agg(overlap.fill_null(False).any().alias("failed"))
+    )
+    return windows.join(nxt, on=["edge_id", "window_start"], how="left").join(
+        failed, on=["edge_id", "window_start"], how="left")

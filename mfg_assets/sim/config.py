@@ -141,6 +141,9 @@ class SimConfig:
     # Expected fault onsets per machine per simulated day (press/cnc degradations and
     # welder faults alike); 0 gives a healthy plant.
     fault_rate_per_day: float = 0.8
+    # Expected edge device faults (memory leak, thermal throttling, crash loop) per edge
+    # per simulated day (mfg_assets.sim.device_faults); 0, the default, gives a healthy fleet.
+    device_fault_rate_per_day: float = 0.0
     # Share of inspected units per label; must sum to 1.
     image_class_mix: tuple[tuple[str, float], ...] = (
         ("ok", 0.7),
@@ -178,6 +181,9 @@ class SimConfig:
             raise ValueError(f"image_size must be within 64..128 px, got {self.image_size}")
         if self.fault_rate_per_day < 0:
             raise ValueError(f"fault_rate_per_day must be >= 0, got {self.fault_rate_per_day}")
+        if self.device_fault_rate_per_day < 0:
+            raise ValueError("device_fault_rate_per_day must be >= 0, got "
+                             f"{self.device_fault_rate_per_day}")
         unknown = [s for s in self.sources if s not in SOURCES]
         if unknown:
             raise ValueError(f"unknown sources {unknown}; known: {', '.join(SOURCES)}")

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mfg_assets.sim.config import SimConfig
+from mfg_assets.sim.device_faults import plan_device_faults
 from mfg_assets.sim.drift import drift_records
 from mfg_assets.sim.faults import plan_faults
 from mfg_assets.sim.images import camera_messages
@@ -46,8 +47,10 @@ def iter_messages(config: SimConfig) -> Iterator[SimMessage]:
 
 
 def ground_truth(config: SimConfig) -> list[dict[str, Any]]:
-    """Every injected fault and drift scenario of the run, ordered by start time."""
+    """Every injected fault (machines and edge devices) and drift scenario of the run,
+    ordered by start time."""
     records = [e.record(config.end_ms) for e in plan_faults(config)]
+    records += [e.record(config.end_ms) for e in plan_device_faults(config)]
     records += drift_records(config)
     return sorted(
         records,

@@ -54,15 +54,17 @@ def test_snapshot_of_asset_graph():
         "features/sensor_windows": ["silver/fault_labels", "silver/sensor_readings"],
         "features/process_units": ["silver/process_parameters", "silver/process_runs"],
         "features/image_dataset": ["silver/inspection_images"],
-        "features/edge_telemetry": ["silver/edge_telemetry"],
+        "features/edge_telemetry": ["silver/edge_telemetry", "silver/fault_labels"],
         "models/sensor_anomaly": ["features/sensor_windows"],
         "models/failure_forecast": ["features/sensor_windows"],
         "models/process_yield": ["features/process_units"],
         "models/vision_defect": ["features/image_dataset"],
+        "models/edge_health": ["features/edge_telemetry"],
         "models/sensor_anomaly_champion": ["models/sensor_anomaly"],
         "models/failure_forecast_champion": ["models/failure_forecast"],
         "models/process_yield_champion": ["models/process_yield"],
         "models/vision_defect_champion": ["models/vision_defect"],
+        "models/edge_health_champion": ["models/edge_health"],
         "edge/bundles": [
             "features/image_dataset",
             "features/sensor_windows",
@@ -77,7 +79,8 @@ def test_snapshot_of_asset_graph():
             "edge/rollouts", "silver/edge_predictions", "silver/inspection_images"
         ],
         "monitoring/drift": [
-            "features/image_dataset", "features/process_units", "features/sensor_windows",
+            "features/edge_telemetry", "features/image_dataset", "features/process_units",
+            "features/sensor_windows",
             "silver/edge_predictions", "silver/inspection_images",
         ],
         "monitoring/cost": ["silver/edge_predictions", "silver/inspection_images"],
@@ -108,7 +111,8 @@ def test_every_challenger_has_a_blocking_promotion_gate():
     }
     assert gates == {
         f"models/{family}": True
-        for family in ("sensor_anomaly", "failure_forecast", "process_yield", "vision_defect")
+        for family in ("sensor_anomaly", "failure_forecast", "process_yield", "vision_defect",
+                       "edge_health")
     }
 
 
