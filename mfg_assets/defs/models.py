@@ -38,12 +38,16 @@ from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.features import OWNER, feature_key, read_lineage
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.lake.registry import table
+from mfg_assets.ml.base import SplitRefused
 from mfg_assets.ml.families import FAMILIES, FamilySpec, family
 from mfg_assets.ml.gate import (
     DRIFT_TOLERANCE,
+    MIN_SEGMENT_POSITIVES,
+    MIN_SEGMENT_ROWS,
     Challenge,
     GateSettings,
     NotPromotable,
+    WaitingForEvidence,
     challenge,
     promote,
 )
@@ -103,12 +107,24 @@ class TrainConfig(dg.Config):
         "because after a drift the whole table is mostly the old normal. Falls back to "
         "the whole hold-out when the recent one cannot be scored.",
     )
+    gate_segments: list[str] = Field(
+        default_factory=list,
+        description="Segments (machine, camera) whose drift was declared; the drift sensor "
+        "sets them. The challenger must win on their recent rows and not be worse than the "
+        "champion elsewhere by more than `tolerance`; with fewer than `min_segment_rows` "
+        "scored rows (or `min_segment_positives` positives) there, the gate waits.",
+    )
+    min_segment_rows: int = Field(default=MIN_SEGMENT_ROWS, ge=1)
+    min_segment_positives: int = Field(default=MIN_SEGMENT_POSITIVES, ge=0)
 
-    def settings(self, run_id: str) -> GateSettings:
+    def settings(self, run_id: str, segment_column: str | None = None) -> GateSettings:
         return GateSettings(budget=self.budget, seed=self.seed, margin=self.margin,
                             tolerance=self.tolerance, threads=self.threads,
                             recent_hours=self.gate_recent_hours,
-                            tags={"dagster.run_id": run_id})
+                            tags={"dagster.run_id": run_id},
+                            segments=tuple(self.gate_segments), segment_column=segment_column,
+                            min_segment_rows=self.min_segment_rows,
+                            min_segment_positives=self.min_segment_positives)
 
 
 def model_key(family: str) -> dg.AssetKey:
@@ -161,11 +177,16 @@ def challenger_asset(entry: FamilySpec) -> dg.AssetsDefinition:
                              f"{feature_key(entry.feature_table).to_user_string()} first")
         features = lake.read(source, version)  # pinned: the version we record
         data_versions = {entry.feature_table: version, **read_lineage(lake, source, version)}
-        outcome = challenge(mlflow.registry(), module, features, data_versions, entry.drift.ts,
-                            config.settings(context.run.run_id), context.log.warning)
+        try:
+            outcome = challenge(mlflow.registry(), module, features, data_versions,
+                                entry.drift.ts,
+                                config.settings(context.run.run_id, entry.drift.segment),
+                                context.log.warning)
+        except SplitRefused as exc:  # the data cannot judge a model: say what to add
+            raise dg.Failure(f"{entry.name}: cannot split {entry.feature_table} "
+                             f"({features.height} rows) to judge a model: {exc}") from None
         context.log.info(f"{entry.name} v{outcome.result.version}: gate "
-                         f"{'passed' if outcome.decision.passed else 'refused'}: "
-                         f"{outcome.decision.reason}")
+                         f"{outcome.decision.verdict}: {outcome.decision.reason}")
         return dg.MaterializeResult(
             metadata=challenger_metadata(outcome, features.height),
             data_version=dg.DataVersion(f"{outcome.result.model_name}/{outcome.result.version}"),
@@ -192,7 +213,13 @@ def challenger_metadata(outcome: Challenge, feature_rows: int) -> dict[str, Any]
         **{f"holdout/{k}": v for k, v in result.holdout_metrics.items()},
         **{f"validation/{k}": v for k, v in result.metrics.items()},
         "gate": outcome.decision.reason,
+        "gate_verdict": outcome.decision.verdict,
     }
+    split = result.info.get("split")
+    if split:  # how the rows were split, and rows / class balance per part
+        meta["split"] = split.get("reason", split.get("method", ""))
+        meta["split_parts"] = dg.MetadataValue.json(json.loads(json.dumps(
+            {k: split[k] for k in ("method", "parts", "notes") if k in split}, default=str)))
     for name, png in result.figures.items():
         encoded = base64.b64encode(png).decode("ascii")
         meta[f"figure/{name.removesuffix('.png')}"] = dg.MetadataValue.md(
@@ -205,7 +232,11 @@ def gate_result(outcome: Challenge, margin: float) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name=GATE,
         passed=decision.passed,
+        # waiting for evidence is a warning, not a refusal: the champion step runs, leaves
+        # the alias where it is, and the run does not count as a failed retrain
+        severity=dg.AssetCheckSeverity.WARN if decision.waiting else dg.AssetCheckSeverity.ERROR,
         metadata={
+            "verdict": decision.verdict,
             "reason": decision.reason,
             "challenger_version": outcome.result.version,
             "champion_version": evidence.champion_version or "none",
@@ -216,6 +247,16 @@ def gate_result(outcome: Challenge, margin: float) -> dg.AssetCheckResult:
             "challenger_floor_metrics": dg.MetadataValue.json(
                 evidence.floors if evidence.floors is not None else evidence.challenger),
             "champion_holdout": dg.MetadataValue.json(evidence.champion or {}),
+            # the simple baselines measured with the challenger on the same rows
+            "baselines": dg.MetadataValue.json({
+                k: v for k, v in (evidence.floors or evidence.challenger).items()
+                if k.startswith("baseline.")}),
+            "drifted_segments": dg.MetadataValue.json(
+                {} if evidence.segment is None else {
+                    "segments": list(evidence.segment.segments),
+                    "rows": evidence.segment.rows, "positives": evidence.segment.positives,
+                    "challenger_rest": evidence.segment.challenger_rest,
+                    "champion_rest": evidence.segment.champion_rest}),
             "margin_relative": margin,
         },
     )
@@ -234,16 +275,20 @@ def champion_asset(entry: FamilySpec) -> dg.AssetsDefinition:
         description=f"The serving {entry.name} model: the MLflow alias 'champion', moved to "
         "the latest challenger only when its promotion gate passed. Edge bundles use it.",
         automation_condition=promote_when_gate_passes(),
+        output_required=False,  # a gate waiting for evidence leaves the champion as it is
     )
     def _champion(context: dg.AssetExecutionContext, mlflow: MlflowResource):
         # The blocking check already keeps this step from running after a refusal; the
         # gate tag on the version guards the alias when it is materialized on its own.
         try:
             done = promote(mlflow.registry(), entry.name)
+        except WaitingForEvidence as exc:
+            context.log.info(f"champion unchanged, waiting for evidence: {exc}")
+            return
         except NotPromotable as exc:
             raise dg.Failure(str(exc)) from exc
         context.log.info(f"{done.name}: champion -> v{done.version}")
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={
                 "registered_model": done.name,
                 "model_version": done.version,

@@ -227,6 +227,79 @@ def quiet_window_decision(
     return Decision(False, summary)
 
 
+# A drifted segment's recent rows below these counts cannot decide a gate: one unit more
+# or less moves its metric by more than any margin (GateSettings overrides them).
+MIN_SEGMENT_ROWS = 30
+MIN_SEGMENT_POSITIVES = 5
+
+
+@dataclass(frozen=True)
+class SegmentEvidence:
+    """A drift retrain judged on the segments that drifted (machine, camera)."""
+
+    segments: tuple[str, ...]
+    rows: int  # rows the two were scored on in the drifted segments' recent window
+    positives: int | None  # positive rows among them, where the family counts them
+    challenger: dict[str, float]  # drifted segments, recent rows
+    champion: dict[str, float]
+    challenger_rest: dict[str, float]  # every other segment (non-inferiority)
+    champion_rest: dict[str, float]
+
+
+def segment_decision(
+    family: ModelFamily,
+    evidence: SegmentEvidence,
+    margin: float,
+    tolerance: float,
+    floor_metrics: dict[str, float],
+    min_rows: int = MIN_SEGMENT_ROWS,
+    min_positives: int = MIN_SEGMENT_POSITIVES,
+) -> Decision:
+    """A drift retrain must win where the drift is and not lose elsewhere:
+
+    - below ``min_rows`` scored rows (or ``min_positives`` positives, where counted) in the
+      drifted segments' recent window it WAITS: no decision on noise, nothing refused;
+    - floors and baselines on ``floor_metrics`` (the whole hold-out);
+    - on the drifted segments' recent rows its primary metric beats the champion's by
+      ``margin`` (relative);
+    - on the other segments it is not worse than the champion's by more than
+      ``tolerance`` (relative; not judged when those rows cannot be scored).
+    """
+    primary, where = family.primary_metric, ", ".join(evidence.segments)
+    short = []
+    if evidence.rows < min_rows:
+        short.append(f"{evidence.rows} scored rows (needs {min_rows})")
+    if evidence.positives is not None and evidence.positives < min_positives:
+        short.append(f"{evidence.positives} positives (needs {min_positives})")
+    value = evidence.challenger.get(primary, math.nan)
+    base = evidence.champion.get(primary, math.nan)
+    if not short and not (math.isfinite(value) and math.isfinite(base)):
+        short.append(f"{primary} not measurable there (challenger {value}, champion {base})")
+    if short:
+        return Decision(False, f"waiting for evidence on drifted {where}: "
+                        + ", ".join(short), waiting=True)
+    floors = promotion_decision(family, floor_metrics, None, margin)
+    if not floors.passed:
+        return Decision(False, f"on the whole hold-out: {floors.reason}")
+    gain = _relative_gain(not family.higher_is_better, value, base)
+    won = (f"{primary} {value:.4g} vs champion {base:.4g} on drifted {where} "
+           f"({evidence.rows} recent rows): {gain:+.2%} (margin {margin:.2%})")
+    if not (gain > 0 and gain >= margin):
+        return Decision(False, won)
+    rest, rest_base = (evidence.challenger_rest.get(primary, math.nan),
+                       evidence.champion_rest.get(primary, math.nan))
+    if math.isfinite(rest) and math.isfinite(rest_base):
+        kept = _relative_gain(not family.higher_is_better, rest, rest_base)
+        elsewhere = f"{primary} {rest:.4g} vs {rest_base:.4g} elsewhere: {kept:+.2%}"
+        if kept < -tolerance:
+            return Decision(False, f"{won}; but {elsewhere} (more than {tolerance:.2%} "
+                            "worse)")
+    else:
+        elsewhere = "other segments not scorable"
+    return Decision(True, f"{won}; {elsewhere} (tolerance {tolerance:.2%}); "
+                    f"{floors.reason.removeprefix('first model: ')}")
+
+
 # -- evidence: which rows, which numbers ------------------------------------------------
 
 
@@ -247,6 +320,8 @@ class GateEvidence:
     # models' metrics there ("challenger", "champion"); the family's quiet metric decides,
     # ``challenger`` and ``champion`` are then the whole hold-out (``quiet_window_decision``).
     quiet: dict[str, dict[str, float]] | None = None
+    # A drift retrain with declared segments: judged there (``segment_decision``).
+    segment: SegmentEvidence | None = None
 
 
 def recent_rows(features: pl.DataFrame, ts: str, hours: float) -> pl.DataFrame:
@@ -350,15 +425,63 @@ def _quiet_evidence(
 
 
 def gate_decision(family: ModelFamily, evidence: GateEvidence, margin: float,
-                  tolerance: float = DRIFT_TOLERANCE) -> Decision:
-    if evidence.quiet is not None and evidence.champion is not None:
+                  tolerance: float = DRIFT_TOLERANCE, min_rows: int = MIN_SEGMENT_ROWS,
+                  min_positives: int = MIN_SEGMENT_POSITIVES) -> Decision:
+    if evidence.segment is not None:
+        decision = segment_decision(family, evidence.segment, margin, tolerance,
+                                    evidence.floors or evidence.challenger, min_rows,
+                                    min_positives)
+    elif evidence.quiet is not None and evidence.champion is not None:
         decision = quiet_window_decision(family, evidence.challenger, evidence.champion,
                                          evidence.quiet["challenger"],
                                          evidence.quiet["champion"], margin, tolerance)
     else:
         decision = promotion_decision(family, evidence.challenger, evidence.champion, margin,
                                       floor_metrics=evidence.floors)
-    return Decision(decision.passed, f"{evidence.scope}: {decision.reason}")
+    return Decision(decision.passed, f"{evidence.scope}: {decision.reason}", decision.waiting)
+
+
+def segment_evidence(
+    registry: ModelRegistry,
+    module: Any,
+    features: pl.DataFrame,
+    challenger_holdout: dict[str, float],
+    ts: str,
+    column: str,
+    segments: tuple[str, ...],
+    recent_hours: float,
+    warn: Callable[[str], None],
+) -> GateEvidence | None:
+    """Challenger and champion on the drifted segments' recent rows and on every other
+    segment's rows (None: no champion to compare with, or no such column)."""
+    if column not in features.columns:
+        warn(f"drifted segments {segments} given but the features have no {column!r}")
+        return None
+    inside = pl.col(column).cast(pl.String).is_in(list(segments))
+    drifted = features.filter(inside)
+    if recent_hours > 0:
+        drifted = recent_rows(drifted, ts, recent_hours)
+    rest = features.filter(~inside)
+    champion_version, champion = _champion_on_holdout(warn, registry, module, drifted)
+    if champion is None:
+        return None
+    found = registry.holdout_metrics_of(module, CHALLENGER, drifted)
+    if found is None:
+        raise RuntimeError(f"{registered_name(module.FAMILY)} lost its challenger alias")
+    challenger = found[1]
+    _, champion_rest = _champion_on_holdout(warn, registry, module, rest)
+    rest_found = registry.holdout_metrics_of(module, CHALLENGER, rest)
+    rows = challenger.get("rows", math.nan)
+    positives = challenger.get(POSITIVES, math.nan)
+    window = f"last {recent_hours:g} h of " if recent_hours > 0 else ""
+    return GateEvidence(
+        f"{window}drifted {column} {', '.join(segments)} ({drifted.height} rows; the rest "
+        f"{rest.height} rows; floors on the whole hold-out)", drifted.height, challenger,
+        champion_version, champion, floors=challenger_holdout,
+        segment=SegmentEvidence(
+            segments, int(rows) if math.isfinite(rows) else drifted.height,
+            int(positives) if math.isfinite(positives) else None, challenger, champion,
+            rest_found[1] if rest_found else {}, champion_rest or {}))
 
 
 def _champion_on_holdout(
@@ -389,6 +512,11 @@ class GateSettings:
     threads: int = 1  # BLAS/OpenMP threads while training and evaluating
     recent_hours: float = 0.0  # > 0: compare on the hold-out of the table's last N hours
     tags: dict[str, str] = field(default_factory=dict)  # extra MLflow run tags
+    # A drift retrain's drifted segments (values of ``segment_column``): judged there
+    segments: tuple[str, ...] = ()
+    segment_column: str | None = None
+    min_segment_rows: int = MIN_SEGMENT_ROWS
+    min_segment_positives: int = MIN_SEGMENT_POSITIVES
 
 
 @dataclass(frozen=True)
@@ -411,13 +539,24 @@ def challenge(
 ) -> Challenge:
     """Search, register the best candidate as ``challenger``, judge it against the champion
     on the same rows, and record the verdict on the version."""
+    family = gate_family(module.FAMILY)  # the registry's floors with the plant's overrides
     with threadpool_limits(limits=settings.threads):
         result = registry.run_search(module, features, settings.budget, settings.seed,
                                      data_versions, extra_tags=settings.tags)
-        evidence = gate_evidence(registry, module, features, result.holdout_metrics, ts,
-                                 settings.recent_hours, warn)
-    decision = gate_decision(module.FAMILY, evidence, settings.margin, settings.tolerance)
+        evidence = None
+        if settings.segments and settings.segment_column:
+            evidence = segment_evidence(registry, module, features, result.holdout_metrics,
+                                        ts, settings.segment_column, settings.segments,
+                                        settings.recent_hours, warn)
+        if evidence is None:
+            evidence = gate_evidence(registry, module, features, result.holdout_metrics, ts,
+                                     settings.recent_hours, warn)
+    decision = gate_decision(family, evidence, settings.margin, settings.tolerance,
+                             settings.min_segment_rows, settings.min_segment_positives)
     registry.record_gate(result.model_name, result.version, decision)
+    if decision.waiting:  # neither passed nor refused: the champion step leaves the alias
+        registry.client.set_model_version_tag(result.model_name, result.version, GATE_TAG,
+                                              "waiting")
     return Challenge(result, evidence, decision)
 
 
@@ -426,6 +565,10 @@ def challenge(
 
 class NotPromotable(RuntimeError):
     """The champion alias cannot move: no challenger, or its gate did not pass."""
+
+
+class WaitingForEvidence(NotPromotable):
+    """The challenger's gate waits for more evidence: the champion stays, nothing failed."""
 
 
 @dataclass(frozen=True)
@@ -444,6 +587,9 @@ def promote(registry: ModelRegistry, family: str) -> Promotion:
     challenger = registry.version_by_alias(name, CHALLENGER)
     if challenger is None:
         raise NotPromotable(f"{name} has no challenger: materialize models/{family} first")
+    if challenger.tags.get(GATE_TAG) == "waiting":
+        raise WaitingForEvidence(
+            f"{name} v{challenger.version}: {challenger.tags.get(GATE_REASON_TAG, '')}")
     if challenger.tags.get(GATE_TAG) != "passed":
         raise NotPromotable(
             f"{name} v{challenger.version} did not pass its promotion gate "

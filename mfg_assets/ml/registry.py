@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
 
+from mfg_assets.ml.base import SplitRefused
 from mfg_assets.settings import get_settings
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class SearchResult:
     data_versions: dict[str, int | None]
     trials: list[Trial] = field(default_factory=list)
     artifact_uri: str = ""  # where the model/ folder lives
+    info: dict[str, Any] = field(default_factory=dict)  # the saved model's info (split...)
 
 
 def registered_name(family: ModelFamily | str) -> str:
@@ -199,6 +201,9 @@ class ModelRegistry:
                 model, info = module.load(model_dir)
                 holdout = _floats(module.evaluate(model, features, info))
                 self._log(parent, metrics=holdout, prefix="holdout_")
+                if "split" in info:  # how the rows were split, rows and classes per part
+                    self.client.set_tag(parent, "mfg.split",
+                                        json.dumps(info["split"], default=str)[:5000])
                 self.client.log_artifacts(parent, str(model_dir), MODEL_ARTIFACT)
                 figures_dir = Path(tmp) / FIGURE_ARTIFACTS
                 figures_dir.mkdir()
@@ -222,6 +227,7 @@ class ModelRegistry:
             data_versions=dict(data_versions),
             trials=trials,
             artifact_uri=artifact_uri,
+            info=dict(info),
         )
 
     def _trials(
@@ -245,8 +251,8 @@ class ModelRegistry:
                     trained = module.train(features, params, seed=seed)
                     self._log(run, metrics=trained.metrics)
             except Exception as exc:  # one bad candidate must not sink the search...
-                if run is None:
-                    raise  # ...but MLflow itself failing must
+                if run is None or isinstance(exc, SplitRefused):  # ...nor hide bad data
+                    raise  # (MLflow itself failing, or a table no candidate can split)
                 trials.append(Trial(run, dict(params), {}, f"{type(exc).__name__}: {exc}"))
                 continue
             trial = Trial(run, dict(params), _floats(trained.metrics))
