@@ -34,6 +34,7 @@ from mfg_assets.defs.automation import (
     promote_when_gate_passes,
     retrain_on_cadence,
 )
+from mfg_assets.defs.checkpoints import training_checkpoints
 from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.features import OWNER, feature_key, read_lineage
 from mfg_assets.defs.resources import LakehouseResource
@@ -178,10 +179,12 @@ def challenger_asset(entry: FamilySpec) -> dg.AssetsDefinition:
         features = lake.read(source, version)  # pinned: the version we record
         data_versions = {entry.feature_table: version, **read_lineage(lake, source, version)}
         try:
-            outcome = challenge(mlflow.registry(), module, features, data_versions,
-                                entry.drift.ts,
-                                config.settings(context.run.run_id, entry.drift.segment),
-                                context.log.warning)
+            registry = mlflow.registry()  # a retry of this run resumes its training loops
+            with training_checkpoints(context, registry, data_versions, config):
+                outcome = challenge(registry, module, features, data_versions,
+                                    entry.drift.ts,
+                                    config.settings(context.run.run_id, entry.drift.segment),
+                                    context.log.warning)
         except SplitRefused as exc:  # the data cannot judge a model: say what to add
             raise dg.Failure(f"{entry.name}: cannot split {entry.feature_table} "
                              f"({features.height} rows) to judge a model: {exc}") from None

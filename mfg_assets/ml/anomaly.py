@@ -33,7 +33,7 @@ import polars as pl
 import torch
 from torch import nn
 
-from mfg_assets.ml import families, plots
+from mfg_assets.ml import checkpoint, families, plots
 from mfg_assets.ml.base import (
     POSITIVES,
     Trained,
@@ -252,7 +252,7 @@ def _fit_type(
     std = np.nanstd(transformed, axis=0)
     net.mean.copy_(torch.from_numpy(mean))
     net.std.copy_(torch.from_numpy(np.where(std > 1e-6, std, 1.0).astype(np.float32)))
-    _fit(net, torch.from_numpy(x_train), p)
+    _fit(net, torch.from_numpy(x_train), p, unit=str(rows.get_column("machine_type")[0]))
     net.eval()
     if p["normalise_residuals"]:
         with torch.no_grad():
@@ -269,19 +269,25 @@ def _fit_type(
     return spec, net
 
 
-def _fit(net: TypeAutoencoder, x: torch.Tensor, p: dict[str, Any]) -> None:
+def _fit(net: TypeAutoencoder, x: torch.Tensor, p: dict[str, Any], unit: str = "") -> None:
+    """Train ``net``; inside a checkpoint scope (a Dagster run) each epoch is checkpointed
+    and a retry of the same run resumes where the last one stopped (ml/checkpoint.py)."""
     z = net.standardise(x)
     optimiser = torch.optim.Adam(net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
-    generator = torch.Generator().manual_seed(int(torch.initial_seed()) % (2**31))
+    seed = int(torch.initial_seed()) % (2**31)
+    generator = torch.Generator().manual_seed(seed)
     net.train()
-    for _ in range(p["epochs"]):
-        order = torch.randperm(len(z), generator=generator)
-        for start in range(0, len(z), p["batch_size"]):
-            batch = z[order[start : start + p["batch_size"]]]
-            loss = ((net.reconstruct(batch) - batch) ** 2).mean()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
+    what = {"family": FAMILY.name, "unit": unit, "params": p, "seed": seed, "rows": len(z)}
+    with checkpoint.resumable(what, p["epochs"]) as ckpt:
+        for epoch in range(ckpt.restore(net, optimiser, [generator]), p["epochs"]):
+            order = torch.randperm(len(z), generator=generator)
+            for start in range(0, len(z), p["batch_size"]):
+                batch = z[order[start : start + p["batch_size"]]]
+                loss = ((net.reconstruct(batch) - batch) ** 2).mean()
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            ckpt.epoch_done(epoch + 1, net, optimiser, [generator])
 
 
 # -- evaluation --------------------------------------------------------------------------------
