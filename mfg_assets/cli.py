@@ -169,7 +169,8 @@ def _add_import(commands: argparse._SubParsersAction) -> None:
     images.add_argument(
         "--labels",
         required=True,
-        help="CSV/Parquet: file, label [, ts, camera, unit_id, line, cell, edge]",
+        help="CSV/Parquet: file, label [, ts, camera, unit_id, line, cell, edge]; other "
+        "columns are kept as attributes of each image's bronze message",
     )
     images.add_argument("--earliest", default="2000-01-01", metavar="DATE",
                         help="refuse timestamps before this (default 2000-01-01; the latest "

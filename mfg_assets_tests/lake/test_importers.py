@@ -187,3 +187,42 @@ def test_cli_import_reports_and_refuses(data_dir, tmp_path, capsys):
     assert main(["import", "table", str(bad), "--as", "process_runs", "--label", "yield"]) == 2
     assert "missing columns ['yield']" in capsys.readouterr().err
     assert Lake().read(table("silver.process_runs")).height == 3
+
+
+def test_many_images_import_in_one_commit_keeping_extra_columns(lake, tmp_path):
+    # Enough files for the threaded decode; an extra label column ("kind") is kept.
+    from mfg_assets.sim.hard_images import hard_set, write_folder
+
+    frame = hard_set(40, 64, seed=3)
+    labels = write_folder(frame, tmp_path / "imgs")
+    report = import_images(lake, tmp_path / "imgs", labels)
+    assert "extra label columns ['kind'] kept" in str(report)
+    images = lake.read(table("silver.inspection_images"))
+    assert images.height == 40
+    assert lake.version(table("silver.inspection_images")) == 0  # one commit, not one per image
+    # grayscale PNG files are stored as given, byte for byte
+    assert sorted(images["png"].to_list()) == sorted(frame["png"].to_list())
+    bronze = lake.read(table("bronze.inspection_images"))
+    shape = pl.Struct({"attributes": pl.Struct({"kind": pl.String})})
+    kinds = bronze.select(
+        pl.col("payload").str.json_decode(shape).struct.field("attributes").struct.field("kind")
+    ).to_series()
+    assert sorted(kinds.drop_nulls().to_list()) == sorted(frame["kind"].drop_nulls().to_list())
+    # the import types a payload without the image bytes and puts the bytes in afterwards:
+    # a rebuild from bronze by the silver typer itself must give the very same rows
+    name = "silver.inspection_images"
+    rebuilt = refine(table(name), TYPERS[name][1](bronze), run_id="backfill").valid
+    columns = [c for c in images.columns if c not in ("run_id", "silver_run_id", "refined_at")]
+    key = ["image_id"]
+    assert rebuilt.select(columns).sort(key).equals(images.select(columns).sort(key))
+
+
+def test_a_bad_file_among_many_is_named_by_its_line(lake, tmp_path):
+    from mfg_assets.sim.hard_images import hard_set, write_folder
+
+    labels = write_folder(hard_set(30, 64, seed=4), tmp_path / "imgs")
+    bad = pl.read_csv(labels)["file"][20]
+    (tmp_path / "imgs" / bad).write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(ImportRefused, match=r"1 images cannot be imported: line 22: "):
+        import_images(lake, tmp_path / "imgs", labels)
+    assert not lake.exists(table("silver.inspection_images"))
