@@ -23,7 +23,10 @@
   client, so a crash means redelivery, not loss.
 - **Topics.** Camera edges subscribe to their cameras' ``.../inspection`` topics, line edges
   to their machines' ``.../sensors`` topics (rolling windows, scored when a window
-  completes). Predictions go to ``{place}/{edgeId}/predictions``, heartbeats to
+  completes) or to their Sparkplug B edge node, ``spBv1.0/<group>/+/<node>/#``: the edge is
+  then a Sparkplug host of its own (births, aliases, seq, bounded rebirth requests; see
+  :mod:`mfg_assets.edge.sparkplug_input`) and builds the same windows from DDATA.
+  Predictions go to ``{place}/{edgeId}/predictions``, heartbeats to
   ``{place}/{edgeId}/telemetry`` (EdgePrediction / EdgeTelemetry in the plant contract).
 """
 
@@ -55,10 +58,12 @@ from paho.mqtt.properties import Properties
 from mfg_assets.edge import cache, signing
 from mfg_assets.edge.bundle import BundleError, check_bundle_id, verify_bundle
 from mfg_assets.edge.predictor import Prediction, Predictor, read_png
+from mfg_assets.edge.sparkplug_input import Readings, SparkplugInput, is_sparkplug_topic
 from mfg_assets.edge.store import BundleStore, Device
 from mfg_assets.edge.windows import RollingWindows
 from mfg_assets.settings import get_settings
 from mfg_assets.uns.broker import configure_client, parse_broker_url
+from mfg_assets.uns.sparkplug import SparkplugDecodeError
 
 log = logging.getLogger("mfg.edge")
 
@@ -78,6 +83,7 @@ class RuntimeConfig:
     threads: int = 1  # onnxruntime intra-op threads
     queue_size: int = 10_000
     session_expiry_s: int = 3600
+    rebirth_min_interval_s: float = 5.0  # at most one Sparkplug rebirth request per node
 
     def __post_init__(self) -> None:
         if self.cache_dir is None:
@@ -101,6 +107,7 @@ class RuntimeStats:
     windows_skipped: int = 0  # completed windows with too few samples
     swaps: int = 0
     fallbacks: int = 0
+    rebirths: int = 0  # Sparkplug rebirth commands sent
     refused: dict[str, str] = field(default_factory=dict)  # bundle id -> reason
 
 
@@ -136,6 +143,9 @@ class EdgeRuntime:
         self._subscribed = threading.Event()
         self.client: mqtt.Client | None = None
         self._publish: Callable[[str, bytes], None] = self._mqtt_publish
+        # Sparkplug host state of the nodes among the sources (fed by the worker thread only)
+        self.sparkplug = SparkplugInput(config.rebirth_min_interval_s)
+        self._command: Callable[[str, bytes], None] = self._mqtt_command
 
     # -- events (logged, and reported in the next heartbeat) ----------------------------------
 
@@ -266,6 +276,12 @@ class EdgeRuntime:
         """Score one UNS message; return the (topic, payload) predictions to publish."""
         started = time.perf_counter()
         self.stats.received += 1
+        readings: list[Readings] | None = None
+        if is_sparkplug_topic(topic):
+            # The session sees every message, bundle or not: births must never be missed.
+            readings = self._sparkplug(topic, payload)
+            if not readings:
+                return []
         with self._swap:
             predictor, windows = self.active, self.windows
         if predictor is None:
@@ -273,7 +289,10 @@ class EdgeRuntime:
             self._event(logging.ERROR, f"no bundle loaded; message on {topic} not scored")
             return []
         try:
-            inputs = self._inputs(predictor, windows, topic, payload)
+            if readings is not None:
+                inputs = self._reading_inputs(predictor, windows, readings)
+            else:
+                inputs = self._inputs(predictor, windows, topic, payload)
         except Exception as exc:  # the message's fault, not the bundle's: no fallback
             self.stats.failed += 1
             self._event(logging.WARNING, f"message on {topic} not scored: {exc!r}")
@@ -306,15 +325,47 @@ class EdgeRuntime:
             return [(str(doc["imageId"]), read_png(base64.b64decode(doc["data"])))]
         if message_class == "sensors" and windows is not None:
             readings = {r["sensor"]: r["value"] for r in doc["readings"]}
-            done = windows.add(asset, doc["machineType"], int(doc["timestamp"]), readings)
-            if done is None:
-                return []
-            if not done.scored:
-                self.stats.windows_skipped += 1
-                return []
-            return [(done.source_id, done.vector)]
+            return self._reading_inputs(predictor, windows, [
+                Readings(asset, doc["machineType"], int(doc["timestamp"]), readings)])
         raise ValueError(f"bundle {predictor.bundle_id} ({predictor.kind}) does not score "
                          f"{message_class} messages")
+
+    def _reading_inputs(
+        self, predictor: Predictor, windows: RollingWindows | None, readings: list[Readings]
+    ) -> list[tuple[str, np.ndarray]]:
+        """Feed sensor readings into the rolling windows; the windows they complete."""
+        if windows is None:
+            raise ValueError(f"bundle {predictor.bundle_id} ({predictor.kind}) does not score "
+                             "sensor readings")
+        out = []
+        for r in readings:
+            done = windows.add(r.machine_id, r.machine_type, r.ts_ms, r.values)
+            if done is None:
+                continue
+            if not done.scored:
+                self.stats.windows_skipped += 1
+                continue
+            out.append((done.source_id, done.vector))
+        return out
+
+    def _sparkplug(self, topic: str, payload: bytes) -> list[Readings]:
+        """One Sparkplug message through the host session: its readings (maybe none)."""
+        try:
+            update = self.sparkplug.handle(topic, payload)
+        except (SparkplugDecodeError, ValueError) as exc:
+            self.stats.failed += 1
+            self._event(logging.WARNING, f"Sparkplug message on {topic} not decoded: {exc}")
+            return []
+        if update.rebirth is not None:
+            command_topic, command = update.rebirth
+            self.stats.rebirths += 1
+            self._event(logging.WARNING, f"{update.problem}: requesting a rebirth on "
+                                         f"{command_topic}")
+            try:
+                self._command(command_topic, command)
+            except Exception as exc:  # no client (yet), or the broker refused: try next time
+                self._event(logging.ERROR, f"rebirth request on {command_topic} failed: {exc}")
+        return update.readings
 
     @staticmethod
     def _infer(predictor: Predictor, data: np.ndarray) -> Prediction:
@@ -392,6 +443,12 @@ class EdgeRuntime:
     def _mqtt_publish(self, topic: str, payload: bytes) -> None:
         assert self.client is not None
         self.client.publish(topic, payload, qos=1, properties=self._properties())
+
+    def _mqtt_command(self, topic: str, payload: bytes) -> None:
+        """A Sparkplug command (NCMD): QoS 0, not retained, as the spec and the gateway do."""
+        if self.client is None:
+            raise RuntimeError("not connected")
+        self.client.publish(topic, payload, qos=0)
 
     def _make_client(self) -> mqtt.Client:
         client_id = self.config.client_id or f"mfg-edge-{self.config.edge_id}"

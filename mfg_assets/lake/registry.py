@@ -273,6 +273,20 @@ TABLES: tuple[TableSpec, ...] = (
         None,
         "Nightly lakehouse maintenance per table: compaction/Z-order and VACUUM figures.",
     ),
+    # batch inference over history (fleet/batch.py): one table per ONNX-exportable family
+    *(
+        TableSpec(
+            "predictions",
+            family,
+            schemas.BatchPrediction,
+            ("source_id",),
+            "date",
+            f"Daily: every {source} row re-scored by a {family} model version (the champion by "
+            "default) through the edge's ONNX session, beside the edge's own prediction.",
+        )
+        for family, source in (("sensor_anomaly", "features.sensor_windows"),
+                               ("vision_defect", "features.image_dataset"))
+    ),
 )
 
 _BY_NAME = {spec.qualified_name: spec for spec in TABLES}

@@ -434,3 +434,30 @@ class LakeMaintenance(_Strict):
     vacuumed: pl.Int64 = pa.Field(ge=0)
     zordered_by: str
     seconds: pl.Float64 = pa.Field(ge=0)
+
+
+# -- predictions: feature rows scored again by a chosen model version (fleet/batch.py) -------
+
+
+class BatchPrediction(_Strict):
+    """One feature row scored by a model version on the platform, beside what the edge said.
+
+    ``source_id`` is the id an edge publishes for the same input (the image id, or
+    ``<machine>/<window start ms>``), so the edge's columns come from silver.edge_predictions.
+    """
+
+    date: pl.Date
+    ts: UTC_TS  # the input's time (image taken, window start)
+    source_id: str = pa.Field(str_length={"min_value": 1})
+    asset_id: str  # camera or machine
+    model_name: str  # registered model
+    model_version: str
+    score: pl.Float64  # higher = more abnormal, as on the edge
+    threshold: pl.Float64 = pa.Field(nullable=True)
+    decision: str  # the edge's value text: "true"/"false" or a class name
+    truth: str = pa.Field(nullable=True)  # label or fault flag where the feature row has one
+    edge_id: str = pa.Field(nullable=True)
+    bundle_id: str = pa.Field(nullable=True)  # the bundle that scored it on the edge
+    edge_score: pl.Float64 = pa.Field(nullable=True)
+    edge_decision: str = pa.Field(nullable=True)
+    scored_at: UTC_TS

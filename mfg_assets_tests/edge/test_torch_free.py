@@ -13,6 +13,7 @@ EDGE_MODULES = (
     "mfg_assets.edge.runtime", "mfg_assets.edge.cli", "mfg_assets.edge.store",
     "mfg_assets.edge.bundle", "mfg_assets.edge.predictor", "mfg_assets.edge.windows",
     "mfg_assets.edge.signing", "mfg_assets.edge.cache", "mfg_assets.edge.storefs",
+    "mfg_assets.edge.sparkplug_input",
 )
 FORBIDDEN = ("torch", "dagster", "polars", "mlflow", "deltalake", "duckdb", "pyarrow", "onnx",
              "pandas", "pandera", "sklearn", "prophet", "mfg_assets.fleet", "mfg_assets.defs",
