@@ -293,10 +293,11 @@ def check_split(summary: dict[str, Any], label: str | None, classes: list[str],
     """Refuse a split with an empty part (or, ``require_classes``, a class missing from a
     part); return notes on what else is thin (a class missing where it is not required)."""
     notes = []
-    for part, entry in summary.items():
+    for part, entry in summary.items():  # an empty part first: the bigger gap
         if entry["rows"] == 0:
             raise SplitRefused(f"the {part} part is empty: add rows (or a time column whose "
                                "times spread over several hours) so every part gets some")
+    for part, entry in summary.items():
         present = set(entry.get("classes", {}))
         for name in classes:
             if name not in present:
