@@ -500,6 +500,10 @@ def _sim_device(edge_id: str):
         sources = tuple(f"{prefix}/{edge.cell}/{cam}/inspection" for cam in cameras)
     else:
         sources = (f"{prefix}/+/+/sensors",)
+        if (edge.area, edge.line) == (plant.press_area, plant.press_line):
+            from mfg_assets.edge.sparkplug_input import node_filter  # the line's Sparkplug node
+
+            sources += (node_filter(plant.sparkplug_group, plant.edge_node),)
     return Device(edge_id, edge.kind, place, sources, firmware=f"mfg-edge/{edge.firmware}")
 
 

@@ -17,12 +17,12 @@ from mfg_assets.stack.launch import DEFAULT_EDGES, Stack, StackConfig, stop_from
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "data" / "stack"
 # The scenario `make stack` runs by default, the one its integration test checks: 12 h with
 # 6 faults per machine-day gives every edge's model family fault windows in its hold-out.
-# Sparkplug presses are left out: through two replicas on a shared subscription, NDATA whose
-# NBIRTH went to the other replica is quarantined (deploy/README.md, known gap), and with
-# them the 48 h plant's sensor-anomaly family missed its gate here (no bundle for edge-weld1).
+# The press line is its Sparkplug B edge node: the gateway replicas subscribe to Sparkplug
+# unshared (each is a host of its own), and edge-press1 is a Sparkplug host of its own too,
+# scoring its node's DDATA live.
 DEMO_HOURS = 12.0
 DEMO_FAULT_RATE = 6.0
-DEMO_SOURCES = ("welding", "process", "images", "telemetry")
+DEMO_SOURCES = ("welding", "press", "process", "images", "telemetry")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
 """The stack's mosquitto: deploy/broker/mosquitto.conf with local paths, a password file and
-an ACL generated per component (each edge: publish under its own id, read its inputs)."""
+an ACL generated per component (each edge: publish under its own id, read its inputs; a
+Sparkplug edge may also send its own node a rebirth request)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from mfg_assets.edge.sparkplug_input import sparkplug_node
 from mfg_assets.edge.store import PLACE, Device
 from mfg_assets.stack.secrets import write_private
 
@@ -31,6 +33,9 @@ def acl_text(enterprise: str, devices: list[Device]) -> str:
         place = "/".join(device.place[name] for name in PLACE)
         blocks += ["", f"user {device.edge_id}", f"topic write {place}/{device.edge_id}/#"]
         blocks += [f"topic read {source}" for source in device.sources]
+        # a Sparkplug host of its own node: it may ask that node (only) for a rebirth
+        nodes = sorted({node for s in device.sources if (node := sparkplug_node(s))})
+        blocks += [f"topic write spBv1.0/{group}/NCMD/{node}" for group, node in nodes]
     return "\n".join(blocks) + "\n"
 
 

@@ -2,9 +2,10 @@
 
 Order: PostgreSQL databases -> SeaweedFS (buckets) -> mosquitto (TLS, passwords, ACL) ->
 MLflow server -> dagster-webserver + dagster-daemon -> edge registrations -> two gateway
-replicas -> three edge runtimes. Every server listens on 127.0.0.1 only. What runs where is
-written to ``<root>/stack.json`` (ports, URLs, process groups; no secrets), so that
-``down`` from another shell can stop a stack whose launcher died.
+replicas -> four edge runtimes (edge-press1 on the press line's Sparkplug node). Every
+server listens on 127.0.0.1 only. What runs where is written to ``<root>/stack.json``
+(ports, URLs, process groups; no secrets), so that ``down`` from another shell can stop a
+stack whose launcher died.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ LAKE_URI = "s3://lake/lake"
 BUNDLE_STORE = "s3://bundles/bundles"
 MLFLOW_ARTIFACTS = "s3://mlflow/artifacts"
 REGION = "us-east-1"
-DEFAULT_EDGES = ("edge-cam01", "edge-cam02", "edge-weld1")
+DEFAULT_EDGES = ("edge-cam01", "edge-cam02", "edge-weld1", "edge-press1")
 # Ports `make stack` prefers (falls back to a free one when taken); tests use free ports.
 PREFERRED = {"dagster": 3030, "mlflow": 5050, "s3": 8333, "mqtts": 8883}
 

@@ -268,3 +268,19 @@ def test_press_edge_scores_sparkplug_windows_live_and_recovers_lost_births(
         edge.stop(10)
         watcher.loop_stop()
         watcher.disconnect()
+
+
+def test_the_stack_registers_the_press_edge_on_its_node_and_lets_it_ask_only_that_node():
+    from mfg_assets.cli import _sim_device
+    from mfg_assets.stack.broker import acl_text
+    from mfg_assets.stack.launch import DEFAULT_EDGES
+
+    assert "edge-press1" in DEFAULT_EDGES
+    press, weld = _sim_device("edge-press1"), _sim_device("edge-weld1")
+    assert node_filter(GROUP, NODE) in press.sources
+    blocks = acl_text("acme", [press, weld]).split("\n\n")
+    mine = next(b for b in blocks if b.startswith("user edge-press1")).splitlines()
+    assert f"topic read spBv1.0/{GROUP}/+/{NODE}/#" in mine
+    assert [line for line in mine if "spBv1.0" in line and "write" in line] == [
+        f"topic write spBv1.0/{GROUP}/NCMD/{NODE}"]
+    assert not any("spBv1.0" in b for b in blocks if b.startswith("user edge-weld1"))
