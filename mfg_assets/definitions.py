@@ -15,6 +15,7 @@ from mfg_assets.defs.features import feature_assets
 from mfg_assets.defs.maintenance import maintenance_assets
 from mfg_assets.defs.models import model_assets, model_resources
 from mfg_assets.defs.monitoring import monitoring_assets
+from mfg_assets.defs.predictions import prediction_assets
 from mfg_assets.defs.resources import default_resources
 from mfg_assets.defs.sensors import bronze_delta_versions
 from mfg_assets.defs.silver import fault_labels, silver_assets
@@ -24,7 +25,7 @@ ALL_ASSETS = [
     bronze_from_replay, *silver_assets, fault_labels, *feature_assets, *model_assets,
     *edge_assets, *monitoring_assets,
     *maintenance_assets, *cost_assets, *dashboard_assets,
-    *drift_assets,
+    *drift_assets, *prediction_assets,
 ]
 
 ingest_replay_job = dg.define_asset_job(

@@ -84,6 +84,17 @@ def promote_when_gate_passes() -> dg.AutomationCondition:
     ).with_label("promote_when_gate_passes")
 
 
+def rescore_latest_on_new_champion(champion: dg.AssetKey) -> dg.AutomationCondition:
+    """Batch predictions: the latest day is re-scored when the champion moves. Older days
+    turn stale (their champion dependency's data version changed) and are backfilled on
+    demand: re-scoring a month at every promotion would take the cores from training."""
+    return (
+        AC.in_latest_time_window()
+        & AC.any_deps_updated().allow(dg.AssetSelection.assets(champion)).since_last_handled()
+        & ~AC.in_progress()
+    ).with_label("rescore_latest_on_new_champion")
+
+
 def new_edge_or_new_champion(champions: list[dg.AssetKey]) -> dg.AutomationCondition:
     """Bundles rebuild when a champion moves or a new edge appears, not on every feature
     refresh (each rebuild with a new threshold is a new bundle, i.e. a new rollout)."""

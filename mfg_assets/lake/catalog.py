@@ -20,7 +20,7 @@ import duckdb
 from mfg_assets.lake.delta import Lake
 from mfg_assets.lake.registry import tables
 
-LAYERS = ("bronze", "silver", "features", "models", "edge", "monitoring")
+LAYERS = ("bronze", "silver", "features", "models", "edge", "monitoring", "predictions")
 
 # Given at connect time: settings that must hold before any statement runs.
 _CONNECT_CONFIG = {

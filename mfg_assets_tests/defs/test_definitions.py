@@ -6,7 +6,7 @@ import dagster as dg
 
 from mfg_assets.definitions import defs
 
-LAYERS = {"bronze", "silver", "features", "models", "edge", "monitoring"}
+LAYERS = {"bronze", "silver", "features", "models", "edge", "monitoring", "predictions"}
 
 
 def test_definitions_load_and_validate():
@@ -89,6 +89,13 @@ def test_snapshot_of_asset_graph():
             "monitoring/inspection_stats",
         ],
         "monitoring/lake_maintenance": [],
+        "predictions/sensor_anomaly": [
+            "features/sensor_windows", "models/sensor_anomaly_champion",
+            "silver/edge_predictions",
+        ],
+        "predictions/vision_defect": [
+            "features/image_dataset", "models/vision_defect_champion", "silver/edge_predictions",
+        ],
     }
 
 

@@ -1,0 +1,90 @@
+"""Predictions: a model version re-scores each day of its family's feature table.
+
+Dagster wiring only, over ``fleet.batch``: ``predictions/<family>`` (daily partitions from
+the settings' partition start) scores one day with the family's champion, or the version
+chosen in the run config, through the edge's ONNX session. Backfill any date range from the
+UI. Staleness: each partition depends on ``models/<family>_champion``, whose data version is
+the champion's model version, so a new champion shows every scored day as stale (upstream
+data version changed) until it is backfilled; the latest day is re-scored automatically.
+"""
+
+from datetime import date
+
+import dagster as dg
+from pydantic import Field
+
+from mfg_assets.defs.automation import rescore_latest_on_new_champion
+from mfg_assets.defs.cost import with_cost
+from mfg_assets.defs.edge import as_metadata
+from mfg_assets.defs.features import OWNER, feature_key
+from mfg_assets.defs.metadata import table_metadata
+from mfg_assets.defs.models import MlflowResource, champion_key
+from mfg_assets.defs.partitions import daily
+from mfg_assets.defs.resources import LakehouseResource
+from mfg_assets.fleet import batch
+from mfg_assets.lake.registry import table
+from mfg_assets.ml.families import spec
+
+
+class PredictionConfig(dg.Config):
+    model_version: str = Field(default="", description="Model version to score with (empty: "
+                               "the champion at run time).")
+    threshold: float | None = Field(default=None, description="Decision threshold on the "
+                                    "score (empty: the model's own).")
+    batch_size: int = Field(default=512, ge=1, description="Rows per onnxruntime call.")
+
+
+def prediction_key(family: str) -> dg.AssetKey:
+    return dg.AssetKey(batch.predictions_table(family).asset_key_path)
+
+
+def prediction_asset(family: str) -> dg.AssetsDefinition:
+    entry = spec(family)
+    target = batch.predictions_table(family)
+    edge_predictions = dg.AssetKey(table(batch.EDGE_PREDICTIONS).asset_key_path)
+
+    @dg.asset(
+        key=prediction_key(family),
+        partitions_def=daily,
+        deps=[
+            champion_key(family),
+            feature_key(entry.feature_table),
+            # a window closing at midnight is published by its edge the next day
+            dg.AssetDep(edge_predictions,
+                        partition_mapping=dg.TimeWindowPartitionMapping(end_offset=1)),
+        ],
+        group_name="predictions",
+        kinds={"onnx", "delta"},
+        owners=[OWNER],
+        description=target.description + " Backfill a date range to re-score the past.",
+        metadata={"dagster/table_name": target.qualified_name},
+        automation_condition=rescore_latest_on_new_champion(champion_key(family)),
+    )
+    @with_cost  # cost/* metadata (mfg_assets.defs.cost)
+    def _predictions(
+        context: dg.AssetExecutionContext,
+        config: PredictionConfig,
+        lakehouse: LakehouseResource,
+        mlflow: MlflowResource,
+    ) -> dg.MaterializeResult:
+        lake = lakehouse.lake()
+        try:
+            model = batch.exported_model(mlflow.registry(), family, config.model_version)
+            outcome = batch.predict_day(lake, model, date.fromisoformat(context.partition_key),
+                                        batch_size=config.batch_size, threshold=config.threshold,
+                                        run_id=context.run.run_id)
+        except ValueError as exc:  # no champion, unknown version: say which
+            raise dg.Failure(f"{family} {context.partition_key}: {exc}") from exc
+        meta = as_metadata(batch.day_summary(outcome)) | table_metadata(lake, target,
+                                                                         outcome.write)
+        meta["onnx_from_cache"] = model.cached
+        return dg.MaterializeResult(
+            metadata=meta,
+            data_version=dg.DataVersion(
+                f"{model.model_name}/{model.version}@{outcome.features_version}"),
+        )
+
+    return _predictions
+
+
+prediction_assets = [prediction_asset(f) for f in batch.batch_families()]
