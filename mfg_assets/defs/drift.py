@@ -154,12 +154,17 @@ def retrain_requests(
     after the other, in priority order."""
     retrains, cursor = dm.plan_retrains(drifted, acted, busy, retry)
     train = {"gate_recent_hours": DRIFT_GATE_HOURS} | ({"budget": budget} if budget else {})
+    # the gate judges the drifted segments' own recent rows (ml/gate.segment_decision)
+    segments = ({row["family"]: list(row["segments"] or []) for row in
+                 drifted.iter_rows(named=True)} if "segments" in drifted.columns else {})
     requests = [
         dg.RunRequest(
             run_key=r.run_key,
             asset_selection=[feature_key(spec(r.family).drift.table), model_key(r.family),
                              champion_key(r.family)],
-            run_config={"ops": {model_key(r.family).to_python_identifier(): {"config": train}}},
+            run_config={"ops": {model_key(r.family).to_python_identifier(): {"config": {
+                **train, **({"gate_segments": segments[r.family]}
+                            if segments.get(r.family) else {})}}}},
             # ahead of routine runs in the queue: a drifted model is serving bad predictions
             tags={TRIGGER_TAG: "drift", REASON_TAG: r.reason[:1000], FAMILIES_TAG: r.family,
                   WORKLOAD_TAG: "training", PRIORITY_TAG: str(r.priority)},

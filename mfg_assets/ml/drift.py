@@ -760,11 +760,18 @@ def latest_drift(lake: Lake) -> pl.DataFrame:
     if not lake.exists(spec):
         return pl.DataFrame(schema={"family": pl.String, "evidence_id": pl.String,
                                     "reason": pl.String,
-                                    "computed_at": pl.Datetime("us", "UTC")})
+                                    "computed_at": pl.Datetime("us", "UTC"),
+                                    "segments": pl.List(pl.String)})
     latest = lake.scan(spec).filter(
         pl.col("computed_at") == pl.col("computed_at").max().over("family"))
-    return (latest.filter(pl.col("family_drifted"))
-            .select("family", "evidence_id", "reason", "computed_at").unique()
+    drifted = latest.filter(pl.col("family_drifted"))
+    # the segments whose inputs drifted: a drift retrain's gate judges there (ml/gate.py)
+    segments = (drifted.filter(pl.col("kind") == "input", pl.col("drifted"),
+                               pl.col("segment") != ALL)
+                .group_by("family").agg(pl.col("segment").unique().sort().alias("segments")))
+    return (drifted.select("family", "evidence_id", "reason", "computed_at").unique()
+            .join(segments, on="family", how="left")
+            .with_columns(pl.col("segments").fill_null(pl.lit([], pl.List(pl.String))))
             .sort("family").collect())
 
 
