@@ -24,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_edge(commands)
     _add_dashboard(commands)
     _add_label(commands)
+    _add_train(commands)
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)
 
@@ -468,6 +469,92 @@ def _run_import_table(args: argparse.Namespace) -> int:
         return 2
     print(report)
     return 0
+
+
+# -- mfg train FAMILY ------------------------------------------------------------------
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "train", help="train a model family on the lakehouse and run its promotion gate",
+        description="Materialize the family's feature table, its challenger (with the "
+        "blocking promotion gate) and its champion, then print the split, the baselines, the "
+        "metrics and the verdict. Exit code 0: promoted (or waiting for evidence, with a "
+        "note); 2: refused; 1: the run failed otherwise.",
+    )
+    parser.add_argument("family", help="model family (see ml/families.py)")
+    parser.add_argument("--budget", type=int, default=1, help="hyper-parameter trials")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ephemeral", action="store_true",
+                        help="an ephemeral Dagster instance instead of DAGSTER_HOME's")
+    parser.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from mfg_assets import plan
+    from mfg_assets.defs.features import feature_key
+    from mfg_assets.defs.models import GATE, TrainConfig, champion_key, model_key
+    from mfg_assets.demo import ensure_dagster_home
+    from mfg_assets.ml.families import FAMILIES, spec
+    from mfg_assets.settings import get_settings
+
+    if args.family not in FAMILIES:
+        print(f"mfg train: unknown family {args.family!r}; known: {', '.join(FAMILIES)}",
+              file=sys.stderr)
+        return 2
+    entry, key = spec(args.family), model_key(args.family)
+    if args.ephemeral:
+        instance = dg.DagsterInstance.ephemeral()
+    else:
+        ensure_dagster_home(get_settings())
+        instance = dg.DagsterInstance.get()
+    selection = dg.AssetSelection.assets(feature_key(entry.feature_table), key,
+                                         champion_key(args.family))
+    config = dg.RunConfig(ops={key.to_python_identifier(): TrainConfig(
+        budget=args.budget, seed=args.seed)}, **plan.QUIET)
+    result = plan.Runner(instance, plan.resources()).run(
+        plan.TRAIN, selection=selection, run_config=config, raise_on_error=False)[0]
+    checks = [c for c in result.get_asset_check_evaluations() if c.check_name == GATE]
+    if not checks:  # the challenger never got to its gate: say why in one line
+        failed = [e for e in result.all_events if e.is_step_failure]
+        error = failed[0].step_failure_data.error if failed else None
+        why = (error.message.strip().splitlines() or ["?"])[-1] if error else "no gate ran"
+        why = why.removeprefix("dagster._core.definitions.events.Failure: ")
+        print(f"mfg train {args.family}: failed before the gate: {why}", file=sys.stderr)
+        return 2 if why and "cannot split" in why else 1
+    for line in _train_summary(result, key, checks[0]):
+        print(line)
+    verdict = checks[0].metadata["verdict"].value
+    return 2 if verdict == "refused" else 0
+
+
+def _train_summary(result, key, check) -> list[str]:
+    """A few lines: the split, the metrics, the baselines and the gate's verdict."""
+    meta = next(m for m in result.asset_materializations_for_node(key.to_python_identifier())
+                if m.asset_key == key).metadata
+    split = meta["split_parts"].value if "split_parts" in meta else {}
+    parts = ", ".join(
+        f"{name} {part['rows']}" + (" (" + ", ".join(f"{c} {n}" for c, n in part.get(
+            "classes", {}).items()) + ")" if part.get("classes") else "")
+        for name, part in split.get("parts", {}).items())
+    held = {k.removeprefix("holdout/"): v.value for k, v in meta.items()
+            if k.startswith("holdout/")}
+    own = ", ".join(f"{k}={v:.3g}" for k, v in held.items()
+                    if not k.startswith("baseline.") and isinstance(v, float))
+    base = ", ".join(f"{k.removeprefix('baseline.')}={v:.3g}" for k, v in held.items()
+                     if k.startswith("baseline.") and isinstance(v, float))
+    verdict = check.metadata["verdict"].value
+    lines = [f"{key.path[-1]} v{meta['model_version'].value}: split "
+             f"{split.get('method', '?')}: {meta['split'].value if 'split' in meta else ''}",
+             f"  parts: {parts}" if parts else "", f"  metrics: {own}"]
+    lines += [f"  baselines: {base}"] if base else []
+    lines += [f"  notes: {'; '.join(split['notes'])}"] if split.get("notes") else []
+    lines.append(f"  gate {verdict}: {check.metadata['reason'].value}")
+    if verdict == "waiting":
+        lines.append("  note: the champion stays until the drifted segment has evidence")
+    return [line for line in lines if line]
 
 
 # -- mfg edge ... (bundles, assignments, the edge runtime) --------------------------------------
