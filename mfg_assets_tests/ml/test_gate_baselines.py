@@ -68,6 +68,7 @@ def small_plant():
     return table, yield_model.train(table, FAST, seed=0)
 
 
+@pytest.mark.slow
 def test_a_small_real_sized_table_is_cross_validated_and_promoted(small_plant):
     table, trained = small_plant
     split = trained.info["split"]
@@ -86,6 +87,7 @@ def test_a_small_real_sized_table_is_cross_validated_and_promoted(small_plant):
     assert again["r2"] == pytest.approx(held["r2"])
 
 
+@pytest.mark.slow
 def test_a_table_without_signal_is_refused_against_its_baselines():
     noise = plant_table(signal=False)
     held = yield_model.train(noise, FAST, seed=0).holdout_metrics
@@ -93,6 +95,7 @@ def test_a_table_without_signal_is_refused_against_its_baselines():
     assert not decision.passed and "does not beat its baselines" in decision.reason
 
 
+@pytest.mark.slow
 def test_plant_floors_override_the_registry(small_plant, tmp_path, monkeypatch):
     _, trained = small_plant
     gates = tmp_path / "gates.yaml"
@@ -107,6 +110,7 @@ def test_plant_floors_override_the_registry(small_plant, tmp_path, monkeypatch):
         gate_family(yield_model.FAMILY)
 
 
+@pytest.mark.slow
 def test_one_pass_fail_class_says_so_instead_of_accuracy_one():
     table = plant_table().with_columns(pl.lit(False).alias("passed"))  # every unit failed
     trained = yield_model.train(table, FAST, seed=0)
