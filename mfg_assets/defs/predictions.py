@@ -1,14 +1,14 @@
 """Predictions: a model version re-scores each day of its family's feature table.
 
 Dagster wiring only, over ``fleet.batch``: ``predictions/<family>`` (daily partitions from
-the settings' partition start) scores one day with the family's champion, or the version
-chosen in the run config, through the edge's ONNX session. Backfill any date range from the
-UI. Staleness: each partition depends on ``models/<family>_champion``, whose data version is
-the champion's model version, so a new champion shows every scored day as stale (upstream
-data version changed) until it is backfilled; the latest day is re-scored automatically.
+the settings' partition start) scores its days with the family's champion, or the version
+chosen in the run config, through the edge's ONNX session. A backfill of any date range from
+the UI is ONE run (``BackfillPolicy.single_run``): the feature table is read once for the
+range and every day is replaced in one Delta commit. Staleness: each partition depends on
+``models/<family>_champion``, whose data version is the champion's model version, so a new
+champion shows every scored day as stale (upstream data version changed) until it is
+backfilled; the latest day is re-scored automatically.
 """
-
-from datetime import date
 
 import dagster as dg
 from pydantic import Field
@@ -32,6 +32,9 @@ class PredictionConfig(dg.Config):
     threshold: float | None = Field(default=None, description="Decision threshold on the "
                                     "score (empty: the model's own).")
     batch_size: int = Field(default=512, ge=1, description="Rows per onnxruntime call.")
+    decode_threads: int = Field(default=batch.DEFAULT_DECODE_THREADS, ge=1,
+                                description="Threads decoding PNGs ahead of the model.")
+    onnx_threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads.")
 
 
 def prediction_key(family: str) -> dg.AssetKey:
@@ -46,6 +49,8 @@ def prediction_asset(family: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=prediction_key(family),
         partitions_def=daily,
+        # a backfill of N days is one run: one read of the features, one commit
+        backfill_policy=dg.BackfillPolicy.single_run(),
         deps=[
             champion_key(family),
             feature_key(entry.feature_table),
@@ -70,13 +75,14 @@ def prediction_asset(family: str) -> dg.AssetsDefinition:
         lake = lakehouse.lake()
         try:
             model = batch.exported_model(mlflow.registry(), family, config.model_version)
-            outcome = batch.predict_day(lake, model, date.fromisoformat(context.partition_key),
-                                        batch_size=config.batch_size, threshold=config.threshold,
-                                        run_id=context.run.run_id)
+            outcome = batch.predict_days(
+                lake, model, context.partition_keys, batch_size=config.batch_size,
+                threshold=config.threshold, decode_threads=config.decode_threads,
+                onnx_threads=config.onnx_threads, run_id=context.run.run_id)
         except ValueError as exc:  # no champion, unknown version: say which
-            raise dg.Failure(f"{family} {context.partition_key}: {exc}") from exc
-        meta = as_metadata(batch.day_summary(outcome)) | table_metadata(lake, target,
-                                                                         outcome.write)
+            keys = context.partition_keys
+            raise dg.Failure(f"{family} {keys[0]}..{keys[-1]}: {exc}") from exc
+        meta = as_metadata(batch.summary(outcome)) | table_metadata(lake, target, outcome.write)
         meta["onnx_from_cache"] = model.cached
         return dg.MaterializeResult(
             metadata=meta,

@@ -1,10 +1,14 @@
-"""Batch inference over history: a model version re-scores a day of its feature table.
+"""Batch inference over history: a model version re-scores days of its feature table.
 
 Plants re-score the past with a new champion (or any chosen version): last month's windows
 and images, to compare with what the edges said, find missed faults and feed analysts.
 
     model = exported_model(registry, "vision_defect")            # champion -> ONNX, cached
-    outcome = predict_day(lake, model, date(2026, 11, 3))       # -> predictions.vision_defect
+    outcome = predict_days(lake, model, days)                   # -> predictions.vision_defect
+
+A range of days is one pass: the feature table is read once, filtered on its time column
+and streamed in chunks (memory does not grow with the range), PNGs are decoded on a thread
+pool one chunk ahead of the model, and all the days are replaced in one Delta commit.
 
 The model is exported to ONNX once per model version (``fleet/export.py``, fp32: the
 model's own numbers, not an edge's int8 copy) and cached under the data dir, so a 30-day
@@ -24,7 +28,11 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -32,6 +40,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mfg_assets.edge.predictor import (
     Predictor,
@@ -86,11 +96,12 @@ class ExportedModel:
     folder: Path
     cached: bool = False  # True when no export ran
 
-    def predictor(self, part: str, threshold: float | None = None) -> Predictor:
+    def predictor(self, part: str, threshold: float | None = None, threads: int = 1
+                  ) -> Predictor:
         """The edge's predictor over one part (the same session and decision code)."""
         p = self.parts[part]
         return Predictor.from_files(p.onnx, p.preprocessing,
-                                    p.threshold if threshold is None else threshold)
+                                    p.threshold if threshold is None else threshold, threads)
 
 
 def resolve_version(registry: ModelRegistry, family: str, version: str = "") -> Any:
@@ -192,34 +203,106 @@ def _export_windows(model: Any, info: dict[str, Any], out: Path) -> dict[str, Pa
     return parts
 
 
-# -- scoring one day ---------------------------------------------------------------------------
+# -- scoring a range of days in one pass -------------------------------------------------------
 
 
 @dataclass
-class DayOutcome:
+class Outcome:
+    """One scoring of a set of days: read once, scored in batches, written in one commit."""
+
     family: str
-    day: date
+    days: list[date]
     model_name: str
     model_version: str
-    rows: int = 0  # feature rows of the day
+    rows: int = 0  # feature rows on the days
     scored: int = 0
+    per_day: dict[str, int] = field(default_factory=dict)  # ISO day -> rows scored
     unscored: dict[str, int] = field(default_factory=dict)  # reason -> rows
     with_edge: int = 0  # rows an edge also scored
     disagreements: int = 0  # rows where the edge decided otherwise
     features_version: int | None = None
     write: WriteResult | None = None
-    seconds_scoring: float = 0.0
+    seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall seconds
 
 
-def day_rows(lake: Lake, family: str, day: date, version: int | None = None) -> pl.DataFrame:
-    """The rows of ``family``'s feature table whose time falls on ``day`` (UTC)."""
+class Clock:
+    """Wall seconds per stage, summed over a run (stages on the calling thread only)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - started
+
+    def iterate(self, stage: str, items: Iterable[Any]) -> Iterator[Any]:
+        """``items``, with the time spent producing each one counted under ``stage``."""
+        it = iter(items)
+        while True:
+            with self(stage):
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+            yield item
+
+
+def as_days(days: Iterable[date | str]) -> list[date]:
+    out = sorted({d if isinstance(d, date) else date.fromisoformat(d) for d in days})
+    if not out:
+        raise ValueError("no days to score")
+    return out
+
+
+def days_predicate(column: str, days: list[date]) -> str:
+    """A Delta predicate selecting exactly ``days`` (sorted): a range when they are
+    contiguous, else a list."""
+    if (days[-1] - days[0]).days == len(days) - 1:
+        return f"{column} >= '{days[0].isoformat()}' AND {column} <= '{days[-1].isoformat()}'"
+    return f"{column} IN ({', '.join(repr(d.isoformat()) for d in days)})"
+
+
+def feature_chunks(lake: Lake, family: str, days: list[date], version: int | None,
+                   columns: Iterable[str], rows: int) -> Iterator[pl.DataFrame]:
+    """``family``'s feature rows whose time falls on ``days`` (UTC), ``columns`` only, in
+    chunks of ``rows`` rows (the last one shorter).
+
+    One streamed pass over the table's files: the filter on the time column goes to the
+    Parquet reader, whose row-group statistics skip what lies outside the range, and only
+    a chunk or two is ever in memory, however many days the range holds.
+    """
     entry = families.spec(family)
+    spec = table(entry.feature_table)
     ts = entry.drift.ts
-    start = datetime.combine(day, datetime.min.time(), UTC)
-    # a range on the column itself (not its date): row-group statistics can prune on it
-    return (lake.scan(table(entry.feature_table), version)
-            .filter((pl.col(ts) >= start) & (pl.col(ts) < start + timedelta(days=1)))
-            .sort(ts).collect())
+    if not lake.exists(spec):
+        return
+    dataset = lake.table(spec, version).to_pyarrow_dataset()
+    kind = dataset.schema.field(ts).type
+    start = datetime.combine(days[0], datetime.min.time(), UTC)
+    end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC)
+    where = (pc.field(ts) >= pa.scalar(start, kind)) & (pc.field(ts) < pa.scalar(end, kind))
+    present = [c for c in dict.fromkeys(columns) if c in dataset.schema.names]
+    wanted = pl.Series(days, dtype=pl.Date).implode()
+    pending: list[pl.DataFrame] = []
+    held = 0
+    for record_batch in dataset.to_batches(columns=present, filter=where, batch_size=rows):
+        if record_batch.num_rows == 0:
+            continue
+        frame = pl.DataFrame(pl.from_arrow(record_batch))
+        frame = frame.filter(pl.col(ts).dt.date().is_in(wanted))  # a range may skip days
+        pending.append(frame)
+        held += frame.height
+        while held >= rows:
+            whole = pl.concat(pending, rechunk=False)
+            yield whole.slice(0, rows)
+            rest = whole.slice(rows)
+            pending, held = ([rest] if rest.height else []), rest.height
+    if held:
+        yield pl.concat(pending)
 
 
 def _batches(n: int, size: int) -> Iterator[slice]:
@@ -237,6 +320,22 @@ def _score(predictor: Predictor, x: np.ndarray) -> tuple[list[float], list[str]]
     return [p.score for p in preds], [_value_text(p.value) for p in preds]
 
 
+def _scored(frame: pl.DataFrame, scores: list[float], decisions: list[str],
+            threshold: float) -> pl.DataFrame:
+    return frame.with_columns(pl.Series("score", scores, pl.Float64),
+                              pl.Series("decision", decisions, pl.String),
+                              pl.lit(threshold, pl.Float64).alias("threshold"))
+
+
+# -- images: decoded in parallel, one chunk ahead of the model --------------------------------
+
+IMAGE_COLUMNS = ("ts", "image_id", "camera_id", "label", "png")
+
+
+def decode_pngs(pngs: list[bytes]) -> list[np.ndarray]:
+    return [read_png(p) for p in pngs]
+
+
 def prepare_batch(pixels: list[np.ndarray], spec: dict[str, Any]) -> np.ndarray:
     """The edge's per-image preparation for a batch: images already at the model's size are
     normalised in one call (the same ``normalise``, per image along its axes), others go
@@ -247,23 +346,48 @@ def prepare_batch(pixels: list[np.ndarray], spec: dict[str, Any]) -> np.ndarray:
     return np.concatenate([prepare_pixels(p, spec) for p in pixels])
 
 
-def score_images(model: ExportedModel, rows: pl.DataFrame, batch_size: int,
-                 threshold: float | None) -> pl.DataFrame:
-    predictor = model.predictor("", threshold)
-    scores: list[float] = []
-    decisions: list[str] = []
-    pngs = rows.get_column("png")
-    for part in _batches(rows.height, batch_size):
-        x = prepare_batch([read_png(p) for p in pngs[part].to_list()], predictor.spec)
-        s, d = _score(predictor, x)
-        scores += s
-        decisions += d
-    return rows.select(
-        pl.col("ts"), pl.col("image_id").alias("source_id"), pl.col("camera_id").alias("asset_id"),
-        pl.col("label").alias("truth"),
-    ).with_columns(pl.Series("score", scores, pl.Float64), pl.Series("decision", decisions,
-                                                                    pl.String),
-                   pl.lit(predictor.threshold, pl.Float64).alias("threshold"))
+def _decoding_ahead(chunks: Iterable[pl.DataFrame], pool: ThreadPoolExecutor,
+                    threads: int) -> Iterator[tuple[pl.DataFrame, list[Future]]]:
+    """Each chunk (without its PNG bytes) and the futures of its decoded pixels, submitted
+    one chunk ahead: the pool decodes the next chunk (Pillow releases the GIL while it
+    inflates) while onnxruntime scores this one (it releases the GIL too)."""
+    ahead: tuple[pl.DataFrame, list[Future]] | None = None
+    for chunk in chunks:
+        pngs = chunk.get_column("png").to_list()
+        share = max(8, -(-len(pngs) // (2 * threads)))  # a few tasks per thread
+        futures = [pool.submit(decode_pngs, pngs[s]) for s in _batches(len(pngs), share)]
+        if ahead is not None:
+            yield ahead
+        ahead = (chunk.drop("png"), futures)
+    if ahead is not None:
+        yield ahead
+
+
+def score_images(model: ExportedModel, chunks: Iterable[pl.DataFrame], threshold: float | None,
+                 *, clock: Clock, decode_threads: int, onnx_threads: int
+                 ) -> Iterator[tuple[pl.DataFrame, dict[str, int]]]:
+    predictor = model.predictor("", threshold, onnx_threads)
+    with ThreadPoolExecutor(decode_threads, thread_name_prefix="png-decode") as pool:
+        for rows, futures in _decoding_ahead(chunks, pool, decode_threads):
+            with clock("decode_wait"):
+                pixels = [p for f in futures for p in f.result()]
+            with clock("prepare"):
+                x = prepare_batch(pixels, predictor.spec)
+            del pixels
+            with clock("score"):
+                scores, decisions = _score(predictor, x)
+            yield _scored(rows.select(
+                pl.col("ts"), pl.col("image_id").alias("source_id"),
+                pl.col("camera_id").alias("asset_id"), pl.col("label").alias("truth"),
+            ), scores, decisions, predictor.threshold), {}
+
+
+# -- sensor windows ----------------------------------------------------------------------------
+
+
+def window_columns(model: ExportedModel) -> list[str]:
+    features = [c for p in model.parts.values() for c in p.preprocessing["columns"]]
+    return ["window_start", "machine_id", "machine_type", "is_fault", *features]
 
 
 def window_matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
@@ -274,108 +398,155 @@ def window_matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
     return x.fill_null(float("nan")).to_numpy().astype(np.float32)
 
 
-def score_windows(model: ExportedModel, rows: pl.DataFrame, batch_size: int,
-                  threshold: float | None) -> tuple[pl.DataFrame, dict[str, int]]:
-    frames, unscored = [], {}
-    for machine_type, mine in rows.group_by("machine_type", maintain_order=True):
-        name = str(machine_type[0])
-        if name not in model.parts:
-            unscored[f"machine type {name} unknown to the model"] = mine.height
-            continue
-        predictor = model.predictor(name, threshold)
-        x = window_matrix(mine, model.parts[name].preprocessing["columns"])
-        scores: list[float] = []
-        decisions: list[str] = []
-        for part in _batches(len(x), batch_size):
-            s, d = _score(predictor, x[part])
-            scores += s
-            decisions += d
-        frames.append(mine.select(
-            pl.col("window_start").alias("ts"),
-            # the id an edge publishes for the window (edge/windows.py CompletedWindow)
-            pl.concat_str(pl.col("machine_id"), pl.lit("/"),
-                          pl.col("window_start").dt.epoch("ms").cast(pl.String)).alias("source_id"),
-            pl.col("machine_id").alias("asset_id"),
-            pl.col("is_fault").cast(pl.String).str.to_lowercase().alias("truth"),
-        ).with_columns(pl.Series("score", scores, pl.Float64),
-                       pl.Series("decision", decisions, pl.String),
-                       pl.lit(predictor.threshold, pl.Float64).alias("threshold")))
-    empty = pl.DataFrame(schema={"ts": pl.Datetime("us", "UTC"), "source_id": pl.String,
-                                 "asset_id": pl.String, "truth": pl.String,
-                                 "score": pl.Float64, "decision": pl.String,
-                                 "threshold": pl.Float64})
-    return (pl.concat(frames) if frames else empty), unscored
+def score_windows(model: ExportedModel, chunks: Iterable[pl.DataFrame], threshold: float | None,
+                  *, clock: Clock, onnx_threads: int, **_: Any
+                  ) -> Iterator[tuple[pl.DataFrame, dict[str, int]]]:
+    predictors: dict[str, Predictor] = {}
+    for chunk in chunks:
+        frames, unscored = [], {}
+        for machine_type, mine in chunk.group_by("machine_type", maintain_order=True):
+            name = str(machine_type[0])
+            if name not in model.parts:
+                unscored[f"machine type {name} unknown to the model"] = mine.height
+                continue
+            if name not in predictors:
+                predictors[name] = model.predictor(name, threshold, onnx_threads)
+            predictor = predictors[name]
+            with clock("prepare"):
+                x = window_matrix(mine, model.parts[name].preprocessing["columns"])
+            with clock("score"):
+                scores, decisions = _score(predictor, x)
+            frames.append(_scored(mine.select(
+                pl.col("window_start").alias("ts"),
+                # the id an edge publishes for the window (edge/windows.py CompletedWindow)
+                pl.concat_str(pl.col("machine_id"), pl.lit("/"), pl.col("window_start")
+                              .dt.epoch("ms").cast(pl.String)).alias("source_id"),
+                pl.col("machine_id").alias("asset_id"),
+                pl.col("is_fault").cast(pl.String).str.to_lowercase().alias("truth"),
+            ), scores, decisions, predictor.threshold))
+        yield (pl.concat(frames) if frames else _EMPTY_SCORED), unscored
 
 
-def edge_side(lake: Lake, family: str, day: date, source_ids: pl.Series) -> pl.DataFrame:
-    """The edge's latest prediction of each source id (published on the day or the next:
-    a window closing at midnight is published after it)."""
+_EMPTY_SCORED = pl.DataFrame(schema={
+    "ts": pl.Datetime("us", "UTC"), "source_id": pl.String, "asset_id": pl.String,
+    "truth": pl.String, "score": pl.Float64, "decision": pl.String, "threshold": pl.Float64})
+
+
+# -- the edges' side and the whole run ---------------------------------------------------------
+
+_EDGE_SCHEMA = {"source_id": pl.String, "edge_id": pl.String, "bundle_id": pl.String,
+                "edge_score": pl.Float64, "edge_decision": pl.String}
+
+
+def edge_side(lake: Lake, family: str, days: list[date], source_ids: pl.Series) -> pl.DataFrame:
+    """The edge's latest prediction of each source id, read once for all ``days`` from their
+    partitions and the next day's (a window closing at midnight is published after it)."""
     spec = table(EDGE_PREDICTIONS)
-    frames = [lake.read_partition(spec, d) for d in (day, day + timedelta(days=1))]
-    return (pl.concat(frames)
-            .filter((pl.col("model") == family) & pl.col("source_id").is_in(source_ids.implode()))
+    if source_ids.is_empty() or not lake.exists(spec):
+        return pl.DataFrame(schema=_EDGE_SCHEMA)
+    dates = pa.array(sorted(set(days) | {d + timedelta(days=1) for d in days}), pa.date32())
+    where = pc.field("date").isin(dates) & (pc.field("model") == family)
+    arrow = lake.table(spec).to_pyarrow_dataset().to_table(
+        columns=["ts", "source_id", "edge_id", "bundle_id", "score", "value"], filter=where)
+    return (pl.DataFrame(pl.from_arrow(arrow))
+            .filter(pl.col("source_id").is_in(source_ids.implode()))
             .sort("ts").unique("source_id", keep="last")
             .select("source_id", "edge_id", "bundle_id", pl.col("score").alias("edge_score"),
-                    pl.col("value").alias("edge_decision")))
+                    pl.col("value").alias("edge_decision"))
+            .cast(_EDGE_SCHEMA))  # type: ignore[arg-type]
 
 
-def predict_day(
+DEFAULT_DECODE_THREADS = min(4, os.cpu_count() or 1)
+
+
+def predict_days(
     lake: Lake,
     model: ExportedModel,
-    day: date | str,
+    days: Iterable[date | str],
     *,
     batch_size: int = 512,
     threshold: float | None = None,
+    decode_threads: int = DEFAULT_DECODE_THREADS,
+    onnx_threads: int = 1,
     now: datetime | None = None,
     **commit: str,
-) -> DayOutcome:
-    """Score ``day``'s feature rows with ``model``, join the edges' predictions, and replace
-    the day's partition of ``predictions.<family>`` (idempotent: a re-run rewrites it)."""
-    import time
+) -> Outcome:
+    """Score the feature rows of ``days`` with ``model``, join the edges' predictions, and
+    replace those days' partitions of ``predictions.<family>`` in one Delta commit
+    (idempotent: a re-run rewrites them; a day without rows is left empty).
 
-    day = day if isinstance(day, date) else date.fromisoformat(day)
-    family = model.family
-    features = table(families.spec(family).feature_table)
-    outcome = DayOutcome(family, day, model.model_name, model.version)
-    outcome.features_version = lake.version(features)
-    rows = day_rows(lake, family, day, outcome.features_version)
-    outcome.rows = rows.height
+    The feature table is read once, streamed in chunks of ``batch_size`` rows (one
+    onnxruntime call each, through the edge's ``Predictor``); what is held until the commit
+    is the scored rows (ids, scores, decisions: no images, no feature columns).
+    """
     started = time.perf_counter()
-    scorer = _SCORERS[families.spec(family).edge_kind or ""]
-    scored, outcome.unscored = scorer(model, rows, batch_size, threshold)
-    outcome.seconds_scoring = time.perf_counter() - started
-    edges = edge_side(lake, family, day, scored.get_column("source_id"))
-    frame = scored.join(edges, on="source_id", how="left").with_columns(
-        pl.lit(day).alias("date"),
-        pl.lit(model.model_name).alias("model_name"),
-        pl.lit(model.version).alias("model_version"),
-        pl.lit(now or datetime.now(UTC)).dt.cast_time_unit("us").alias("scored_at"),
-    )
+    days = as_days(days)
+    family = model.family
+    entry = families.spec(family)
+    features = table(entry.feature_table)
+    outcome = Outcome(family, days, model.model_name, model.version)
+    clock = Clock()
+    outcome.features_version = lake.version(features)
+    columns, scorer = _SCORERS[entry.edge_kind or ""]
+    chunks = clock.iterate("read", feature_chunks(
+        lake, family, days, outcome.features_version, columns(model), batch_size))
+    frames = []
+    for frame, unscored in scorer(model, chunks, threshold, clock=clock,
+                                  decode_threads=decode_threads, onnx_threads=onnx_threads):
+        frames.append(frame)
+        for reason, n in unscored.items():
+            outcome.unscored[reason] = outcome.unscored.get(reason, 0) + n
+    scored = pl.concat(frames, how="vertical_relaxed") if frames else _EMPTY_SCORED
+    outcome.rows = scored.height + sum(outcome.unscored.values())
+    with clock("edge_join"):
+        edges = edge_side(lake, family, days, scored.get_column("source_id"))
+        frame = scored.join(edges, on="source_id", how="left").with_columns(
+            pl.col("ts").dt.date().alias("date"),
+            pl.lit(model.model_name).alias("model_name"),
+            pl.lit(model.version).alias("model_version"),
+            pl.lit(now or datetime.now(UTC)).dt.cast_time_unit("us").alias("scored_at"),
+        ).sort("ts", "source_id")
     outcome.scored = frame.height
+    counts = dict(frame.group_by("date").len().iter_rows())
+    outcome.per_day = {d.isoformat(): int(counts.get(d, 0)) for d in days}
     outcome.with_edge = int(frame.get_column("bundle_id").is_not_null().sum())
     outcome.disagreements = int(frame.filter(
         pl.col("edge_decision").is_not_null() & (pl.col("edge_decision") != pl.col("decision"))
     ).height)
-    outcome.write = lake.overwrite_partition(
-        predictions_table(family), frame, day, model_version=model.version,
-        **{f"mfg.read.{features.qualified_name}": str(outcome.features_version)}, **commit)
+    target = predictions_table(family)
+    with clock("write"):
+        outcome.write = lake.replace_where(
+            target, frame, days_predicate(target.partition_by or "date", days),
+            model_version=model.version, **{"mfg.days": f"{days[0]}..{days[-1]} ({len(days)})",
+                                            f"mfg.read.{features.qualified_name}":
+                                            str(outcome.features_version)}, **commit)
+    outcome.seconds = {**clock.seconds, "total": time.perf_counter() - started}
     return outcome
 
 
-def day_summary(outcome: DayOutcome) -> dict[str, Any]:
-    """What a person wants to know of one scored day, as plain data."""
+def predict_day(lake: Lake, model: ExportedModel, day: date | str, **kwargs: Any) -> Outcome:
+    """One day: ``predict_days`` over ``[day]``."""
+    return predict_days(lake, model, [day], **kwargs)
+
+
+def summary(outcome: Outcome) -> dict[str, Any]:
+    """What a person wants to know of one scoring run, as plain data."""
+    total = outcome.seconds.get("total", 0.0)
     return {
         "model": outcome.model_name,
         "model_version": outcome.model_version,
+        "days": len(outcome.days),
+        "first_day": outcome.days[0].isoformat(),
+        "last_day": outcome.days[-1].isoformat(),
         "feature_rows": outcome.rows,
         "rows_scored": outcome.scored,
+        "rows_scored_per_day": dict(outcome.per_day),
         "rows_unscored": dict(outcome.unscored),
         "rows_with_edge_prediction": outcome.with_edge,
         "edge_disagreements": outcome.disagreements,
         "features_delta_version": outcome.features_version,
-        "scoring_seconds": round(outcome.seconds_scoring, 3),
-        "rows_per_second": round(outcome.scored / outcome.seconds_scoring, 1)
-        if outcome.seconds_scoring > 0 else 0.0,
+        "seconds_by_stage": {k: round(v, 3) for k, v in outcome.seconds.items()},
+        "rows_per_second": round(outcome.scored / total, 1) if total > 0 else 0.0,
     }
 
 
@@ -383,17 +554,16 @@ def clear_cache(cache_dir: Path | None = None) -> None:
     shutil.rmtree(cache_dir or default_cache_dir(), ignore_errors=True)
 
 
-def _score_images(model: ExportedModel, rows: pl.DataFrame, batch_size: int,
-                  threshold: float | None) -> tuple[pl.DataFrame, dict[str, int]]:
-    return score_images(model, rows, batch_size, threshold), {}
+def _image_columns(model: ExportedModel) -> list[str]:
+    return list(IMAGE_COLUMNS)
 
 
-# How each kind of edge's family is exported and scored (a family's edge_kind).
+# How each kind of edge's family is exported, read and scored (a family's edge_kind).
 _EXPORTERS: dict[str, Callable[..., dict[str, Part]]] = {
     "camera": _export_vision,
     "line": _export_windows,
 }
-_SCORERS: dict[str, Callable[..., tuple[pl.DataFrame, dict[str, int]]]] = {
-    "camera": _score_images,
-    "line": score_windows,
+_SCORERS: dict[str, tuple[Callable[[ExportedModel], list[str]], Callable[..., Iterator[Any]]]] = {
+    "camera": (_image_columns, score_images),
+    "line": (window_columns, score_windows),
 }

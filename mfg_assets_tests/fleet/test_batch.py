@@ -1,5 +1,6 @@
-"""fleet.batch on sensor windows, without Dagster: export once per version, score a day
-through the edge's Predictor, the edge's window ids, the edge's latest prediction joined.
+"""fleet.batch without Dagster: export once per version, score a day through the edge's
+Predictor, the edge's window ids, the edge's latest prediction joined; a range of days read
+once and replaced in one Delta commit; images decoded once each, on a pool, in order.
 
 The model registry here is a stand-in that hands out a small untrained autoencoder per
 machine type (MLflow and a trained champion are covered by defs/test_predictions.py); the
@@ -44,8 +45,8 @@ class StandInRegistry:
         return SimpleNamespace(net=self.nets.__getitem__), info
 
 
-def windows(n: int = 30) -> pl.DataFrame:
-    start = datetime.combine(DAY, datetime.min.time(), UTC) - timedelta(minutes=50)
+def windows(n: int = 30, start: datetime | None = None) -> pl.DataFrame:
+    start = start or datetime.combine(DAY, datetime.min.time(), UTC) - timedelta(minutes=50)
     rng = np.random.default_rng(1)
     rows = []
     for i in range(n):
@@ -144,3 +145,123 @@ def test_no_champion_is_a_clear_error(tmp_path):
 
     with pytest.raises(ValueError, match="no champion yet"):
         batch.exported_model(Empty(), "sensor_anomaly", cache_dir=tmp_path)
+
+
+def days_of_windows(first: date, days: int, per_day: int = 9) -> pl.DataFrame:
+    """``per_day`` windows (three machines) on each of ``days`` days from ``first``."""
+    return pl.concat([windows(per_day, datetime.combine(first + timedelta(days=d),
+                                                        datetime.min.time(), UTC))
+                      for d in range(days)])
+
+
+def test_a_range_of_days_is_one_read_and_one_commit(lake, tmp_path):
+    first = DAY - timedelta(days=1)
+    frame = days_of_windows(first, 5)  # DAY-1 .. DAY+3
+    lake.overwrite(table("features.sensor_windows"), frame)
+    model = batch.exported_model(StandInRegistry(), "sensor_anomaly", cache_dir=tmp_path / "o")
+    target = batch.predictions_table("sensor_anomaly")
+    before = batch.predict_day(lake, model, first, batch_size=4)  # a day outside the range
+    assert before.write.version == 0
+
+    days = [DAY, DAY + timedelta(days=1), DAY + timedelta(days=2)]
+    outcome = batch.predict_days(lake, model, [d.isoformat() for d in reversed(days)],
+                                 batch_size=4)
+    assert outcome.write.version == lake.version(target) == 1  # one commit for three days
+    commit = lake.table(target).history(1)[0]
+    assert commit["operationParameters"]["predicate"].count("2026-11") == 2  # a date range
+    written = lake.read(target)
+    known = frame.filter(pl.col("machine_type") != "robot")
+    for d in days:
+        on_day = known.filter(pl.col("window_start").dt.date() == d).height
+        assert on_day > 0
+        assert written.filter(pl.col("date") == d).height == on_day
+        assert outcome.per_day[d.isoformat()] == on_day
+    # the day before the range kept its rows; the day after it was never scored
+    assert written.filter(pl.col("date") == first).height == before.scored > 0
+    assert written.filter(pl.col("date") == DAY + timedelta(days=3)).height == 0
+    assert outcome.rows == frame.filter(pl.col("window_start").dt.date().is_in(days)).height
+
+    # non-contiguous days: the day between them is neither read nor replaced
+    lake.overwrite(table("features.sensor_windows"), frame.filter(
+        pl.col("window_start").dt.date() != DAY))  # DAY's windows are gone now
+    gap = batch.predict_days(lake, model, [DAY, DAY + timedelta(days=2)], threshold=-1.0)
+    assert gap.per_day == {DAY.isoformat(): 0, (DAY + timedelta(days=2)).isoformat(): 3 * 2}
+    after = lake.read(target)
+    assert after.filter(pl.col("date") == DAY).height == 0  # replaced by nothing
+    middle = after.filter(pl.col("date") == DAY + timedelta(days=1))
+    assert middle.height == written.filter(pl.col("date") == DAY + timedelta(days=1)).height
+    assert set(middle.get_column("threshold")) == {0.8}  # untouched by the second run
+
+
+def test_feature_chunks_stream_the_range_in_bounded_chunks(lake):
+    frame = days_of_windows(DAY, 4, per_day=30)
+    lake.overwrite(table("features.sensor_windows"), frame)
+    days = [DAY + timedelta(days=1), DAY + timedelta(days=3)]
+    chunks = list(batch.feature_chunks(lake, "sensor_anomaly", days, None,
+                                       ["window_start", "machine_id", "nope"], rows=7))
+    assert all(c.height == 7 for c in chunks[:-1]) and 0 < chunks[-1].height <= 7
+    got = pl.concat(chunks)
+    assert got.columns == ["window_start", "machine_id"]  # only what was asked for
+    expected = frame.filter(pl.col("window_start").dt.date().is_in(days))
+    assert sorted(got.rows()) == sorted(expected.select(got.columns).rows())
+
+
+def image_features(n: int, size: int) -> pl.DataFrame:
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    start = datetime.combine(DAY, datetime.min.time(), UTC)
+    pngs = []
+    for i in range(n):
+        side = size if i % 5 else size + 6  # a few images need resizing, as on the edge
+        out = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (side, side), dtype=np.uint8)).save(out, "PNG")
+        pngs.append(out.getvalue())
+    return pl.DataFrame({
+        "image_id": [f"img-{i}" for i in range(n)], "camera_id": ["cam-01"] * n,
+        "unit_id": [None] * n, "ts": [start + timedelta(minutes=7 * i) for i in range(n)],
+        "width": [size] * n, "height": [size] * n,
+        "label": [["ok", "scratch"][i % 2] for i in range(n)], "png": pngs,
+        "split": ["test"] * n}, schema_overrides={"unit_id": pl.String})
+
+
+def test_images_are_decoded_once_each_on_a_pool_and_scored_in_order(lake, tmp_path,
+                                                                     monkeypatch):
+    from mfg_assets.ml.vision import DefectNet
+
+    torch.manual_seed(0)
+    classes = ["dent", "ok", "scratch"]
+    folder = batch.export_to_folder(
+        "vision_defect", "1", DefectNet(len(classes), 4).eval(),
+        {"image_size": 16, "mode": "multiclass", "classes": classes, "normal_class": "ok"},
+        tmp_path / "onnx")
+    model = batch.load_folder(folder, "vision_defect")
+    frame = image_features(23, 16)
+    lake.overwrite(table("features.image_dataset"), frame)
+
+    decoded: list[bytes] = []
+    threads: set[str] = set()
+    real = batch.read_png
+
+    def counting(png: bytes) -> np.ndarray:
+        import threading
+
+        decoded.append(png)
+        threads.add(threading.current_thread().name)
+        return real(png)
+
+    monkeypatch.setattr(batch, "read_png", counting)
+    outcome = batch.predict_days(lake, model, [DAY], batch_size=5, decode_threads=3)
+    assert outcome.scored == frame.height
+    assert sorted(decoded) == sorted(frame.get_column("png").to_list())  # once each
+    assert threads and all(t.startswith("png-decode") for t in threads)  # off the main thread
+
+    # each row's score is the edge's own for that image (order kept through the pool)
+    edge = model.predictor("")
+    rows = lake.read_partition(batch.predictions_table("vision_defect"), DAY)
+    by_id = dict(zip(frame.get_column("image_id"), frame.get_column("png"), strict=True))
+    for source_id, score, decision in rows.select("source_id", "score", "decision").rows():
+        expected = edge.predict_image(by_id[source_id])
+        assert abs(score - expected.score) < 1e-5 and decision == expected.value
