@@ -226,6 +226,9 @@ def _run(config: LoopConfig, root: Path, env: dict[str, str], stack: ExitStack,
         for stage in (s for s in timeline.stages if s not in seen):
             seen.add(stage)
             log(f"  t+{timeline.seconds(stage):6.1f}s  {stage}: {timeline.details.get(stage, '')}")
+        for at, family, drifted, reason in watch.new_evaluations():
+            log(f"  t+{(at - onset).total_seconds():6.1f}s  drift {family}: "
+                f"{'DRIFTED ' if drifted else ''}{reason[:200]}")
         time.sleep(2)
     timeline = watch.poll()
     stop.set()

@@ -138,7 +138,8 @@ class Watcher:
         self.instance, self.lake = instance, lake
         self.timeline = Timeline(onset, family, champion_before)
         self.timeline.stages["onset"] = onset
-        self.timeline.details["onset"] = "drifted messages start"
+        self.timeline.details["onset"] = "the live day's messages start"
+        self._evaluated: datetime | None = None  # the latest drift evaluation logged
 
     @property
     def done(self) -> bool:
@@ -168,6 +169,21 @@ class Watcher:
             self._bundle_and_rollout()
         t.runs = self._runs()
         return t
+
+    def new_evaluations(self) -> list[tuple[datetime, str, bool, str]]:
+        """(computed_at, family, drifted, reason) of the drift evaluations after the onset
+        not returned before (the loop logs each verdict as it comes)."""
+        spec = table(DRIFT_TABLE)
+        if not self.lake.exists(spec):
+            return []
+        at = pl.col("computed_at")
+        new = at >= self.timeline.onset if self._evaluated is None else at > self._evaluated
+        rows = (self.lake.scan(spec).filter(new)
+                .select("computed_at", "family", "family_drifted", "reason").unique()
+                .sort("computed_at", "family").collect())
+        if rows.height:
+            self._evaluated = rows["computed_at"].max()
+        return [tuple(r) for r in rows.iter_rows()]
 
     def declarations(self) -> Declarations:
         spec = table(DRIFT_TABLE)
