@@ -12,6 +12,7 @@ from mfg_assets.defs.dashboard import dashboard_assets
 from mfg_assets.defs.drift import drift_assets, drift_sensors
 from mfg_assets.defs.edge import edge_assets, edge_jobs, edge_resources, edge_sensors
 from mfg_assets.defs.features import feature_assets
+from mfg_assets.defs.health import health_checks
 from mfg_assets.defs.maintenance import maintenance_assets
 from mfg_assets.defs.models import model_assets, model_resources
 from mfg_assets.defs.monitoring import monitoring_assets
@@ -64,6 +65,7 @@ _EXECUTORS = {"": None, "multiprocess": None, "in_process": dg.in_process_execut
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
+    asset_checks=health_checks,
     jobs=[ingest_replay_job, *edge_jobs],
     sensors=[automation_sensor, deployment_automation_sensor, bronze_delta_versions,
              *edge_sensors, *drift_sensors,
