@@ -176,6 +176,10 @@ def _add_import(commands: argparse._SubParsersAction) -> None:
     images.add_argument("--earliest", default="2000-01-01", metavar="DATE",
                         help="refuse timestamps before this (default 2000-01-01; the latest "
                         "allowed is now + 1 day)")
+    images.add_argument("--boxes", default=None, metavar="PATH",
+                        help="part boxes: a COCO JSON file, or a YOLO folder (classes.txt + "
+                        "one <image stem>.txt per image)")
+    images.add_argument("--box-format", choices=("coco", "yolo"), default="coco")
     images.set_defaults(run=_run_import_images)
     tab = kinds.add_parser("table", help="a CSV or Parquet table")
     tab.add_argument("file")
@@ -430,7 +434,9 @@ def _run_import_images(args: argparse.Namespace) -> int:
 
     try:
         report = import_images(Lake(), Path(args.directory), Path(args.labels),
-                               window=_import_window(args))
+                               window=_import_window(args),
+                               boxes=Path(args.boxes) if args.boxes else None,
+                               box_format=args.box_format)
     except ImportRefused as exc:
         print(f"import refused, nothing written: {exc}", file=sys.stderr)
         return 2

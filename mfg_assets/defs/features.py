@@ -56,6 +56,13 @@ FEATURE_SETS = (
         "test split per camera. Input of the vision model.",
     ),
     FeatureSet(
+        "features.assembly_images",
+        ("silver.inspection_images", "silver.image_boxes"),
+        fb.assembly_images,
+        "Assembly images with their imported part boxes and a time-ordered split per "
+        "camera. Input of the part detection model.",
+    ),
+    FeatureSet(
         "features.edge_telemetry",
         ("silver.edge_telemetry", "silver.fault_labels"),
         fb.edge_telemetry,

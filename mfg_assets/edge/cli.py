@@ -39,7 +39,7 @@ def add_commands(
 
     register = sub.add_parser("register", help="register an edge: its place and source topics")
     register.add_argument("--edge-id", required=True)
-    register.add_argument("--kind", choices=("camera", "line"), default=None)
+    register.add_argument("--kind", choices=("camera", "assembly", "line"), default=None)
     register.add_argument("--place", default=None, metavar="ENT/SITE/AREA/LINE/CELL")
     register.add_argument("--source", action="append", default=[], metavar="TOPIC_FILTER")
     register.add_argument("--bundle-store", default=None, help=STORE_HELP)

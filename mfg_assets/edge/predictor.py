@@ -30,6 +30,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from mfg_assets.edge import detection
 from mfg_assets.edge.bundle import Bundle, BundleError
 from mfg_assets.edge.windows import WindowSpec
 
@@ -38,6 +39,7 @@ from mfg_assets.edge.windows import WindowSpec
 class Prediction:
     value: str | float | bool | None
     score: float
+    detections: dict[str, Any] | None = None  # detection bundles: missing slots, boxes found
 
 
 def image_preprocessing(
@@ -59,6 +61,13 @@ def image_preprocessing(
     if classes is not None:
         doc["classes"] = list(classes)
     return doc
+
+
+def detection_preprocessing(image_size: int, classes: list[str], layout: list[dict[str, Any]],
+                            box_score: float) -> dict[str, Any]:
+    """Preprocessing JSON of a part detection bundle (output: decoded detections)."""
+    doc = image_preprocessing(image_size, classes, output="detections")
+    return doc | {"layout": list(layout), "box_score": box_score}
 
 
 def window_preprocessing(spec: WindowSpec) -> dict[str, Any]:
@@ -153,6 +162,7 @@ class Predictor:
         self.normal_index = (
             self.classes.index(normal) if self.classes and normal in self.classes else None
         )
+        self.layout: list[dict[str, Any]] = list(spec.get("layout", []))
 
     @property
     def bundle_id(self) -> str:
@@ -179,6 +189,8 @@ class Predictor:
     def scores(self, x: np.ndarray) -> np.ndarray:
         """Higher = more abnormal, one per row."""
         out = self.raw(x)
+        if self.spec["output"] == "detections":
+            return detection.image_scores(out, self.classes or [], self.layout)
         if self.spec["output"] == "logits":
             probs = _softmax(out.reshape(len(out), -1))
             if self.normal_index is None:
@@ -188,6 +200,8 @@ class Predictor:
 
     def decide(self, x: np.ndarray) -> list[Prediction]:
         out = self.raw(x)
+        if self.spec["output"] == "detections":
+            return [self._detections(dets) for dets in out]
         if self.spec["output"] == "logits":
             logits = out.reshape(len(out), -1)
             probs = _softmax(logits)
@@ -206,6 +220,13 @@ class Predictor:
             return preds
         scores = out.reshape(len(out), -1)[:, 0]
         return [Prediction(bool(s > self.threshold), float(s)) for s in scores]
+
+    def _detections(self, dets: np.ndarray) -> Prediction:
+        """``ok`` or ``missing_part`` (the vision vocabulary), with the slots and boxes."""
+        found = detection.decide(dets, self.classes or [], self.layout, self.threshold,
+                                 float(self.spec.get("box_score", 0.3)))
+        value = "missing_part" if found["missing"] else "ok"
+        return Prediction(value, found.pop("score"), found)
 
     def _name(self, index: int) -> str | int:
         return self.classes[index] if self.classes else index

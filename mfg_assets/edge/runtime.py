@@ -397,18 +397,19 @@ class EdgeRuntime:
     def prediction_payload(
         self, predictor: Predictor, source_id: str, prediction: Prediction, latency_ms: float
     ) -> bytes:
-        return orjson.dumps(
-            {
-                "timestamp": int(time.time() * 1000),
-                "bundleId": predictor.bundle_id,
-                "model": predictor.model,
-                "sourceId": source_id[:256],
-                "value": prediction.value,
-                "score": prediction.score,
-                "threshold": predictor.threshold,
-                "latencyMs": round(latency_ms, 3),
-            }
-        )
+        doc = {
+            "timestamp": int(time.time() * 1000),
+            "bundleId": predictor.bundle_id,
+            "model": predictor.model,
+            "sourceId": source_id[:256],
+            "value": prediction.value,
+            "score": prediction.score,
+            "threshold": predictor.threshold,
+            "latencyMs": round(latency_ms, 3),
+        }
+        if prediction.detections is not None:  # part detection: missing slots and boxes
+            doc["detections"] = prediction.detections
+        return orjson.dumps(doc)
 
     def telemetry_payload(self, status: str | None = None, drain: bool = True) -> bytes:
         """A heartbeat: health figures and what happened since the previous one."""

@@ -73,20 +73,24 @@ class Assignment:
                    bundle_id=doc.get("bundle_id"))  # type: ignore[arg-type]
 
 
+# camera: defect classes per image; assembly: missing parts per image; line: sensor windows
+KINDS = ("camera", "assembly", "line")
+
+
 @dataclass(frozen=True)
 class Device:
     """An edge device: its place in the ISA-95 hierarchy and the UNS topics it scores."""
 
     edge_id: str
-    kind: str  # "camera" (inspection images) or "line" (sensor readings)
+    kind: str  # "camera" / "assembly" (inspection images) or "line" (sensor readings)
     place: dict[str, str]  # enterprise, site, area, line, cell
     sources: tuple[str, ...]  # MQTT topic filters it subscribes to
     firmware: str = "mfg-edge/0.1.0"
 
     def __post_init__(self) -> None:
         check_segment("edge_id", self.edge_id)
-        if self.kind not in ("camera", "line"):
-            raise ValueError(f"device kind {self.kind!r}: camera or line")
+        if self.kind not in KINDS:
+            raise ValueError(f"device kind {self.kind!r}: one of {', '.join(KINDS)}")
         missing = [name for name in PLACE if name not in self.place]
         if missing:
             raise ValueError(f"device {self.edge_id}: place lacks {missing}")

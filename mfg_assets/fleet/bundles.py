@@ -106,7 +106,7 @@ def edge_profile(lake: Lake, store: BundleStore, edge_id: str) -> EdgeProfile:
                         if len(f.split("/")) > 5 and f.split("/")[5] not in ("+", "#")]
             return sorted(set(hits))
 
-        assets = scored(cameras, "camera_id") if device.kind == "camera" else scored(
+        assets = scored(cameras, "camera_id") if device.kind in ("camera", "assembly") else scored(
             machines, "machine_id")
         return EdgeProfile(edge_id, device.kind, dict(device.place), tuple(assets),
                            "registration")
@@ -411,9 +411,39 @@ def _prepare_windows(
 
 
 
+def _prepare_detection(
+    registry: ModelRegistry, module: Any, champion: Any, features: pl.DataFrame,
+    profile: EdgeProfile, tmp: Path, settings: BundleSettings,
+) -> Prepared | str:
+    """Part detection: fp32 ONNX with its decode inside; the edge's threshold on the slot
+    abnormality of its own most recent complete boards."""
+    from mfg_assets.edge.predictor import calibration_scores, detection_preprocessing, read_png
+    from mfg_assets.fleet.export import export_model
+
+    model, info = registry.load(module, champion, tmp / "model")
+    size = int(info["image_size"])
+    mine = features.filter(pl.col("camera_id").is_in(list(profile.assets)))
+    complete = mine.filter((pl.col("missing") == "[]") | (pl.col("label") == "ok"))
+    complete = complete.sort("ts", "image_id").tail(settings.calibration_rows)
+    cams = ", ".join(profile.assets)
+    if complete.height < 10:
+        return (f"{profile.edge_id}: only {complete.height} complete assemblies of {cams} to "
+                "calibrate its threshold on (need 10)")
+    example = module.decode(complete.get_column("png").head(1).to_list(), size)
+    export = export_model(model, example, tmp / "export")  # top-K decode: int8 not tried
+    preprocessing = detection_preprocessing(size, list(info["classes"]), list(info["layout"]),
+                                            float(info["box_score"]))
+    pixels = [read_png(png) for png in complete.get_column("png").to_list()]
+    scores = calibration_scores(export.path, preprocessing, pixels)
+    source = (f"{complete.height} most recent complete assemblies of {cams} "
+              f"({_features_of(profile)}, up to {complete.get_column('ts').max()})")
+    notes = ["fp32: the graph ends in its top-K decode, int8 not tried"]
+    return export, preprocessing, threshold_entry(scores, settings.quantile, source), notes
+
 
 # How a bundle is prepared, per kind of edge (a family's edge_kind in ml/families.py).
 _PREPARE: dict[str, Callable[..., Prepared | str]] = {
     "camera": _prepare_vision,
+    "assembly": _prepare_detection,
     "line": _prepare_windows,
 }

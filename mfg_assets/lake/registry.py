@@ -148,6 +148,14 @@ TABLES: tuple[TableSpec, ...] = (
     ),
     TableSpec(
         "silver",
+        "image_boxes",
+        schemas.ImageBoxes,
+        (*PLACE_KEY, "image_id"),
+        "date",
+        "Imported part boxes per inspection image (COCO JSON or YOLO txt), in pixels.",
+    ),
+    TableSpec(
+        "silver",
         "edge_telemetry",
         schemas.EdgeTelemetry,
         (*PLACE_KEY, "edge_id", "ts"),
@@ -213,6 +221,15 @@ TABLES: tuple[TableSpec, ...] = (
         ("image_id",),
         None,
         "Labelled inspection images with a time-ordered train/validation/test split per camera.",
+    ),
+    TableSpec(
+        "features",
+        "assembly_images",
+        schemas.AssemblySample,
+        ("image_id",),
+        None,
+        "Assembly images with part boxes and empty slots, time-ordered split per camera. "
+        "Input of the part detection model.",
     ),
     TableSpec(
         "features",

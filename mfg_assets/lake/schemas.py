@@ -163,6 +163,16 @@ class InspectionImage(_SilverPlace):
     png: pl.Binary
 
 
+class ImageBoxes(_SilverPlace):
+    """The part boxes of one image as a labeling tool exported them (``mfg import images
+    --boxes``): ``[[class, x0, y0, x1, y1], ...]`` JSON in pixels."""
+
+    camera_id: str
+    image_id: str = pa.Field(str_length={"min_value": 1})
+    boxes: str
+    box_format: str = pa.Field(isin=["coco", "yolo"])
+
+
 class EdgeTelemetry(_SilverPlace):
     edge_id: str
     status: str = pa.Field(isin=["online", "degraded", "offline"])
@@ -278,6 +288,23 @@ class ImageSample(_Strict):
     height: pl.Int32 = pa.Field(ge=8)
     label: str = pa.Field(nullable=True)
     png: pl.Binary
+    split: str = pa.Field(isin=list(IMAGE_SPLITS))
+
+
+class AssemblySample(_Strict):
+    """An assembly image with its part boxes (``[[class, x0, y0, x1, y1], ...]`` JSON, pixels),
+    the empty slots where known (same shape; null: not annotated) and its split."""
+
+    image_id: str = pa.Field(str_length={"min_value": 1})
+    camera_id: str
+    unit_id: str = pa.Field(nullable=True)
+    ts: UTC_TS
+    width: pl.Int32 = pa.Field(ge=8)
+    height: pl.Int32 = pa.Field(ge=8)
+    label: str = pa.Field(nullable=True)
+    png: pl.Binary
+    boxes: str
+    missing: str = pa.Field(nullable=True)
     split: str = pa.Field(isin=list(IMAGE_SPLITS))
 
 

@@ -272,6 +272,20 @@ def image_dataset(
     )
 
 
+def assembly_images(images: pl.DataFrame, boxes: pl.DataFrame) -> pl.DataFrame:
+    """Inspection images that have part boxes (silver.image_boxes), split as
+    :func:`image_dataset` splits; ``missing`` is null (imports do not say which slots are
+    empty: the detection family learns the layout from the boxes)."""
+    keys = ["enterprise", "site", "area", "line", "cell", "image_id"]
+    joined = images.join(boxes.select(*keys, "boxes"), on=keys, how="inner", nulls_equal=True)
+    data = image_dataset(joined)
+    return data.join(joined.select("image_id", "boxes").unique("image_id", keep="first"),
+                     on="image_id", how="left").with_columns(
+        pl.lit(None, dtype=pl.String).alias("missing")
+    ).select("image_id", "camera_id", "unit_id", "ts", "width", "height", "label", "png",
+             "boxes", "missing", "split")
+
+
 # -- edge telemetry --------------------------------------------------------------------------
 
 # Log templates: a Drain-style mask turns each line into its template (numbers, hex

@@ -5,7 +5,9 @@ vision champion in MLflow), then two daily partitions of predictions/vision_defe
 image of the day scored through the edge's ONNX session, scores equal to the torch model's,
 the edge's own prediction joined where an edge scored the same image, the ONNX export
 reused from the cache, a chosen version or an unknown one, and a new champion showing the
-scored days as stale and the latest day requested by the automation.
+scored days as stale and the latest day requested by the automation. And, with a stand-in
+registry (no training), a 3-day backfill of predictions/sensor_anomaly: one run, one
+commit, three partitions.
 """
 
 from __future__ import annotations
@@ -22,11 +24,16 @@ from dagster._core.definitions.data_version import (
     StaleCauseCategory,
     StaleStatus,
 )
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
 from mfg_assets.defs.bronze import bronze_from_replay
 from mfg_assets.defs.features import feature_assets
 from mfg_assets.defs.models import (
+    MlflowResource,
     TrainConfig,
     champion_key,
     model_assets,
@@ -40,6 +47,7 @@ from mfg_assets.lake.registry import table
 from mfg_assets.ml import vision
 from mfg_assets.ml.registry import ModelRegistry, registered_name
 from mfg_assets.sim import SimConfig, write_replay
+from mfg_assets_tests.fleet.test_batch import StandInRegistry, days_of_windows
 
 DAY, EMPTY_DAY = "2026-11-01", "2026-11-02"
 FAMILY = "vision_defect"
@@ -95,9 +103,13 @@ def test_a_champion_rescores_days_through_the_edge_session(data_dir, lake, monke
     edge = add_edge_predictions(lake, images)
     # the whole table, the edge predictions and the champion: everything a day needs
     assets = [*feature_assets, *model_assets, *prediction_assets]
-    for day in (DAY, EMPTY_DAY):  # a backfill of two days
-        assert dg.materialize(assets, selection=[KEY], partition_key=day, instance=instance,
-                              resources=res).success
+    # a backfill of two days: one run (the assets' single-run backfill policy)
+    runs_before = len(instance.get_runs())
+    backfill = dg.materialize(assets, selection=[KEY], instance=instance, resources=res, tags={
+        ASSET_PARTITION_RANGE_START_TAG: DAY, ASSET_PARTITION_RANGE_END_TAG: EMPTY_DAY})
+    assert backfill.success and len(instance.get_runs()) == runs_before + 1
+    assert sorted(e.partition for e in backfill.get_asset_materialization_events()) == [
+        DAY, EMPTY_DAY]
 
     rows = lake.read(table(f"predictions.{FAMILY}"))
     scored = rows.filter(pl.col("date") == date.fromisoformat(DAY)).sort("ts", "source_id")
@@ -135,8 +147,9 @@ def test_a_champion_rescores_days_through_the_edge_session(data_dir, lake, monke
     assert meta["rows_with_edge_prediction"] == 10
     disagree = with_edge.filter(pl.col("edge_decision") != pl.col("decision")).height
     assert meta["edge_disagreements"] == disagree
-    # exported once per model version, then from the cache
-    assert meta["onnx_from_cache"] is False and meta_of(instance, EMPTY_DAY)["onnx_from_cache"]
+    # exported once per model version (then from the cache: the next run below)
+    assert meta["onnx_from_cache"] is False
+    assert (meta["days"], meta_of(instance, EMPTY_DAY)["rows_scored"]) == (2, scored.height)
     assert (data_dir / "batch" / "onnx" / FAMILY / "v1" / "manifest.json").exists()
 
     # a chosen version, and one that does not exist
@@ -145,6 +158,7 @@ def test_a_champion_rescores_days_through_the_edge_session(data_dir, lake, monke
                           resources=res, run_config=dg.RunConfig(ops=config)).success
     strict = lake.read_partition(table(f"predictions.{FAMILY}"), DAY)
     assert strict.height == scored.height  # the day was replaced, not appended to
+    assert meta_of(instance, DAY)["onnx_from_cache"] is True
     assert set(strict.get_column("threshold")) == {0.99}
     bad = {KEY.to_python_identifier(): PredictionConfig(model_version="7")}
     failed = dg.materialize(assets, selection=[KEY], partition_key=DAY, instance=instance,
@@ -173,3 +187,43 @@ def test_a_champion_rescores_days_through_the_edge_session(data_dir, lake, monke
     after = dg.evaluate_automation_conditions(defs=defs, instance=instance,
                                               cursor=before.cursor, evaluation_time=when)
     assert after.get_requested_partitions(KEY) == {EMPTY_DAY}  # the latest day
+
+
+class StandInMlflow(MlflowResource):
+    """The MLflow resource, handing out test_batch's stand-in registry (untrained nets)."""
+
+    def registry(self):  # type: ignore[override]
+        return StandInRegistry()
+
+
+@pytest.mark.integration
+def test_a_three_day_backfill_is_one_run_writing_three_partitions(data_dir, lake):
+    first = date(2026, 11, 2)
+    frame = days_of_windows(first - timedelta(days=1), 5)  # a day either side of the range
+    lake.overwrite(table("features.sensor_windows"), frame)
+    key = prediction_key("sensor_anomaly")
+    asset = next(a for a in prediction_assets if a.key == key)
+    assert asset.backfill_policy == dg.BackfillPolicy.single_run()
+    instance = dg.DagsterInstance.ephemeral()
+    res = {**default_resources(), "mlflow": StandInMlflow(tracking_uri="unused")}
+    days = [(first + timedelta(days=d)).isoformat() for d in range(3)]
+    result = dg.materialize([asset], instance=instance, resources=res, tags={
+        ASSET_PARTITION_RANGE_START_TAG: days[0], ASSET_PARTITION_RANGE_END_TAG: days[-1]})
+    assert result.success
+
+    runs = instance.get_runs()
+    assert len(runs) == 1
+    materialized = [e.partition for e in result.get_asset_materialization_events()]
+    assert sorted(materialized) == days  # one run, three partitions
+    target = table("predictions.sensor_anomaly")
+    assert lake.version(target) == 0  # one commit
+    written = lake.read(target)
+    known = frame.filter(pl.col("machine_type") != "robot")
+    assert sorted(written.get_column("date").unique().cast(pl.String).to_list()) == days
+    for day in days:
+        on_day = known.filter(pl.col("window_start").dt.date() == date.fromisoformat(day))
+        assert written.filter(pl.col("date") == date.fromisoformat(day)).height == on_day.height
+    meta = {k: v.value for k, v in result.get_asset_materialization_events()[0]
+            .materialization.metadata.items()}
+    assert (meta["days"], meta["first_day"], meta["last_day"]) == (3, days[0], days[-1])
+    assert meta["rows_scored"] == written.height
