@@ -203,8 +203,13 @@ def import_images(
     labels: Path,
     enterprise: str | None = None,
     window: PlausibleWindow = DEFAULT_WINDOW,
+    boxes: Path | None = None,
+    box_format: str = "coco",
 ) -> ImportReport:
     """Labelled inspection images (PNG/JPEG, any size) into silver.inspection_images.
+
+    ``boxes``: part boxes (a COCO JSON file, or a YOLO folder with ``classes.txt``) into
+    silver.image_boxes (``mfg_assets.lake.import_boxes``), checked before anything is written.
 
     ``labels`` (CSV/Parquet) needs ``file`` (path relative to ``directory``) and ``label``
     (empty for unlabelled). Optional: ts (default: the file's modification time), camera
@@ -237,6 +242,9 @@ def import_images(
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
         raise ImportRefused(f"{labels}: {len(errors)} images cannot be imported: "
                             + "; ".join(errors[:5]) + more)
+    if boxes is not None:
+        from mfg_assets.lake.import_boxes import land_boxes, read_boxes
+        found = read_boxes(Path(boxes), box_format, files.to_list(), sizes)
     if "ts" in frame.columns:
         ts = _timestamps(frame, "ts", labels, window)
     else:
@@ -277,6 +285,8 @@ def import_images(
     ]
     report = _land(lake, labels, "bronze.inspection_images", ["silver.inspection_images"], bronze,
                    window, light)
+    if boxes is not None:
+        land_boxes(lake, report, bronze, found, box_format)
     if unlisted:
         report.notes.append(f"{len(unlisted)} image files in {directory} not in the labels "
                             "file were not imported")

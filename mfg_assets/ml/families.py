@@ -55,6 +55,7 @@ _SENSOR_WINDOWS = "features.sensor_windows"
 _PROCESS_UNITS = "features.process_units"
 _IMAGE_DATASET = "features.image_dataset"
 _EDGE_TELEMETRY = "features.edge_telemetry"
+_ASSEMBLY_IMAGES = "features.assembly_images"
 
 _ENTRIES = (
     FamilySpec(
@@ -131,22 +132,20 @@ _ENTRIES = (
     ),
     FamilySpec(
         model=ModelFamily(
-            name="edge_health",
-            primary_metric="f1",
+            name="part_detection",
+            primary_metric="map50",
             higher_is_better=True,
-            # What a multi-day simulated fleet allows (see ml/edge_health.py): a leak or a
-            # hot cabinet shows hours ahead, a crash loop's first crashes are sparse.
-            floors={"f1": 0.5, "precision": 0.5, "recall": 0.4},
-            flavor="sklearn",
-            quiet_metric="false_alarm_rate",
+            floors={"map50": 0.5},
+            flavor="pytorch",
         ),
-        module="mfg_assets.ml.edge_health",
-        feature_table=_EDGE_TELEMETRY,
-        drift=DriftInputs(_EDGE_TELEMETRY, "window_start", "edge_id", "sensor"),
-        kinds=frozenset({"sklearn", "mlflow"}),
-        description="Edge device health (scikit-learn): predicts that an edge device fails "
-        "(memory leak to OOM, thermal shutdown, crash loop) within the next hours, from its "
-        "telemetry trends and log-template counts.",
+        module="mfg_assets.ml.detection",
+        feature_table=_ASSEMBLY_IMAGES,
+        drift=DriftInputs(_ASSEMBLY_IMAGES, "ts", "camera_id", "image"),
+        kinds=frozenset({"pytorch", "mlflow"}),
+        description="Missing-part detector (small anchor-free CNN, trained from scratch) on "
+        "assembly camera images: boxes per component, and the layout slots left empty.",
+        edge_kind="assembly",
+        retrain_priority=EDGE_RETRAIN_PRIORITY,
     ),
     FamilySpec(
         model=ModelFamily(
