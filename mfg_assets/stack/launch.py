@@ -34,10 +34,14 @@ from mfg_assets.stack.supervise import Supervisor
 
 PROJECT = PACKAGE_DIR.parent
 DEPLOY = PROJECT / "deploy"
-BUCKETS = ("lake", "bundles", "mlflow")
+BUCKETS = ("lake", "bundles", "mlflow", "logs")
 LAKE_URI = "s3://lake/lake"
 BUNDLE_STORE = "s3://bundles/bundles"
 MLFLOW_ARTIFACTS = "s3://mlflow/artifacts"
+# Dagster's compute logs (run and step stdout/stderr): S3ComputeLogManager, see
+# deploy/local/dagster.yaml; written by the runs, read back by the webserver
+COMPUTE_LOG_BUCKET = "logs"
+COMPUTE_LOG_PREFIX = "dagster/compute-logs"
 REGION = "us-east-1"
 DEFAULT_EDGES = ("edge-cam01", "edge-cam02", "edge-weld1", "edge-press1")
 # Ports `make stack` prefers (falls back to a free one when taken); tests use free ports.
@@ -47,7 +51,9 @@ PREFERRED = {"dagster": 3030, "mlflow": 5050, "s3": 8333, "mqtts": 8883}
 S3_ACTIONS: dict[str, list[str]] = {
     "admin": ["Admin", "Read", "Write", "List", "Tagging"],  # the launcher: creates buckets
     "platform": [f"{a}:{b}" for b in ("lake", "bundles") for a in ("Read", "Write", "List",
-                                                                   "Tagging")],
+                                                                   "Tagging")]
+    # Dagster's runs write their stdout/stderr there, the webserver reads them back
+    + [f"{a}:{COMPUTE_LOG_BUCKET}" for a in ("Read", "Write", "List")],
     "gateway": [f"{a}:lake" for a in ("Read", "Write", "List", "Tagging")],
     "mlflow": [f"{a}:mlflow" for a in ("Read", "Write", "List")],
     "edge": ["Read:bundles", "List:bundles"],
@@ -182,6 +188,8 @@ class Stack:
             "DAGSTER_PG_DB": self.db["dagster"],
             "DAGSTER_PG_USERNAME": self.db["dagster"],
             "DAGSTER_PG_PASSWORD": self.secrets.postgres[self.db["dagster"]],
+            "DAGSTER_COMPUTE_LOG_BUCKET": COMPUTE_LOG_BUCKET,
+            "DAGSTER_COMPUTE_LOG_PREFIX": COMPUTE_LOG_PREFIX,
             "MFG_EDGE_SIGNING_KEY": str(self.secrets.signing_key),
             "MFG_EDGE_PUBLIC_KEY": str(self.secrets.public_key),
         }
@@ -453,6 +461,7 @@ class Stack:
             "lake": LAKE_URI,
             "bundle_store": BUNDLE_STORE,
             "mlflow_artifacts": MLFLOW_ARTIFACTS,
+            "compute_logs": f"s3://{COMPUTE_LOG_BUCKET}/{COMPUTE_LOG_PREFIX}",
         }
         (self.root / "stack.json").write_text(json.dumps(state, indent=2))
 

@@ -68,7 +68,12 @@ def instance(request, data_dir: Path, tmp_path: Path,
         shutil.copy(REPO / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
         for name, value in {"DAGSTER_PG_HOST": PG["host"], "DAGSTER_PG_PORT": str(PG["port"]),
                             "DAGSTER_PG_DB": database, "DAGSTER_PG_USERNAME": PG["user"],
-                            "DAGSTER_PG_PASSWORD": ""}.items():
+                            "DAGSTER_PG_PASSWORD": "",
+                            # compute logs go to S3 (not tested here): an endpoint that
+                            # refuses; a failed upload is reported, the run is unaffected
+                            "DAGSTER_COMPUTE_LOG_BUCKET": "logs",
+                            "DAGSTER_COMPUTE_LOG_PREFIX": "test",
+                            "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}.items():
             monkeypatch.setenv(name, value)
     else:
         shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")

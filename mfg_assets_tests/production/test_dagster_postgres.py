@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import uuid
-from pathlib import Path
-
 import dagster as dg
 import pytest
 
+from mfg_assets_tests.production.conftest import PG
+
 pytestmark = pytest.mark.integration
-
-DEPLOY_YAML = Path(__file__).resolve().parents[2] / "deploy" / "local" / "dagster.yaml"
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-
-
-@pytest.fixture
-def pg_database():
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        admin = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432: {exc}")
-    admin.autocommit = True
-    name = f"mfg_test_{uuid.uuid4().hex[:10]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    yield name
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
 
 
 @dg.asset(tags={"mfg/workload": "training"})
@@ -38,23 +16,10 @@ def tiny() -> dg.MaterializeResult:
 
 
 def test_instance_from_deploy_yaml_stores_runs_and_events_in_postgres(
-    pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pg_database: str, deploy_instance_env: dict[str, str]
 ):
     from dagster._core.run_coordinator import QueuedRunCoordinator
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
-
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(DEPLOY_YAML, home / "dagster.yaml")
-    for name, value in {
-        "DAGSTER_HOME": str(home),
-        "DAGSTER_PG_HOST": PG["host"],
-        "DAGSTER_PG_PORT": str(PG["port"]),
-        "DAGSTER_PG_DB": pg_database,
-        "DAGSTER_PG_USERNAME": PG["user"],
-        "DAGSTER_PG_PASSWORD": "",  # trust auth here; a Secret in a deployment
-    }.items():
-        monkeypatch.setenv(name, value)
 
     with dg.DagsterInstance.get() as instance:
         assert isinstance(instance.run_storage, PostgresRunStorage)

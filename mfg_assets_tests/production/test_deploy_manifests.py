@@ -138,3 +138,31 @@ def test_dockerfile_installs_cpu_torch_with_constraints():
     assert text.startswith("#") and "FROM python:3.11-slim" in text
     assert "download.pytorch.org/whl/cpu" in text and "-c constraints.txt" in text
     assert 'ENTRYPOINT ["mfg"]' in text
+
+
+def test_compute_logs_go_to_s3_named_by_settings_everywhere():
+    """Issue 17 item 7: the local/stack instance and the Helm values configure the same
+    S3ComputeLogManager from the same variables, which the cluster's settings define, and
+    every pod that writes or reads the logs gets them (the test against a real S3 server is
+    test_compute_logs_s3.py)."""
+    local = yaml.safe_load((DEPLOY / "local" / "dagster.yaml").read_text())["compute_logs"]
+    assert (local["module"], local["class"]) == (
+        "dagster_aws.s3.compute_log_manager", "S3ComputeLogManager")
+    env_of = {key: value["env"] for key, value in local["config"].items()
+              if isinstance(value, dict)}
+    assert env_of == {"bucket": "DAGSTER_COMPUTE_LOG_BUCKET",
+                      "prefix": "DAGSTER_COMPUTE_LOG_PREFIX", "endpoint_url": "AWS_ENDPOINT_URL"}
+    values = yaml.safe_load((K8S / "values.yaml").read_text())
+    helm = values["computeLogManager"]
+    assert helm["type"] == "S3ComputeLogManager"
+    chart = helm["config"]["s3ComputeLogManager"]
+    assert {"bucket": chart["bucket"]["env"], "prefix": chart["prefix"]["env"],
+            "endpoint_url": chart["endpointUrl"]["env"]} == env_of
+    (settings,) = _documents(K8S / "settings.yaml")
+    assert set(env_of.values()) <= settings["data"].keys()
+    # writers (run pods) and the reader (the UI) have the settings and the S3 credential
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    for pod in (launcher, values["dagsterWebserver"]):
+        assert {"name": "mfg-settings"} in pod["envConfigMaps"]
+        assert {"name": "mfg-lake-s3"} in pod["envSecrets"]
+    assert {"name": "mfg-settings"} in values["dagsterDaemon"]["envConfigMaps"]
