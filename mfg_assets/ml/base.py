@@ -126,7 +126,8 @@ def _block_seconds(block: str) -> int:
 #
 # - ``time_blocks`` (:func:`block_split`) only where the table has a real time axis: a time
 #   column whose hour blocks (``block``) give each of train / validation / test at least
-#   MIN_BLOCKS_PER_PART distinct blocks and at least half its nominal share of the rows.
+#   MIN_BLOCKS_PER_PART distinct blocks and at least half its nominal share of the rows,
+#   and whose rows fill MIN_BLOCK_OCCUPANCY of the blocks they span.
 #   Imported files stamped with their modification time (a whole export within minutes) or
 #   one run per day at the same hour (every block lands on the same cycle position) fail it.
 # - ``stratified`` otherwise: every unit (the ``group`` column's value: a unit, module or
@@ -141,6 +142,10 @@ def _block_seconds(block: str) -> int:
 #   are the groups where a time axis exists); metrics are pooled over the out-of-fold
 #   predictions and the final model is refit on all rows.
 MIN_BLOCKS_PER_PART = 3
+# ...and the rows must fill at least this share of the blocks between the first and the
+# last time (a plant running two shifts on weekdays fills ~48 % of its hours; one run a day
+# fills 1/24 of them)
+MIN_BLOCK_OCCUPANCY = 0.25
 SMALL_TABLE_ROWS = 1000
 CV_FOLDS = 5
 HOLDOUT_FRACTIONS = (0.7, 0.15, 0.15)
@@ -188,6 +193,12 @@ def time_axis(frame: pl.DataFrame, ts: str | None, block: str = "1h") -> tuple[b
                          (pl.col(ts).dt.epoch("s") // _block_seconds(block)).alias("b"))
     counts = parts.group_by("p").agg(pl.col("b").n_unique().alias("blocks"), pl.len().alias("n"))
     found = {r["p"]: (r["blocks"], r["n"]) for r in counts.iter_rows(named=True)}
+    blocks = parts.get_column("b")
+    span, occupied = int(blocks.max() - blocks.min()) + 1, blocks.n_unique()
+    if occupied < MIN_BLOCK_OCCUPANCY * span:
+        return False, (f"{ts} fills {occupied} of the {span} {block} blocks it spans (under "
+                       f"{MIN_BLOCK_OCCUPANCY:.0%}: e.g. one run a day is a daily series, "
+                       f"not a time axis for {block} blocks)")
     for part in SPLITS:
         blocks, rows = found.get(part, (0, 0))
         if blocks < MIN_BLOCKS_PER_PART:

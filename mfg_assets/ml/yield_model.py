@@ -234,7 +234,8 @@ def _train(features: pl.DataFrame, p: dict[str, Any], seed: int) -> Trained:
 
 
 def _classes(rows: pl.DataFrame) -> list[str]:
-    return sorted(str(v) for v in rows.get_column("passed").unique().to_list())
+    # the same spelling as split_summary's class counts ("true" / "false")
+    return sorted(rows.get_column("passed").cast(pl.String).unique().to_list())
 
 
 def _scored(model: YieldModel, fit_rows: pl.DataFrame, rows: pl.DataFrame,

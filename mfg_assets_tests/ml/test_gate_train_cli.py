@@ -45,7 +45,9 @@ def test_train_prints_split_baselines_and_promotes(data_dir, capsys, monkeypatch
     code, out = train(data_dir, capsys, signal=True)
     assert code == 0, out
     assert "split cross_validation: 150 rows < 1000" in out  # one run a day: no hour blocks
+    assert "grouped by row" in out and "not a time axis" in out
     assert "parts: fold0" in out and "baselines: mean.r2=" in out
+    assert "notes:" not in out  # both pass/fail classes in every fold
     assert "gate passed" in out and "beats baselines" in out
     assert "Traceback" not in out
 

@@ -37,11 +37,19 @@ def test_one_run_per_day_is_not_a_time_axis():
     old = days.select(block_split(pl.col("ts")).alias("s"))["s"].unique().to_list()
     assert old == ["train"]  # what the old split did: every metric NaN
     ok, why = time_axis(days, "ts")
-    assert not ok and "distinct 1h blocks" in why
+    assert not ok and "daily series" in why
     plan = plan_split(days, ts="ts", label="label", key="unit_id")
     assert plan.method == "cross_validation" and "180 rows" in plan.reason
+    assert "grouped by row" in plan.reason  # not by hour blocks
     folds = split_folds(days, plan)
     assert sorted(np.unique(folds)) == list(range(5))
+
+
+@pytest.mark.parametrize("hour", range(24))
+def test_one_run_a_day_at_any_hour_is_a_daily_series(hour):
+    days = table(400, [T0.replace(hour=hour) + timedelta(days=d) for d in range(400)])
+    ok, why = time_axis(days, "ts")
+    assert not ok and "daily series" in why
 
 
 def test_file_times_of_one_export_are_not_a_time_axis():
