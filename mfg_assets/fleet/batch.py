@@ -286,6 +286,8 @@ def feature_chunks(lake: Lake, family: str, days: list[date], version: int | Non
     end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC)
     where = (pc.field(ts) >= pa.scalar(start, kind)) & (pc.field(ts) < pa.scalar(end, kind))
     present = [c for c in dict.fromkeys(columns) if c in dataset.schema.names]
+    # a range with gaps (days picked in the UI): drop the rows of the days between
+    gaps = (days[-1] - days[0]).days != len(days) - 1
     wanted = pl.Series(days, dtype=pl.Date).implode()
     pending: list[pl.DataFrame] = []
     held = 0
@@ -293,11 +295,12 @@ def feature_chunks(lake: Lake, family: str, days: list[date], version: int | Non
         if record_batch.num_rows == 0:
             continue
         frame = pl.DataFrame(pl.from_arrow(record_batch))
-        frame = frame.filter(pl.col(ts).dt.date().is_in(wanted))  # a range may skip days
+        if gaps:
+            frame = frame.filter(pl.col(ts).dt.date().is_in(wanted))
         pending.append(frame)
         held += frame.height
         while held >= rows:
-            whole = pl.concat(pending, rechunk=False)
+            whole = pending[0] if len(pending) == 1 else pl.concat(pending, rechunk=False)
             yield whole.slice(0, rows)
             rest = whole.slice(rows)
             pending, held = ([rest] if rest.height else []), rest.height
@@ -312,7 +315,9 @@ def _batches(n: int, size: int) -> Iterator[slice]:
 
 def _value_text(value: Any) -> str:
     """The decision as the edge's value text in silver (JSON of a flag, a class name)."""
-    return json.dumps(value) if isinstance(value, bool) else str(value)
+    if value is True or value is False:
+        return "true" if value else "false"  # json.dumps(value), without its per-row cost
+    return str(value)
 
 
 def _score(predictor: Predictor, x: np.ndarray) -> tuple[list[float], list[str]]:
@@ -336,6 +341,12 @@ def decode_pngs(pngs: list[bytes]) -> list[np.ndarray]:
     return [read_png(p) for p in pngs]
 
 
+def decode_prepare(pngs: list[bytes], spec: dict[str, Any]) -> np.ndarray:
+    """PNG bytes -> the model's input, decoded once each (per-image normalisation, so a
+    slice prepares alone exactly as it would in the whole batch)."""
+    return prepare_batch(decode_pngs(pngs), spec)
+
+
 def prepare_batch(pixels: list[np.ndarray], spec: dict[str, Any]) -> np.ndarray:
     """The edge's per-image preparation for a batch: images already at the model's size are
     normalised in one call (the same ``normalise``, per image along its axes), others go
@@ -346,16 +357,18 @@ def prepare_batch(pixels: list[np.ndarray], spec: dict[str, Any]) -> np.ndarray:
     return np.concatenate([prepare_pixels(p, spec) for p in pixels])
 
 
-def _decoding_ahead(chunks: Iterable[pl.DataFrame], pool: ThreadPoolExecutor,
-                    threads: int) -> Iterator[tuple[pl.DataFrame, list[Future]]]:
-    """Each chunk (without its PNG bytes) and the futures of its decoded pixels, submitted
-    one chunk ahead: the pool decodes the next chunk (Pillow releases the GIL while it
-    inflates) while onnxruntime scores this one (it releases the GIL too)."""
+def _decoding_ahead(chunks: Iterable[pl.DataFrame], pool: ThreadPoolExecutor, threads: int,
+                    spec: dict[str, Any]) -> Iterator[tuple[pl.DataFrame, list[Future]]]:
+    """Each chunk (without its PNG bytes) and the futures of its prepared input, submitted
+    one chunk ahead: the pool decodes and normalises the next chunk (Pillow releases the GIL
+    while it inflates, numpy while it reduces) while onnxruntime scores this one (it
+    releases it too)."""
     ahead: tuple[pl.DataFrame, list[Future]] | None = None
     for chunk in chunks:
         pngs = chunk.get_column("png").to_list()
         share = max(8, -(-len(pngs) // (2 * threads)))  # a few tasks per thread
-        futures = [pool.submit(decode_pngs, pngs[s]) for s in _batches(len(pngs), share)]
+        futures = [pool.submit(decode_prepare, pngs[s], spec)
+                   for s in _batches(len(pngs), share)]
         if ahead is not None:
             yield ahead
         ahead = (chunk.drop("png"), futures)
@@ -364,16 +377,14 @@ def _decoding_ahead(chunks: Iterable[pl.DataFrame], pool: ThreadPoolExecutor,
 
 
 def score_images(model: ExportedModel, chunks: Iterable[pl.DataFrame], threshold: float | None,
-                 *, clock: Clock, decode_threads: int, onnx_threads: int
+                 *, clock: Clock, decode_threads: int, onnx_threads: int, **_: Any
                  ) -> Iterator[tuple[pl.DataFrame, dict[str, int]]]:
+    """One onnxruntime call per chunk (a chunk is ``batch_size`` images)."""
     predictor = model.predictor("", threshold, onnx_threads)
     with ThreadPoolExecutor(decode_threads, thread_name_prefix="png-decode") as pool:
-        for rows, futures in _decoding_ahead(chunks, pool, decode_threads):
+        for rows, futures in _decoding_ahead(chunks, pool, decode_threads, predictor.spec):
             with clock("decode_wait"):
-                pixels = [p for f in futures for p in f.result()]
-            with clock("prepare"):
-                x = prepare_batch(pixels, predictor.spec)
-            del pixels
+                x = np.concatenate([f.result() for f in futures])
             with clock("score"):
                 scores, decisions = _score(predictor, x)
             yield _scored(rows.select(
@@ -399,7 +410,7 @@ def window_matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
 
 
 def score_windows(model: ExportedModel, chunks: Iterable[pl.DataFrame], threshold: float | None,
-                  *, clock: Clock, onnx_threads: int, **_: Any
+                  *, clock: Clock, onnx_threads: int, batch_size: int, **_: Any
                   ) -> Iterator[tuple[pl.DataFrame, dict[str, int]]]:
     predictors: dict[str, Predictor] = {}
     for chunk in chunks:
@@ -414,8 +425,12 @@ def score_windows(model: ExportedModel, chunks: Iterable[pl.DataFrame], threshol
             predictor = predictors[name]
             with clock("prepare"):
                 x = window_matrix(mine, model.parts[name].preprocessing["columns"])
+            scores, decisions = [], []
             with clock("score"):
-                scores, decisions = _score(predictor, x)
+                for part in _batches(len(x), batch_size):
+                    s, d = _score(predictor, x[part])
+                    scores += s
+                    decisions += d
             frames.append(_scored(mine.select(
                 pl.col("window_start").alias("ts"),
                 # the id an edge publishes for the window (edge/windows.py CompletedWindow)
@@ -475,9 +490,10 @@ def predict_days(
     replace those days' partitions of ``predictions.<family>`` in one Delta commit
     (idempotent: a re-run rewrites them; a day without rows is left empty).
 
-    The feature table is read once, streamed in chunks of ``batch_size`` rows (one
-    onnxruntime call each, through the edge's ``Predictor``); what is held until the commit
-    is the scored rows (ids, scores, decisions: no images, no feature columns).
+    The feature table is read once, streamed in chunks (``batch_size`` images; up to
+    ``WINDOW_CHUNK_ROWS`` windows), scored ``batch_size`` rows per onnxruntime call through
+    the edge's ``Predictor``; what is held until the commit is the scored rows (ids, scores,
+    decisions: no images, no feature columns).
     """
     started = time.perf_counter()
     days = as_days(days)
@@ -487,11 +503,12 @@ def predict_days(
     outcome = Outcome(family, days, model.model_name, model.version)
     clock = Clock()
     outcome.features_version = lake.version(features)
-    columns, scorer = _SCORERS[entry.edge_kind or ""]
+    columns, scorer, chunk_rows = _SCORERS[entry.edge_kind or ""]
     chunks = clock.iterate("read", feature_chunks(
-        lake, family, days, outcome.features_version, columns(model), batch_size))
+        lake, family, days, outcome.features_version, columns(model),
+        max(batch_size, chunk_rows)))
     frames = []
-    for frame, unscored in scorer(model, chunks, threshold, clock=clock,
+    for frame, unscored in scorer(model, chunks, threshold, clock=clock, batch_size=batch_size,
                                   decode_threads=decode_threads, onnx_threads=onnx_threads):
         frames.append(frame)
         for reason, n in unscored.items():
@@ -558,12 +575,17 @@ def _image_columns(model: ExportedModel) -> list[str]:
     return list(IMAGE_COLUMNS)
 
 
-# How each kind of edge's family is exported, read and scored (a family's edge_kind).
+# How each kind of edge's family is exported, read and scored (a family's edge_kind), and the
+# fewest rows read per chunk: an image chunk is one model call (PNG bytes are heavy, and
+# decode runs one chunk ahead); window rows are light, and a polars pass per model call
+# would cost more than the model.
+WINDOW_CHUNK_ROWS = 65_536
 _EXPORTERS: dict[str, Callable[..., dict[str, Part]]] = {
     "camera": _export_vision,
     "line": _export_windows,
 }
-_SCORERS: dict[str, tuple[Callable[[ExportedModel], list[str]], Callable[..., Iterator[Any]]]] = {
-    "camera": (_image_columns, score_images),
-    "line": (window_columns, score_windows),
+_SCORERS: dict[str, tuple[Callable[[ExportedModel], list[str]], Callable[..., Iterator[Any]],
+                          int]] = {
+    "camera": (_image_columns, score_images, 1),
+    "line": (window_columns, score_windows, WINDOW_CHUNK_ROWS),
 }
