@@ -11,6 +11,18 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from mfg_assets.console import quiet_third_parties
+
+    quiet_third_parties()
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except BrokenPipeError:  # `mfg sql ... | head`: the reader has what it wanted
+        sys.stderr.close()
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mfg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _add_simulate(commands)
@@ -25,14 +37,100 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_dashboard(commands)
     _add_label(commands)
     _add_train(commands)
-    args = parser.parse_args(argv)
-    return int(args.run(args) or 0)
+    _finish_help(parser)
+    return parser
+
+
+# -- help texts: defaults and an example on every command -------------------------------
+
+# One example per command (its `prog`), shown under its --help; test_cli_output.py checks
+# that every command has one, so a new command comes with its example.
+EXAMPLES: dict[str, str] = {
+    "mfg": "mfg demo && mfg tables && mfg sql \"SELECT count(*) FROM silver.sensor_readings\"",
+    "mfg simulate": "mfg simulate --hours 24 --seed 7 --out data/replay/run7",
+    "mfg demo": "mfg demo --hours 24 --no-models",
+    "mfg load": "mfg load --replay-dir data/replay",
+    "mfg sql": "mfg sql \"SELECT machine_id, avg(value) FROM silver.sensor_readings GROUP BY ALL\""
+    " --format csv",
+    "mfg tables": "mfg tables",
+    "mfg validate": "mfg validate acme/detroit/body/weld1/cell01/weld-01/sensors "
+    "'{\"timestamp\": 1793491200000, \"machineType\": \"welder\", "
+    "\"readings\": [{\"sensor\": \"current\", \"value\": 1.5}]}'",
+    "mfg import": "mfg import images DIR --labels labels.csv",
+    "mfg import images": "mfg import images data/images --labels data/images/labels.csv",
+    "mfg import table": "mfg import table runs.parquet --as process_runs --label yield",
+    "mfg gateway": "mfg gateway --broker mqtt://127.0.0.1:1883 --workers 2",
+    "mfg edge": "mfg edge register --edge-id edge-cam01",
+    "mfg dashboard": "mfg dashboard --out data/reports/dashboard.html",
+    "mfg label": "mfg label --edge edge-cam01 --source-id img-42 --verdict confirm "
+    "--operator badge-7",
+    "mfg label serve": "mfg label serve --port 8060 --operator badge-7",
+    "mfg train": "mfg train sensor_anomaly --budget 3",
+}
+EDGE_EXAMPLES: dict[str, str] = {  # the edge's own commands (mfg_assets/edge/cli.py)
+    "keygen": "mfg edge keygen",
+    "register": "mfg edge register --edge-id edge-cam01",
+    "assign": "mfg edge assign --edge-id edge-cam01 --bundle-id BUNDLE_ID",
+    "verify": "mfg edge verify data/bundles/bundles/BUNDLE_ID",
+    "run": "mfg edge run --edge-id edge-cam01 --broker mqtt://127.0.0.1:1883",
+}
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default (unless its help already says it, or it has none);
+    wraps paragraphs but keeps indented lines (the example) as they are."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        blocks: list[str] = []
+        for paragraph in text.split("\n\n"):
+            lines = paragraph.splitlines()
+            if any(line.startswith("  ") for line in lines):
+                blocks.append("\n".join(indent + line for line in lines))
+            else:
+                blocks.append(super()._fill_text(" ".join(lines), width, indent))
+        return "\n\n".join(blocks)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or "default" in text or default is None
+                or default is False or default == [] or default is argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found += list(dict.fromkeys(action.choices.values()))
+    return found
+
+
+def _finish_help(parser: argparse.ArgumentParser) -> None:
+    """Defaults and an example under every command's --help (sub-commands included)."""
+    parser.formatter_class = _HelpFormatter
+    for action in parser._actions:  # an option without help still shows its default
+        default = action.default
+        if action.option_strings and not action.help and default is not None \
+                and default is not False:
+            action.help = "default: %(default)s"
+    example = EXAMPLES.get(parser.prog)
+    if example is None and parser.prog.startswith("mfg edge "):
+        example = EDGE_EXAMPLES.get(parser.prog.removeprefix("mfg edge "))
+    if example and not parser.epilog:
+        parser.epilog = f"example:\n  {example}"
+    for sub in _subparsers(parser):
+        _finish_help(sub)
 
 
 def _add_sim_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hours", type=float, default=None, help="simulated duration")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--start", default=None, help="start time, ISO 8601 (UTC)")
+    parser.add_argument("--hours", type=float, default=None,
+                        help="simulated duration (default: 24; mfg demo: its own)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed: the same seed, the same plant (default: 42)")
+    parser.add_argument("--start", default=None,
+                        help="start time, ISO 8601 (UTC) (default: 2026-11-01T00:00Z)")
     parser.add_argument(
         "--drift",
         action="append",
@@ -55,7 +153,16 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_demo(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("demo", help="simulate a plant and build the lakehouse in Dagster")
+    parser = commands.add_parser(
+        "demo", help="the whole lifecycle on a simulated plant: lakehouse, models, live edges, "
+        "a canary rollout, drift, dashboard",
+        description="Simulate a plant (with a misbehaving device) and run the whole lifecycle "
+        "in named Dagster jobs (demo_bronze, demo_silver, demo_train, ...): bronze/silver with "
+        "quarantine, features, champions behind their gates, signed bundles, live edge "
+        "runtimes on a private broker whose predictions flow back through a gateway, a second "
+        "model version as a canary decided from its evidence, drift on the newer day, "
+        "inspection statistics, cost and the dashboard. Prints each step's time.",
+    )
     _add_sim_options(parser)
     parser.add_argument("--broker", default=None,
                         help="go through MQTT: publish live and land via the gateway")
@@ -64,6 +171,13 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="stop after silver (skip features, models, bundles, rollouts)",
     )
+    parser.add_argument(
+        "--families", default=None, metavar="A,B",
+        help="model families to train (default: sensor_anomaly,process_yield; the others "
+        "take minutes each on a small machine: `mfg train FAMILY`)",
+    )
+    parser.add_argument("--no-live", action="store_true",
+                        help="skip the live edges and the canary (no mosquitto needed)")
     parser.add_argument(
         "--scenario",
         choices=["drift"],
@@ -78,7 +192,8 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
 
 def _add_load(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("load", help="load pending replay files into bronze")
-    parser.add_argument("--replay-dir", default=None)
+    parser.add_argument("--replay-dir", default=None,
+                        help="folder of replay files (default: MFG_REPLAY_DIR or data/replay)")
     parser.set_defaults(run=_run_load)
 
 
@@ -90,14 +205,21 @@ def _add_sql(commands: argparse._SubParsersAction) -> None:
         "sandboxed: no file reads or writes outside the registered tables (read_text, "
         "read_csv, COPY ... TO, ATTACH), no INSTALL/LOAD, and its configuration is locked.",
     )
-    parser.add_argument("query")
-    parser.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    parser.add_argument("--max-rows", type=int, default=50)
+    parser.add_argument("query", help="DuckDB SQL over layer.table names (see mfg tables)")
+    parser.add_argument(
+        "--format", choices=["auto", "table", "csv", "json"], default="auto",
+        help="auto: a table on a terminal, CSV when the output goes to a pipe or file",
+    )
+    parser.add_argument("--max-rows", type=int, default=50, help="rows shown as a table")
     parser.set_defaults(run=_run_sql)
 
 
 def _add_tables(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("tables", help="list lakehouse tables with rows and versions")
+    parser = commands.add_parser(
+        "tables", help="list lakehouse tables: rows, size, Delta version, last commit",
+        description="Every table of the lake registry: its rows, the size of its current "
+        "files, its Delta version and when that version was committed (UTC).",
+    )
     parser.set_defaults(run=_run_tables)
 
 
@@ -235,16 +357,19 @@ def _sim_config(args: argparse.Namespace):
 def _run_simulate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from mfg_assets.console import progress
     from mfg_assets.settings import get_settings
     from mfg_assets.sim import publish, write_replay
 
     config = _sim_config(args)
     if args.broker:
-        counts = publish(config, args.broker, speed=args.speed)
+        with progress(f"publishing {config.duration_h:g} simulated h to {args.broker}"):
+            counts = publish(config, args.broker, speed=args.speed)
         print(f"published {counts} to {args.broker}")
         return 0
     out = Path(args.out) if args.out else get_settings().replay_dir / f"sim-{config.seed}"
-    summary = write_replay(config, out)
+    with progress(f"simulating {config.duration_h:g} h of the plant"):
+        summary = write_replay(config, out)
     print(f"wrote {summary} to {out}")
     return 0
 
@@ -252,11 +377,21 @@ def _run_simulate(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     if args.scenario == "drift":
         return _run_loop(args)
-    from mfg_assets.demo import DEMO_HOURS, run_demo
+    from mfg_assets.demo import DEMO_FAMILIES, DEMO_HOURS, demo_start, run_demo
+    from mfg_assets.ml.families import FAMILIES
 
     if args.hours is None:
         args.hours = DEMO_HOURS
-    return run_demo(_sim_config(args), broker_url=args.broker, with_models=not args.no_models)
+    if args.start is None:  # the live hours end now: one timeline with the edges' clocks
+        args.start = demo_start(args.hours).isoformat()
+    families = tuple(f for f in (args.families or "").split(",") if f) or DEMO_FAMILIES
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        print(f"mfg demo: unknown families {unknown}; known: {', '.join(FAMILIES)}",
+              file=sys.stderr)
+        return 2
+    return run_demo(_sim_config(args), broker_url=args.broker, with_models=not args.no_models,
+                    families=families, live=not args.no_live)
 
 
 def _run_loop(args: argparse.Namespace) -> int:
@@ -276,6 +411,7 @@ def _run_loop(args: argparse.Namespace) -> int:
 def _run_load(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from mfg_assets.console import progress
     from mfg_assets.gateway.replay import load_pending
     from mfg_assets.lake.delta import Lake
     from mfg_assets.settings import get_settings
@@ -283,9 +419,10 @@ def _run_load(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     replay_dir = Path(args.replay_dir) if args.replay_dir else settings.replay_dir
-    reports = load_pending(
-        Lake(), replay_dir, load_contract(settings.contract_path), settings.enterprise
-    )
+    with progress(f"loading replay files under {replay_dir} into bronze"):
+        reports = load_pending(
+            Lake(), replay_dir, load_contract(settings.contract_path), settings.enterprise
+        )
     for report in reports:
         print(
             f"{report.file}: {report.received} received, {report.valid} valid, "
@@ -300,8 +437,8 @@ def _run_sql(args: argparse.Namespace) -> int:
     import warnings
 
     import duckdb
-    import polars as pl
 
+    from mfg_assets.console import write_frame
     from mfg_assets.lake.catalog import connect
 
     with warnings.catch_warnings(record=True) as skipped:
@@ -316,13 +453,7 @@ def _run_sql(args: argparse.Namespace) -> int:
         return 2
     finally:
         con.close()
-    if args.format == "csv":
-        sys.stdout.write(frame.write_csv())
-    elif args.format == "json":
-        sys.stdout.write(frame.write_json() + "\n")
-    else:
-        with pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, fmt_str_lengths=60):
-            print(frame)
+    write_frame(frame, args.format, args.max_rows)
     return 0
 
 
@@ -337,14 +468,32 @@ def _run_tables(args: argparse.Namespace) -> int:
             if not lake.exists(spec):
                 print(f"{spec.qualified_name:28} (not created yet)")
                 continue
-            line = (f"{spec.qualified_name:28} rows={lake.row_count(spec):>10}  "
-                    f"version={lake.version(spec)}")
+            line = _table_line(lake, spec)
         except Exception as exc:  # one broken Delta log must not hide the other tables
             broken += 1
             print(f"{spec.qualified_name:28} (cannot be opened: {exc})")
             continue
         print(line)
     return 1 if broken else 0
+
+
+def _table_line(lake, spec) -> str:
+    """name, rows, size of the current files, Delta version and its commit time (UTC)."""
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from mfg_assets.console import human_bytes
+
+    delta = lake.table(spec)
+    files = pa.table(delta.get_add_actions(flatten=True))
+    size = pc.sum(files.column("size_bytes")).as_py() or 0 if files.num_rows else 0
+    last = delta.history(1)[0]
+    when = datetime.fromtimestamp(last["timestamp"] / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+    return (f"{spec.qualified_name:28} rows={lake.row_count(spec):>10}  "
+            f"size={human_bytes(size):>10}  version={delta.version():<5} "
+            f"committed={when}Z")
 
 
 def _run_validate(args: argparse.Namespace) -> int:
@@ -429,14 +578,16 @@ def _import_window(args: argparse.Namespace):
 def _run_import_images(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from mfg_assets.console import progress
     from mfg_assets.lake.delta import Lake
     from mfg_assets.lake.importers import ImportRefused, import_images
 
     try:
-        report = import_images(Lake(), Path(args.directory), Path(args.labels),
-                               window=_import_window(args),
-                               boxes=Path(args.boxes) if args.boxes else None,
-                               box_format=args.box_format)
+        with progress(f"importing images from {args.directory}"):
+            report = import_images(Lake(), Path(args.directory), Path(args.labels),
+                                   window=_import_window(args),
+                                   boxes=Path(args.boxes) if args.boxes else None,
+                                   box_format=args.box_format)
     except ImportRefused as exc:
         print(f"import refused, nothing written: {exc}", file=sys.stderr)
         return 2
@@ -447,6 +598,7 @@ def _run_import_images(args: argparse.Namespace) -> int:
 def _run_import_table(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from mfg_assets.console import progress
     from mfg_assets.lake.delta import Lake
     from mfg_assets.lake.importers import (
         ImportRefused,
@@ -454,22 +606,23 @@ def _run_import_table(args: argparse.Namespace) -> int:
         import_sensor_readings,
     )
 
+    if args.target == "process_runs" and not args.label:
+        print("--as process_runs needs --label COLUMN", file=sys.stderr)
+        return 2
     try:
-        if args.target == "process_runs":
-            if not args.label:
-                print("--as process_runs needs --label COLUMN", file=sys.stderr)
-                return 2
-            report = import_process_runs(
-                Lake(),
-                Path(args.file),
-                args.label,
-                pass_threshold=args.pass_threshold,
-                ignore=args.ignore,
-                window=_import_window(args),
-            )
-        else:
-            report = import_sensor_readings(Lake(), Path(args.file), ignore=args.ignore,
-                                            window=_import_window(args))
+        with progress(f"importing {args.file} into silver.{args.target}"):
+            if args.target == "process_runs":
+                report = import_process_runs(
+                    Lake(),
+                    Path(args.file),
+                    args.label,
+                    pass_threshold=args.pass_threshold,
+                    ignore=args.ignore,
+                    window=_import_window(args),
+                )
+            else:
+                report = import_sensor_readings(Lake(), Path(args.file), ignore=args.ignore,
+                                                window=_import_window(args))
     except ImportRefused as exc:
         print(f"import refused, nothing written: {exc}", file=sys.stderr)
         return 2
@@ -518,10 +671,15 @@ def _run_train(args: argparse.Namespace) -> int:
         instance = dg.DagsterInstance.get()
     selection = dg.AssetSelection.assets(feature_key(entry.feature_table), key,
                                          champion_key(args.family))
+    # the summary below says what happened: a refused gate is a verdict, not a stack trace
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     config = dg.RunConfig(ops={key.to_python_identifier(): TrainConfig(
-        budget=args.budget, seed=args.seed)}, **plan.QUIET)
-    result = plan.Runner(instance, plan.resources()).run(
-        plan.TRAIN, selection=selection, run_config=config, raise_on_error=False)[0]
+        budget=args.budget, seed=args.seed)}, **quiet)
+    from mfg_assets.console import progress
+
+    with progress(f"training {args.family}: features, challenger, gate, champion"):
+        result = plan.Runner(instance, plan.resources()).run(
+            plan.TRAIN, selection=selection, run_config=config, raise_on_error=False)[0]
     checks = [c for c in result.get_asset_check_evaluations() if c.check_name == GATE]
     if not checks:  # the challenger never got to its gate: say why in one line
         failed = [e for e in result.all_events if e.is_step_failure]

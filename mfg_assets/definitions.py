@@ -20,6 +20,7 @@ from mfg_assets.defs.predictions import prediction_assets
 from mfg_assets.defs.resources import default_resources
 from mfg_assets.defs.sensors import bronze_delta_versions
 from mfg_assets.defs.silver import fault_labels, silver_assets
+from mfg_assets.plan import plan_jobs
 from mfg_assets.settings import get_settings
 
 ALL_ASSETS = [
@@ -66,7 +67,7 @@ _EXECUTORS = {"": None, "multiprocess": None, "in_process": dg.in_process_execut
 defs = dg.Definitions(
     assets=ALL_ASSETS,
     asset_checks=health_checks,
-    jobs=[ingest_replay_job, *edge_jobs],
+    jobs=[ingest_replay_job, *edge_jobs, *plan_jobs()],  # plan_jobs: demo_<step>
     sensors=[automation_sensor, deployment_automation_sensor, bronze_delta_versions,
              *edge_sensors, *drift_sensors,
              *alert_sensors],

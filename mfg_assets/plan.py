@@ -9,9 +9,15 @@ replay files the same way, one run per step (per partition where the step is par
     bundles  one run per edge device
     deploy   rollouts, and the monitoring reports that read them
 
+`mfg demo` goes on past the seed with three more: ``features`` (rebuilt on live data: the
+labels a canary is judged on), ``rollout`` (start or decide a canary) and ``monitor``
+(drift, inspection statistics, cost, dashboard).
+
 Each step is an asset selection resolved against the code location's asset graph
 (:mod:`mfg_assets.definitions`), never a hand-kept list of assets, so a new asset in a group
-joins its step. The step's name becomes the run's ``mfg/plan_step`` tag.
+joins its step. Each step runs as a named job, ``demo_<step>`` (:func:`plan_jobs`, also in
+the code location), so the runs page tells the steps apart; the step's name is the run's
+``mfg/plan_step`` tag too.
 """
 
 from __future__ import annotations
@@ -37,12 +43,19 @@ FAULT_LABELS = dg.AssetKey(["silver", "fault_labels"])
 LAKE_MAINTENANCE = dg.AssetKey(["monitoring", "lake_maintenance"])
 
 
+JOB_PREFIX = "demo_"
+
+
 @dataclass(frozen=True)
 class Step:
     name: str
     selection: dg.AssetSelection
     partitioned: bool = False  # one run per partition key the caller gives
     description: str = ""
+
+    @property
+    def job_name(self) -> str:
+        return f"{JOB_PREFIX}{self.name}"
 
 
 BRONZE = Step("bronze", dg.AssetSelection.groups("bronze") | dg.AssetSelection.assets(
@@ -58,6 +71,20 @@ DEPLOY = Step("deploy", dg.AssetSelection.assets(ROLLOUTS_KEY)
                   LAKE_MAINTENANCE),
               description="rollouts, inspection statistics, drift, cost, dashboard")
 PLAN: tuple[Step, ...] = (BRONZE, SILVER, TRAIN, BUNDLES, DEPLOY)
+FEATURES = Step("features", dg.AssetSelection.groups("features"),
+                description="feature tables rebuilt on new silver data (a canary's labels)")
+ROLLOUT = Step("rollout", dg.AssetSelection.assets(ROLLOUTS_KEY),
+               description="start a canary of new bundles, or decide it from its evidence")
+MONITOR = Step("monitor", dg.AssetSelection.groups("monitoring") - dg.AssetSelection.assets(
+    LAKE_MAINTENANCE), description="drift, inspection statistics, cost, dashboard")
+STEPS: tuple[Step, ...] = (*PLAN, FEATURES, ROLLOUT, MONITOR)
+
+
+def plan_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
+    """One named job per step, for the code location: the UI lists them, and runs of the
+    plan (which build their own, with the same names) read as ``demo_bronze``, ..."""
+    return [dg.define_asset_job(s.job_name, selection=s.selection, description=s.description,
+                                tags={STEP_TAG: s.name}) for s in STEPS]
 
 
 @cache
@@ -113,16 +140,18 @@ class Runner:
             raise_on_error: bool = True) -> list[dg.ExecuteInProcessResult]:
         """One run of ``step`` (one per partition key when it is partitioned)."""
         keys = set((selection or step.selection).resolve(asset_graph()))
-        assets = assets_for(keys)
-        # A subset only where a definition holds more assets than the step selects (checks
-        # of the selected assets run either way).
-        subset = None if all(set(a.keys) <= keys for a in assets) else sorted(keys)
+        # The step's named job over this step's own definitions, bound to this runner's
+        # resources (not those the code location bound at import).
+        job = dg.Definitions(
+            assets=assets_for(keys), resources=self.resources,
+            jobs=[dg.define_asset_job(step.job_name, selection=dg.AssetSelection.assets(
+                *keys), description=step.description)],
+        ).resolve_job_def(step.job_name)
         results = []
         for partition in (partitions if step.partitioned else [None]):
-            results.append(dg.materialize(
-                assets, selection=subset, partition_key=partition,
-                instance=self.instance, resources=self.resources,
+            results.append(job.execute_in_process(
                 run_config=QUIET if run_config is None else run_config,
+                instance=self.instance, partition_key=partition,
                 tags={STEP_TAG: step.name}, raise_on_error=raise_on_error))
         return results
 

@@ -1,7 +1,10 @@
 """The operations dashboard: one self-contained HTML page built from the lakehouse.
 
 Everything comes from DuckDB over the Delta tables (:func:`mfg_assets.lake.catalog.connect`):
-contract compliance per channel and site, inspection statistics, drift, rollouts and cost.
+a health view per production line (freshness, contract checks, drift verdict, the bundle
+each edge runs, the last rollout: what Dagster's UI, organised by asset, does not show),
+contract compliance per channel and site and over event time, inspection statistics, drift,
+rollouts and cost.
 Charts are matplotlib PNGs inlined as base64 and the page has no JavaScript, so it renders
 offline (plant networks often have no internet) and can be mailed as one file.
 :func:`serve` answers with the standard library's HTTP server: only for an allowed ``Host``
@@ -62,13 +65,7 @@ def compliance(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict[str, A
         c["top_errors"] = errors.get(c["channel"], Counter()).most_common(3)
     total = _rows(con, "SELECT sum(received) AS received, sum(valid) AS valid "
                        "FROM bronze.validation_results")[0]
-    span = _rows(con, "SELECT max(minute) - min(minute) AS span FROM bronze.validation_results")
-    span_s = span[0]["span"].total_seconds() if span[0]["span"] is not None else 0
-    bucket = "day" if span_s > 2 * 86400 else "minute"  # minutes read well up to two days
-    trend = _rows(con, f"""
-        SELECT date_trunc('{bucket}', minute) AS t, sum(received) AS received,
-               sum(valid) AS valid
-        FROM bronze.validation_results GROUP BY 1 ORDER BY 1""")
+    trend, bucket, undated = event_trend(con, present)
     # Per site: landed messages carry their ISA-95 site; refused ones only their topic, whose
     # second level is the site in the UNS and the group id in Sparkplug.
     landed = [f"SELECT site, count(*) AS n FROM bronze.{t} GROUP BY site"
@@ -92,7 +89,44 @@ def compliance(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict[str, A
                if "bronze.quarantine" in present else [])
     return {"overall_valid_pct": _pct(total["valid"], total["received"]),
             "received": int(total["received"] or 0), "channels": channels, "sites": sites,
-            "trend": trend, "trend_bucket": bucket, "quarantine_reasons": reasons}
+            "trend": trend, "trend_bucket": bucket, "undated_refusals": undated,
+            "quarantine_reasons": reasons}
+
+
+def event_trend(con: duckdb.DuckDBPyConnection, present: set[str]) -> tuple[Rows, str, int]:
+    """Landed and refused messages per hour (or day) of EVENT time, not of ingest: a replay
+    of two days lands within a minute. A refused message is placed by the ``timestamp`` its
+    payload carries (epoch ms, within the landed span); one without a readable timestamp
+    (invalid JSON, a text timestamp) has no event time and is counted apart."""
+    landed = [f"SELECT event_time AS t FROM bronze.{t}"
+              for t in BRONZE_MESSAGE_TABLES if f"bronze.{t}" in present]
+    if not landed:
+        return [], "hour", 0
+    span = _rows(con, f"SELECT min(t) AS lo, max(t) AS hi FROM ({' UNION ALL '.join(landed)})")[0]
+    if span["lo"] is None:
+        return [], "hour", 0
+    bucket = "day" if (span["hi"] - span["lo"]).total_seconds() > 7 * 86400 else "hour"
+    refused, undated = "SELECT NULL::TIMESTAMPTZ AS t WHERE false", 0
+    if "bronze.quarantine" in present:
+        stamped = """
+            SELECT CASE WHEN ms BETWEEN epoch_ms(TIMESTAMP '2000-01-01')
+                                    AND epoch_ms(TIMESTAMP '2100-01-01')
+                        THEN make_timestamptz(ms * 1000) END AS t
+            FROM (SELECT try_cast(json_extract_string(
+                      CASE WHEN json_valid(payload) THEN payload END, '$.timestamp') AS BIGINT)
+                      AS ms FROM bronze.quarantine)"""
+        lo, hi = span["lo"].isoformat(), span["hi"].isoformat()
+        refused = (f"SELECT t FROM ({stamped}) WHERE t BETWEEN TIMESTAMPTZ '{lo}' - "
+                   f"INTERVAL 1 {bucket} AND TIMESTAMPTZ '{hi}' + INTERVAL 1 {bucket}")
+        undated = int(_rows(con, "SELECT count(*) AS n FROM bronze.quarantine")[0]["n"]) - int(
+            _rows(con, f"SELECT count(*) AS n FROM ({refused})")[0]["n"])
+    trend = _rows(con, f"""
+        SELECT date_trunc('{bucket}', t) AS t, sum(valid) AS valid,
+               sum(valid) + sum(invalid) AS received
+        FROM (SELECT t, 1 AS valid, 0 AS invalid FROM ({' UNION ALL '.join(landed)})
+              UNION ALL SELECT t, 0, 1 FROM ({refused}))
+        GROUP BY 1 ORDER BY 1""")
+    return trend, bucket, undated
 
 
 def inspection(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None:
@@ -145,12 +179,119 @@ def cost(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None:
                       "basis FROM monitoring.cost ORDER BY category, item")
 
 
+# Where a drift segment sits: machine, camera or edge -> (area, line).
+_SEGMENT_PLACES = (("silver.sensor_readings", "machine_id"),
+                   ("silver.inspection_images", "camera_id"),
+                   ("silver.edge_telemetry", "edge_id"))
+
+
+def line_health(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None:
+    """One row per production line: freshness (newest event, newest landing), contract
+    checks (landed vs refused), the latest drift verdict of what runs there, the bundle
+    each of its edges reports running, and the last rollout that touched those edges."""
+    landed = [f"SELECT area, line, event_time, received_at FROM bronze.{t}"
+              for t in BRONZE_MESSAGE_TABLES if f"bronze.{t}" in present]
+    if not landed:
+        return None
+    lines = _rows(con, f"""
+        SELECT area, line, count(*) AS landed, max(event_time) AS last_event,
+               max(received_at) AS last_landed
+        FROM ({' UNION ALL '.join(landed)}) WHERE line IS NOT NULL
+        GROUP BY ALL ORDER BY ALL""")
+    refused: dict[tuple, int] = {}
+    if "bronze.quarantine" in present:
+        for r in _rows(con, "SELECT split_part(topic, '/', 3) AS area, split_part(topic, '/', "
+                            "4) AS line, count(*) AS n FROM bronze.quarantine GROUP BY ALL"):
+            refused[(r["area"], r["line"])] = r["n"]
+    newest = max((r["last_event"] for r in lines), default=None)
+    drift = _drift_by_line(con, present)
+    edges = _edges_by_line(con, present)
+    rollout = _rollouts_by_edge(con, present)
+    for r in lines:
+        place = (r["area"], r["line"])
+        r["line_id"] = f"{r['area']}/{r['line']}"
+        r["refused"] = refused.get(place, 0)
+        r["valid_pct"] = _pct(r["landed"], r["landed"] + r["refused"])
+        lag = (newest - r["last_event"]).total_seconds() / 60 if newest else 0.0
+        r["freshness"] = ("current" if lag < 60 else f"{lag / 60:.1f} h behind the plant's "
+                          "newest event")
+        r["drift"] = drift.get(place, "not evaluated")
+        on_line = edges.get(place, [])
+        r["edges"] = "; ".join(f"{e}: {b}" for e, b in on_line) or "no edge reports here"
+        last = [rollout[e] for e, _ in on_line if e in rollout]
+        r["last_rollout"] = max(last)[1] if last else "none"
+    return lines
+
+
+def _drift_by_line(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict[tuple, str]:
+    if "monitoring.drift" not in present:
+        return {}
+    places = [f"SELECT DISTINCT {col} AS segment, area, line FROM {t}"
+              for t, col in _SEGMENT_PLACES if t in present]
+    if not places:
+        return {}
+    rows = _rows(con, f"""
+        WITH latest AS (SELECT * FROM monitoring.drift WHERE computed_at = (
+                 SELECT max(computed_at) FROM monitoring.drift)),
+             place AS ({' UNION '.join(places)})
+        SELECT p.area, p.line, d.family, sum(d.n_recent) AS recent,
+               list(DISTINCT d.segment) FILTER (WHERE d.drifted) AS drifted
+        FROM latest d JOIN place p ON p.segment = d.segment
+        GROUP BY ALL ORDER BY ALL""")
+    out: dict[tuple, list[str]] = {}
+    for r in rows:
+        if not r["recent"]:
+            verdict = "no newer data"
+        elif r["drifted"]:
+            verdict = f"DRIFTED ({', '.join(sorted(r['drifted']))})"
+        else:
+            verdict = "no drift"
+        out.setdefault((r["area"], r["line"]), []).append(f"{r['family']}: {verdict}")
+    return {k: "; ".join(v) for k, v in out.items()}
+
+
+def _edges_by_line(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict[tuple, list]:
+    """Per line, each edge and the bundle it last reported running (model and version)."""
+    if "silver.edge_telemetry" not in present:
+        return {}
+    bundles = ("LEFT JOIN edge.bundles b ON b.bundle_id = t.bundle_id"
+               if "edge.bundles" in present else
+               "LEFT JOIN (SELECT NULL AS bundle_id, NULL AS model, NULL AS model_version "
+               "WHERE false) b ON b.bundle_id = t.bundle_id")
+    rows = _rows(con, f"""
+        WITH last AS (SELECT edge_id, area, line, arg_max(bundle_id, ts) AS bundle_id
+                      FROM silver.edge_telemetry GROUP BY ALL)
+        SELECT t.area, t.line, t.edge_id, t.bundle_id, b.model, b.model_version
+        FROM last t {bundles} ORDER BY ALL""")
+    out: dict[tuple, list] = {}
+    for r in rows:
+        if r["model"]:
+            running = f"{r['model']} v{r['model_version']}"
+        else:
+            running = "no bundle" if not r["bundle_id"] else f"bundle {r['bundle_id'][:12]}"
+        out.setdefault((r["area"], r["line"]), []).append((r["edge_id"], running))
+    return out
+
+
+def _rollouts_by_edge(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict[str, tuple]:
+    """Each edge's latest rollout: (updated_at, "model vN state: reason")."""
+    if "edge.rollouts" not in present:
+        return {}
+    out: dict[str, tuple] = {}
+    for r in _rows(con, "SELECT * FROM edge.rollouts ORDER BY updated_at"):
+        text = f"{r['model']} v{r['candidate_version']} {r['state']}: {r['reason']}"
+        for edge in [*json.loads(r["canary_edges"]), *json.loads(r["control_edges"])]:
+            out[edge] = (r["updated_at"], text)
+    return out
+
+
 def collect(lake: Lake | None = None) -> dict[str, Any]:
     """Every figure of the page, as plain data (tests compare these with SQL)."""
     con = connect(lake)
     try:
         present = set(list_tables(con))
-        return {"compliance": compliance(con, present), "inspection": inspection(con, present),
+        return {"lines": line_health(con, present),
+                "compliance": compliance(con, present), "inspection": inspection(con, present),
                 "drift": drift(con, present), "rollouts": rollouts(con, present),
                 "cost": cost(con, present)}
     finally:
@@ -180,16 +321,34 @@ def _figure(width: float = 7.0, height: float = 2.6) -> tuple[Any, Any]:
 
 
 def trend_chart(trend: Rows, bucket: str) -> str:
+    """Valid share per hour (or day) of event time, on a date axis that spans the data."""
     if not trend:
         return ""
+    import matplotlib.dates as mdates
+
     fig, ax = _figure()
-    ax.plot([r["t"] for r in trend], [_pct(r["valid"], r["received"]) for r in trend],
-            marker="." if len(trend) < 60 else None, color="#1f6f8b")
+    pct = [_pct(r["valid"], r["received"]) for r in trend]
+    ax.plot([r["t"] for r in trend], pct, marker="." if len(trend) < 60 else None,
+            color="#1f6f8b")
+    low = min(p for p in pct if p is not None) if any(p is not None for p in pct) else 0
+    ax.set_ylim(max(0.0, min(low, 100.0) - 1.0), 100.5)
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    if len(trend) == 1:  # one bucket: an axis of that bucket, not of years
+        t = trend[0]["t"]
+        ax.set_xlim(t - _bucket_delta(bucket), t + _bucket_delta(bucket))
     ax.set_ylabel("valid %")
-    ax.set_title(f"Contract compliance per {bucket}")
+    ax.set_xlabel("event time (UTC)")
+    ax.set_title(f"Contract compliance per {bucket} of event time")
     ax.grid(alpha=0.3)
-    fig.autofmt_xdate()
     return _png(fig)
+
+
+def _bucket_delta(bucket: str) -> Any:
+    from datetime import timedelta
+
+    return timedelta(days=1) if bucket == "day" else timedelta(hours=1)
 
 
 def channel_chart(channels: Rows) -> str:
@@ -263,8 +422,19 @@ def render_html(data: dict[str, Any], generated_at: datetime | None = None) -> s
              f"<style>{CSS}</style></head><body><h1>Plant data dashboard</h1>"
              f"<p class='sub'>generated {generated_at:%Y-%m-%d %H:%M:%S} UTC from the "
              "lakehouse (DuckDB over Delta)</p>"]
+    parts.append("<section id='lines'><h2>Line health</h2>")
+    if not data.get("lines"):
+        parts.append("<p class='empty'>no line has landed messages yet</p>")
+    else:
+        parts.append(_table(data["lines"], [
+            ("line_id", "line", ""), ("freshness", "freshness", ""),
+            ("last_event", "newest event", ""), ("last_landed", "newest landing", ""),
+            ("landed", "landed", ""), ("refused", "refused", ""),
+            ("valid_pct", "contract valid %", "pct"), ("drift", "drift (latest)", ""),
+            ("edges", "edges: running bundle", ""), ("last_rollout", "last rollout", "")],
+            row_id="line_id"))
     c = data.get("compliance")
-    parts.append("<section id='compliance'><h2>Contract compliance</h2>")
+    parts.append("</section><section id='compliance'><h2>Contract compliance</h2>")
     if c is None:
         parts.append("<p class='empty'>no validation results yet</p>")
     else:
@@ -285,6 +455,9 @@ def render_html(data: dict[str, Any], generated_at: datetime | None = None) -> s
                                 ("invalid", "quarantined", ""),
                                 ("valid_pct", "valid %", "pct")], row_id="site"),
             "<h3>Over time</h3>", trend_chart(c["trend"], c["trend_bucket"]),
+            (f"<p class='sub'>{c['undated_refusals']} refused message(s) carry no readable "
+             "event time (invalid JSON, a text timestamp): counted above, not on the chart"
+             "</p>" if c.get("undated_refusals") else ""),
             "<h3>Quarantine reasons</h3>",
             _table(c["quarantine_reasons"], [("reason_code", "reason", ""), ("n", "count", "")]),
         ]
@@ -342,6 +515,7 @@ def write_report(path: Path, lake: Lake | None = None) -> Path:
 # Every table collect() reads: the page changes only when one of them gets a new version.
 SOURCES = ("bronze.validation_results", "bronze.quarantine",
            *(f"bronze.{name}" for name in BRONZE_MESSAGE_TABLES),
+           *(name for name, _ in _SEGMENT_PLACES), "edge.bundles",
            "monitoring.inspection_stats", "monitoring.drift", "edge.rollouts", "monitoring.cost")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
