@@ -37,6 +37,7 @@ class LoopResult:
     scenario: str | None = None  # None: the control run
     target: str | None = None  # the drifted machine (None in the control run)
     declarations: object = None  # watch.Declarations after the onset
+    live_evaluations: dict[str, int] = field(default_factory=dict)  # judged live data
 
     @property
     def recovered(self) -> bool:
@@ -73,6 +74,8 @@ class LoopResult:
                 out[f"drift_evaluations/{family}"] = float(d.evaluations[family])
                 out[f"drift_declarations/{family}"] = float(d.declared[family])
                 out[f"declared_segments/{family}"] = float(len(d.segments[family]))
+        for family, n in sorted(self.live_evaluations.items()):
+            out[f"drift_live_evaluations/{family}"] = float(n)
         return out
 
 
@@ -148,8 +151,7 @@ def run_loop(config: LoopConfig, root: Path | None = None,
     env = {"MFG_DATA_DIR": str(root), "DAGSTER_HOME": str(root / "dagster"),
            "MLFLOW_TRACKING_URI": "", "MFG_BUNDLE_STORE": "", **config.env()}
     # seed (~1-2 min) and the daemon's first round (<= 5 min, usually 30 s) before the onset
-    watch_s = config.timeout_s if config.scenario else config.control_watch_s
-    wait_for_midnight(watch_s + SETUP_BUDGET_S, log)
+    wait_for_midnight(config.timeout_s + SETUP_BUDGET_S, log)
     _instance_config(root / "dagster", config.sensor_interval_s)
     with _environment(env), ExitStack() as stack:
         return _run(config, root, {**os.environ, **env}, stack, log)
@@ -212,12 +214,20 @@ def _run(config: LoopConfig, root: Path, env: dict[str, str], stack: ExitStack,
     else:
         log(f"onset {onset:%H:%M:%S} UTC: control, the live day without drift; watching "
             f"for {config.control_watch_s:.0f}s")
-    watch = Watcher(instance, Lake(), onset, FAMILY, before)
+    watch = Watcher(instance, Lake(), onset, FAMILY, before, live_start=live.start)
     seen: set[str] = set()
-    # a scenario ends once promoted (or at its timeout); the control watches its whole time
-    deadline = time.monotonic() + (config.timeout_s if config.scenario
-                                   else config.control_watch_s)
-    while time.monotonic() < deadline and not (config.scenario and watch.done):
+    started = time.monotonic()
+
+    def finished() -> bool:
+        """A scenario: once promoted (or rolled back). The control: after its watch time and
+        once the family's drift was evaluated on live data often enough to declare (on a
+        busy host the first live evaluation can take minutes)."""
+        if config.scenario:
+            return watch.done
+        return (time.monotonic() - started >= config.control_watch_s
+                and watch.live_evaluations.get(FAMILY, 0) >= config.control_evaluations)
+
+    while time.monotonic() - started < config.timeout_s and not finished():
         for service in (*procs, daemon):
             service.check()
         if "error" in published:
@@ -233,7 +243,8 @@ def _run(config: LoopConfig, root: Path, env: dict[str, str], stack: ExitStack,
     timeline = watch.poll()
     stop.set()
     result = LoopResult(root, timeline, scenario=config.scenario, target=target,
-                        declarations=watch.declarations())
+                        declarations=watch.declarations(),
+                        live_evaluations=dict(watch.live_evaluations))
     if timeline.champion_after is not None:
         result.quality = before_after(Lake(), registry, before, timeline.champion_after,
                                       live.start, target)
@@ -254,7 +265,8 @@ def report(result: LoopResult, log: Callable[[str], None] = print) -> None:
     d = result.declarations
     if d is not None:
         for family in sorted(d.evaluations):
-            log(f"drift {family}: {d.evaluations[family]} evaluation(s) after the onset, "
+            log(f"drift {family}: {d.evaluations[family]} evaluation(s) after the onset "
+                f"({result.live_evaluations.get(family, 0)} of live data), "
                 f"{d.declared[family]} drifted, declared segments "
                 f"{', '.join(d.segments[family]) or 'none'}")
     log(f"drift retrains launched: {len(result.drift_retrains)}; declared machines the "

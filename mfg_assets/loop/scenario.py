@@ -62,11 +62,14 @@ class LoopConfig:
     backlog_h: float = 10.0
     speed: float = 60.0  # then simulated s per wall-clock s: the rest of the day lasts 14 min
     fault_rate_per_day: float = 1.0
-    timeout_s: float = 900.0  # onset -> promoted, or give up
-    # Control: how long the loop watches after the onset. Long enough for several drift
-    # evaluations (one per feature rebuild, about every 30-60 s on two busy cores), so a
-    # segment could persist over consecutive ones and be declared.
+    # onset -> promoted, or give up (the control: the most it watches)
+    timeout_s: float = 900.0
+    # Control: how long the loop watches after the onset at least (several drift
+    # evaluations, one per feature rebuild: every 30-60 s on two idle cores), and how many
+    # evaluations of live data it waits for at least (on a loaded host the first one came
+    # after 5 minutes): 2 consecutive drifted ones declare a segment.
     control_watch_s: float = 360.0
+    control_evaluations: int = 3
     # Every loop sensor (production: 15-300 s). The daemon wakes every 5 s; a 5 s interval
     # missed every other wake-up by milliseconds, so the sensors ticked every 10 s.
     sensor_interval_s: int = 4
@@ -86,8 +89,9 @@ class LoopConfig:
             # the loop's family, target and quality figures are built for this scenario
             raise ValueError(f"scenario={self.scenario!r}: the loop runs {SCENARIO!r} or "
                              "None (the control run)")
-        if self.control_watch_s <= 0:
-            raise ValueError(f"control_watch_s={self.control_watch_s}: must be positive")
+        if self.control_watch_s <= 0 or self.control_evaluations < 1:
+            raise ValueError(f"control_watch_s={self.control_watch_s}, control_evaluations="
+                             f"{self.control_evaluations}: must be positive")
         if not 0 < self.backlog_h < 20:
             raise ValueError(f"backlog_h={self.backlog_h}: between 0 and 20 simulated hours")
         if self.speed <= 0:

@@ -134,12 +134,16 @@ class Watcher:
     """Polled: each :meth:`poll` fills in the stages that have happened since the last."""
 
     def __init__(self, instance: dg.DagsterInstance, lake: Lake, onset: datetime,
-                 family: str, champion_before: str):
+                 family: str, champion_before: str, live_start: datetime | None = None):
         self.instance, self.lake = instance, lake
+        # the live day's first simulated instant: an evaluation whose recent window ends
+        # after it has judged live data (the ones before only saw the seeded history)
+        self.live_start = live_start or onset
         self.timeline = Timeline(onset, family, champion_before)
         self.timeline.stages["onset"] = onset
         self.timeline.details["onset"] = "the live day's messages start"
         self._evaluated: datetime | None = None  # the latest drift evaluation logged
+        self.live_evaluations: dict[str, int] = {}  # family -> evaluations of live data
 
     @property
     def done(self) -> bool:
@@ -172,18 +176,24 @@ class Watcher:
 
     def new_evaluations(self) -> list[tuple[datetime, str, bool, str]]:
         """(computed_at, family, drifted, reason) of the drift evaluations after the onset
-        not returned before (the loop logs each verdict as it comes)."""
+        not returned before (the loop logs each verdict as it comes); counts those that
+        judged live data in ``live_evaluations``."""
         spec = table(DRIFT_TABLE)
         if not self.lake.exists(spec):
             return []
         at = pl.col("computed_at")
         new = at >= self.timeline.onset if self._evaluated is None else at > self._evaluated
         rows = (self.lake.scan(spec).filter(new)
-                .select("computed_at", "family", "family_drifted", "reason").unique()
+                .group_by("computed_at", "family")
+                .agg(pl.col("family_drifted").first(), pl.col("reason").first(),
+                     pl.col("recent_end").max())
                 .sort("computed_at", "family").collect())
         if rows.height:
             self._evaluated = rows["computed_at"].max()
-        return [tuple(r) for r in rows.iter_rows()]
+        live = rows.filter(pl.col("recent_end") >= self.live_start)
+        for family in live["family"].to_list():
+            self.live_evaluations[family] = self.live_evaluations.get(family, 0) + 1
+        return [tuple(r) for r in rows.drop("recent_end").iter_rows()]
 
     def declarations(self) -> Declarations:
         spec = table(DRIFT_TABLE)
