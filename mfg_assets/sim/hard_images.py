@@ -90,14 +90,20 @@ def render(rng: np.random.Generator, size: int, kind: str | None, source: Source
     ring = np.maximum(0.0, 1.0 - ((r - radius * 0.62) / (s / 40)) ** 2)  # a soft ridge
     bore = np.clip(radius * 0.22 - r + 0.5, 0.0, 1.0)
     img = img + body * (70.0 + _smooth(rng, size, 12, 4.0) + 14.0 * ring) - 60.0 * bore
+    # The camera's draws come before the defect's: the same stream with and without a
+    # defect gives the same image apart from the defect.
+    grain = _grain(rng, size)
+    g = rng.uniform(0, 2 * np.pi)
+    gain = source.gain * rng.uniform(0.93, 1.07)
+    offset = source.offset + rng.uniform(-8, 8)
     if kind == "pit":
         # A shallow blow hole: a dark spot a few pixels across with a lighter lip.
         a = rng.uniform(0, 2 * np.pi)
         d = radius * rng.uniform(0.3, 0.85)
         px, py = cx + d * np.cos(a), cy + d * np.sin(a)
-        rad = s * rng.uniform(0.012, 0.022)
+        rad = s * rng.uniform(0.016, 0.026)
         dist2 = (xx - px) ** 2 + (yy - py) ** 2
-        img = img - rng.uniform(22.0, 34.0) * np.exp(-dist2 / (2 * rad**2))
+        img = img - rng.uniform(30.0, 45.0) * np.exp(-dist2 / (2 * rad**2))
         img = img + 8.0 * np.exp(-dist2 / (2 * (1.8 * rad) ** 2))
     elif kind == "scratch":
         a = rng.uniform(0, 2 * np.pi)
@@ -108,20 +114,19 @@ def render(rng: np.random.Generator, size: int, kind: str | None, source: Source
         ux, uy = np.cos(theta), np.sin(theta)
         along = np.clip((xx - mx) * ux + (yy - my) * uy, -half, half)
         dist = np.sqrt((xx - mx - along * ux) ** 2 + (yy - my - along * uy) ** 2)
-        width = s * rng.uniform(0.006, 0.01)
-        img = img - rng.uniform(20.0, 30.0) * np.clip(width - dist + 0.5, 0.0, 1.0)
+        width = s * rng.uniform(0.008, 0.013)
+        img = img - rng.uniform(28.0, 40.0) * np.clip(width - dist + 0.5, 0.0, 1.0)
     elif kind == "notch":
         # Material missing at the rim: a dent into the part's edge.
         a = rng.uniform(0, 2 * np.pi)
         px, py = cx + radius * np.cos(a), cy + radius * np.sin(a)
-        rad = s * rng.uniform(0.025, 0.04)
+        rad = s * rng.uniform(0.03, 0.045)
         inside = np.clip(rad - np.sqrt((xx - px) ** 2 + (yy - py) ** 2) + 0.5, 0.0, 1.0)
         img = img - 0.55 * 70.0 * inside * body
     # The camera: grain, gain and offset, a light gradient and vignetting.
-    img = img + _grain(rng, size) * 6.0
-    g = rng.uniform(0, 2 * np.pi)
+    img = img + grain * 6.0
     ramp = ((xx - s / 2) * np.cos(g) + (yy - s / 2) * np.sin(g)) / s
-    img = img * source.gain * rng.uniform(0.93, 1.07) + source.offset + rng.uniform(-8, 8)
+    img = img * gain + offset
     img = img + source.gradient * ramp - source.vignette * _corner(size)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 

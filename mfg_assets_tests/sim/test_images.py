@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import numpy as np
+import polars as pl
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
@@ -95,3 +96,37 @@ def test_cameras_see_the_same_parts_under_different_light(images) -> None:
     mean1 = pixels[ok & ~cams].mean()
     mean2 = pixels[ok & cams].mean()
     assert 5.0 < mean2 - mean1 < 25.0
+
+
+# -- the hard inspection set (sim/hard_images) --------------------------------------------------
+
+
+def test_hard_set_is_deterministic_imbalanced_and_multi_camera():
+    from mfg_assets.sim.hard_images import hard_set
+
+    a = hard_set(240, 96, seed=1)
+    assert a.equals(hard_set(240, 96, seed=1))  # same seed, same bytes
+    assert not a["png"].equals(hard_set(240, 96, seed=2)["png"])
+    assert a["ts"].null_count() == a.height  # no capture time, like a real labelled folder
+    assert a["camera_id"].n_unique() == 4
+    share = (a["label"] == "defect").mean()
+    assert 0.25 <= share <= 0.42  # about one defect in three
+    assert a.filter(pl.col("label") == "ok")["kind"].null_count() == (a["label"] == "ok").sum()
+    # every camera and label appears in every split (stratified)
+    groups = a.group_by("split", "camera_id", "label").len()
+    assert groups.height == 3 * 4 * 2
+    px = decode_png(a["png"][0])
+    assert px.shape == (96, 96) and px.dtype == np.uint8
+
+
+def test_hard_defects_are_small_and_faint():
+    # A defect changes well under 2 % of the pixels, and by less than the part's own contrast:
+    # a linear model on downscaled pixels cannot see it (see benchmarks/bench_vision.py).
+    from mfg_assets.sim.hard_images import SOURCES, render
+
+    for kind in ("pit", "scratch", "notch"):
+        ok = render(np.random.default_rng([7, 1]), 300, None, SOURCES[0]).astype(int)
+        bad = render(np.random.default_rng([7, 1]), 300, kind, SOURCES[0]).astype(int)
+        changed = np.abs(bad - ok) > 8
+        assert 0 < changed.mean() < 0.02, kind
+        assert np.abs(bad - ok).max() < 70, kind
