@@ -18,6 +18,9 @@ family, rows per second of:
   Delta read and write, polars, the edge's decision code, the join;
 - ``scoring``: the same decoded/normalised arrays through the edge's ``Predictor`` (the
   backfill's scoring call) vs bare ``session.run``: the model alone on both sides;
+- ``backfill_vs_model_alone`` (vision): the whole backfill, decode included, against the
+  bare ``session.run`` over already decoded arrays: decode is CPU work as large as the
+  model's, hidden behind it only where spare cores exist;
 - ``day_by_day`` (vision): the previous way, ``predict_day`` once per day (30 reads, 30
   commits), for reference.
 
@@ -334,6 +337,8 @@ def main() -> None:
             "vision_predictor_scoring_rows_per_s": n / score_s,
             "vision_bare_scoring_rows_per_s": n / bare_score_s,
             "vision_scoring_ratio": bare_score_s / score_s,
+            # the whole backfill (decode included) against the model alone on decoded arrays
+            "vision_backfill_vs_model_alone_ratio": bare_score_s / backfill_s,
             "vision_decode_serial_rows_per_s": n / decode_serial_s,
             "vision_day_by_day_rows_per_s": n / day_by_day_s,
         } | {f"vision_backfill_s_{k}": v for k, v in stages.items()}
