@@ -16,6 +16,7 @@ BRONZE_TABLES = (
     "bronze.sensor_readings",
     "bronze.process_runs",
     "bronze.inspection_images",
+    "bronze.image_boxes",
     "bronze.edge_telemetry",
     "bronze.edge_predictions",
     "bronze.feedback",

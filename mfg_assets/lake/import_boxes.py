@@ -249,28 +249,27 @@ def _read_text(path: Path) -> str:
 # -- into the lake -----------------------------------------------------------------------------
 
 
-def land_boxes(lake: Any, report: Any, bronze: Any, boxes: list[list[Box]], fmt: str) -> None:
-    """Write the boxes of imported images (one row each, the bronze rows' place, camera,
-    time and image id) to silver.image_boxes; rows already there are skipped."""
+def land_boxes(lake: Any, path: Path, images: Any, boxes: list[list[Box]], fmt: str,
+               window: Any, report: Any) -> None:
+    """Land the boxes of imported images as bronze messages (``bronze.image_boxes``, one per
+    image: the image messages' place, camera and time) typed into silver.image_boxes, the way
+    every import lands; rows silver already has are skipped. Adds to ``report``."""
     import polars as pl
 
-    from mfg_assets.lake.registry import table
+    from mfg_assets.lake.importers import _digest, _land
 
-    spec = table("silver.image_boxes")
-    image_id = pl.col("payload").str.json_decode(pl.Struct({"imageId": pl.String}))
-    rows = bronze.select(
-        pl.col("event_time").alias("ts"), pl.col("event_time").dt.date().alias("date"),
-        "enterprise", "site", "area", "line", "cell",
-        pl.lit(report.batch_id).alias("ingest_batch_id"),
-        pl.col("asset_id").alias("camera_id"),
-        image_id.struct.field("imageId").alias("image_id"),
-        pl.Series("boxes", [boxes_json(b) for b in boxes], dtype=pl.String),
-        pl.lit(fmt).alias("box_format"),
-    ).unique(list(spec.key), keep="first", maintain_order=True).select(list(spec.polars_schema))
-    if lake.exists(spec):
-        present = lake.scan(spec).select(list(spec.key)).collect()
-        rows = rows.join(present, on=list(spec.key), how="anti", nulls_equal=True)
-    if rows.height:
-        spec.schema.validate(rows)
-        lake.append(spec, rows, batch=report.batch_id)
-    report.rows_written[spec.qualified_name] = rows.height
+    payload = pl.DataFrame({
+        "timestamp": images.get_column("event_time").dt.epoch("ms"),
+        "imageId": images.get_column("payload").str.json_decode(
+            pl.Struct({"imageId": pl.String})).struct.field("imageId"),
+        "format": [fmt] * images.height,
+        "boxes": [boxes_json(b) for b in boxes],
+    }).select(pl.struct(pl.all()).struct.json_encode().alias("payload"))["payload"]
+    topic = pl.col("topic").str.replace(r"/inspection$", "/boxes")
+    rows = images.with_columns(payload.alias("payload"), pl.lit("import/boxes").alias("channel"))
+    rows = rows.with_columns(topic.alias("topic")).with_columns(
+        pl.concat_str([pl.col("topic"), pl.col("payload")]).map_elements(
+            _digest, return_dtype=pl.String).alias("message_id"))
+    landed = _land(lake, path, "bronze.image_boxes", ["silver.image_boxes"], rows, window)
+    report.rows_written.update(landed.rows_written)
+    report.notes.append(f"boxes: batch {landed.batch_id}")

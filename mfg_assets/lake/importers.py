@@ -286,7 +286,7 @@ def import_images(
     report = _land(lake, labels, "bronze.inspection_images", ["silver.inspection_images"], bronze,
                    window, light)
     if boxes is not None:
-        land_boxes(lake, report, bronze, found, box_format)
+        land_boxes(lake, Path(boxes), bronze, found, box_format, window, report)
     if unlisted:
         report.notes.append(f"{len(unlisted)} image files in {directory} not in the labels "
                             "file were not imported")

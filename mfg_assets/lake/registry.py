@@ -71,6 +71,7 @@ TABLES: tuple[TableSpec, ...] = (
     _bronze("sensor_readings", "Validated sensor messages (JSON and Sparkplug B), raw payload."),
     _bronze("process_runs", "Validated process-run messages, one per produced unit."),
     _bronze("inspection_images", "Validated inspection image messages (base64 PNG payloads)."),
+    _bronze("image_boxes", "Imported part boxes per image (`mfg import images --boxes`)."),
     _bronze("edge_telemetry", "Validated edge heartbeats/telemetry."),
     _bronze("edge_predictions", "Validated predictions published by edge runtimes."),
     _bronze("feedback", "Operator verdicts on edge predictions (line HMI or `mfg label`)."),

@@ -307,6 +307,26 @@ def type_labels(bronze: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(pl.col("ts").dt.date().alias("date"))
 
 
+_BOXES_PAYLOAD = pl.Struct(
+    {"timestamp": pl.Int64, "imageId": pl.String, "format": pl.String, "boxes": pl.String}
+)
+
+
+def type_image_boxes(bronze: pl.DataFrame) -> pl.DataFrame:
+    """Imported part boxes (``mfg_assets.lake.import_boxes``): one row per image."""
+    doc = pl.col("payload").str.json_decode(_BOXES_PAYLOAD).struct
+    return bronze.select(
+        _ms_to_ts(doc.field("timestamp")).alias("ts"),
+        *_place(),
+        "ingest_batch_id",
+        pl.col("asset_id").alias("camera_id"),
+        doc.field("imageId").alias("image_id"),
+        doc.field("boxes").alias("boxes"),
+        doc.field("format").alias("box_format"),
+        *_src(bronze),
+    ).with_columns(pl.col("ts").dt.date().alias("date"))
+
+
 TYPERS: dict[str, tuple[str, Callable[[pl.DataFrame], pl.DataFrame]]] = {
     "silver.sensor_readings": ("bronze.sensor_readings", type_sensor_readings),
     "silver.process_runs": ("bronze.process_runs", type_process_runs),
@@ -315,6 +335,7 @@ TYPERS: dict[str, tuple[str, Callable[[pl.DataFrame], pl.DataFrame]]] = {
     "silver.edge_telemetry": ("bronze.edge_telemetry", type_edge_telemetry),
     "silver.edge_predictions": ("bronze.edge_predictions", type_edge_predictions),
     "silver.labels": ("bronze.feedback", type_labels),
+    "silver.image_boxes": ("bronze.image_boxes", type_image_boxes),
 }
 
 

@@ -36,6 +36,7 @@ def test_snapshot_of_asset_graph():
         "bronze/sensor_readings": [],
         "bronze/process_runs": [],
         "bronze/inspection_images": [],
+        "bronze/image_boxes": [],
         "bronze/edge_telemetry": [],
         "bronze/edge_predictions": [],
         "bronze/feedback": [],
@@ -47,6 +48,7 @@ def test_snapshot_of_asset_graph():
         "silver/process_runs": ["bronze/process_runs"],
         "silver/process_parameters": ["bronze/process_runs"],
         "silver/inspection_images": ["bronze/inspection_images"],
+        "silver/image_boxes": ["bronze/image_boxes"],
         "silver/edge_telemetry": ["bronze/edge_telemetry"],
         "silver/edge_predictions": ["bronze/edge_predictions"],
         "silver/labels": ["bronze/feedback"],
@@ -54,20 +56,25 @@ def test_snapshot_of_asset_graph():
         "features/sensor_windows": ["silver/fault_labels", "silver/sensor_readings"],
         "features/process_units": ["silver/process_parameters", "silver/process_runs"],
         "features/image_dataset": ["silver/inspection_images"],
+        "features/assembly_images": ["silver/image_boxes", "silver/inspection_images"],
         "features/edge_telemetry": ["silver/edge_telemetry", "silver/fault_labels"],
         "models/sensor_anomaly": ["features/sensor_windows"],
         "models/failure_forecast": ["features/sensor_windows"],
         "models/process_yield": ["features/process_units"],
         "models/vision_defect": ["features/image_dataset"],
         "models/edge_health": ["features/edge_telemetry"],
+        "models/part_detection": ["features/assembly_images"],
         "models/sensor_anomaly_champion": ["models/sensor_anomaly"],
         "models/failure_forecast_champion": ["models/failure_forecast"],
         "models/process_yield_champion": ["models/process_yield"],
         "models/vision_defect_champion": ["models/vision_defect"],
         "models/edge_health_champion": ["models/edge_health"],
+        "models/part_detection_champion": ["models/part_detection"],
         "edge/bundles": [
+            "features/assembly_images",
             "features/image_dataset",
             "features/sensor_windows",
+            "models/part_detection_champion",
             "models/sensor_anomaly_champion",
             "models/vision_defect_champion",
             "silver/edge_telemetry",
@@ -79,6 +86,7 @@ def test_snapshot_of_asset_graph():
             "edge/rollouts", "silver/edge_predictions", "silver/inspection_images"
         ],
         "monitoring/drift": [
+            "features/assembly_images",
             "features/edge_telemetry", "features/image_dataset", "features/process_units",
             "features/sensor_windows",
             "silver/edge_predictions", "silver/inspection_images",
@@ -119,7 +127,7 @@ def test_every_challenger_has_a_blocking_promotion_gate():
     assert gates == {
         f"models/{family}": True
         for family in ("sensor_anomaly", "failure_forecast", "process_yield", "vision_defect",
-                       "edge_health")
+                       "edge_health", "part_detection")
     }
 
 
