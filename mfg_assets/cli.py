@@ -414,15 +414,20 @@ def _run_load(args: argparse.Namespace) -> int:
     from mfg_assets.console import progress
     from mfg_assets.gateway.replay import load_pending
     from mfg_assets.lake.delta import Lake
+    from mfg_assets.lake.registry import table
     from mfg_assets.settings import get_settings
     from mfg_assets.uns.contract import load_contract
 
     settings = get_settings()
     replay_dir = Path(args.replay_dir) if args.replay_dir else settings.replay_dir
+    lake = Lake()
     with progress(f"loading replay files under {replay_dir} into bronze"):
         reports = load_pending(
-            Lake(), replay_dir, load_contract(settings.contract_path), settings.enterprise
+            lake, replay_dir, load_contract(settings.contract_path), settings.enterprise
         )
+    # nothing refused is still an answer: `SELECT ... FROM bronze.quarantine` gets 0 rows,
+    # not "table does not exist"
+    lake.ensure(table("bronze.quarantine"))
     for report in reports:
         print(
             f"{report.file}: {report.received} received, {report.valid} valid, "

@@ -62,6 +62,9 @@ def test_sql_piped_is_csv_with_whole_headers_and_empty_is_one_line(data_dir, cap
     assert "shape" not in out
     assert main(["sql", empty, "--format", "json"]) == 0
     assert orjson.loads(capsys.readouterr().out) == []
+    # nothing was refused: the quarantine still answers (0 rows), it is not "no such table"
+    assert main(["sql", "SELECT count(*) AS n FROM bronze.quarantine", "--format", "json"]) == 0
+    assert orjson.loads(capsys.readouterr().out) == [{"n": 0}]
 
 
 def test_table_format_keeps_every_column_in_the_terminal_width():
