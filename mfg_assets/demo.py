@@ -59,7 +59,7 @@ SKIPPED_WHY = {
 }
 LIVE_FAMILY = "sensor_anomaly"  # what the line edges serve (ml/families.py: edge kind line)
 LIVE_EDGES = ("edge-press1", "edge-weld1")  # one canary, one control
-LIVE_SOURCES = ("welding", "press")  # what the line edges read
+LIVE_SOURCES = ("welding", "press", "process")  # the line edges read the first two
 LIVE_HOURS = (2.0, 3.0)  # simulated hours before the canary, and with it
 # A canary's evidence per group before its decision (production: 50 and 30): a few hours of
 # a line give ~18 windows per edge and hour.
@@ -237,11 +237,13 @@ class Story:
     def train_and_deploy(self) -> None:
         skipped = [f for f in FAMILIES if f not in self.families]
         with self.timings.step("train", f"{', '.join(self.families)} (budget {DEMO_BUDGET})"):
-            self.runner.run(plan.TRAIN, selection=plan.train_selection(self.families),
-                            run_config=plan.train_config(DEMO_BUDGET, self.families),
-                            raise_on_error=False)
+            results = self.runner.run(plan.TRAIN, selection=plan.train_selection(self.families),
+                                      run_config=_train_config(self.families),
+                                      raise_on_error=False)
+            verdicts = gate_verdicts(results)
             for name in self.families:
-                print(f"  model {name}: {self._gate_outcome(name)}")
+                print(f"  model {name}: {self._gate_outcome(name)}"
+                      f"{'; gate: ' + verdicts[name] if name in verdicts else ''}")
             for name in skipped:
                 why = SKIPPED_WHY.get(name, "not part of the demo")
                 print(f"  model {name}: not trained by the demo ({why}); `mfg train {name}`")
@@ -275,9 +277,13 @@ class Story:
                 line.start()
                 line.play(first)
             with self.timings.step("retrain", f"{LIVE_FAMILY} v2 on the newer data"):
-                self._land_live(first)
-                self.runner.run(plan.TRAIN, selection=plan.train_selection([LIVE_FAMILY]),
-                                run_config=_retrain_config(), raise_on_error=False)
+                self._land_live(first, features=False)  # the train step rebuilds them
+                results = self.runner.run(
+                    plan.TRAIN, selection=plan.train_selection([LIVE_FAMILY]),
+                    run_config=_train_config([LIVE_FAMILY], seed=1), raise_on_error=False)
+                verdict = gate_verdicts(results).get(LIVE_FAMILY, "the challenger did not reach "
+                                                     "its gate (see the run in the UI)")
+                print(f"  challenger {LIVE_FAMILY}: gate: {verdict}")
                 print(f"  model {LIVE_FAMILY}: {self._gate_outcome(LIVE_FAMILY)}")
                 self.runner.run(plan.BUNDLES, list(LIVE_EDGES), raise_on_error=False,
                                 run_config=None if self._new_champion() else _recalibrated())
@@ -344,7 +350,7 @@ class Story:
                          start=start + timedelta(hours=LIVE_HOURS[0]), duration_h=LIVE_HOURS[1])
         return first, second
 
-    def _land_live(self, live: SimConfig) -> None:
+    def _land_live(self, live: SimConfig, features: bool = True) -> None:
         """The live hours' ground truth to bronze, the new silver days, then features."""
         folder = self.settings.replay_dir / f"demo-live-{live.seed}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -354,7 +360,8 @@ class Story:
         new = [d for d in event_days(self.lake) if d >= live.start.date().isoformat()]
         self.live_days = sorted(set(self.live_days) | set(new))
         self.runner.run(plan.SILVER, self.live_days)
-        self.runner.run(plan.FEATURES, raise_on_error=False)
+        if features:
+            self.runner.run(plan.FEATURES, raise_on_error=False)
 
     def _print_bundles(self) -> None:
         with pl.Config(tbl_rows=20, tbl_cols=-1, fmt_str_lengths=40):
@@ -454,11 +461,33 @@ class LiveLine:
                 print(f"  stopping {type(service).__name__}: {exc!r}")
 
 
-def _retrain_config() -> dg.RunConfig:
-    """v2: another seed of the search on the newer data, judged by the same gate."""
-    ops = {k.to_python_identifier(): {"config": {"budget": DEMO_BUDGET, "seed": 1}}
-           for k in (model_key(LIVE_FAMILY),)}
-    return dg.RunConfig(ops=ops, **plan.QUIET)
+SILENT = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def _train_config(families, seed: int = 0) -> dg.RunConfig:
+    """``DEMO_BUDGET`` trials per family. A refused challenger fails its run by design (the
+    gate is a blocking check): the demo prints the gate's verdict instead of its stack."""
+    ops = {model_key(f).to_python_identifier(): {"config": {"budget": DEMO_BUDGET,
+                                                            "seed": seed}}
+           for f in families}
+    return dg.RunConfig(ops=ops, **SILENT)
+
+
+def gate_verdicts(results: list[dg.ExecuteInProcessResult]) -> dict[str, str]:
+    """Family -> "<verdict>: <reason>" of each gate (beats_champion) that ran."""
+    from mfg_assets.defs.models import GATE
+
+    out = {}
+    for result in results:
+        for check in result.get_asset_check_evaluations():
+            if check.check_name != GATE:
+                continue
+            meta = check.metadata
+            verdict = meta["verdict"].value if "verdict" in meta else (
+                "passed" if check.passed else "refused")
+            reason = meta["reason"].value if "reason" in meta else (check.description or "")
+            out[check.asset_key.path[-1]] = f"{verdict}: {reason}"
+    return out
 
 
 def _recalibrated() -> dict:

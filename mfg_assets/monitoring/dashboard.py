@@ -153,7 +153,7 @@ def drift(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None:
                max(n_recent) AS recent_rows,
                count(*) FILTER (WHERE n_recent > 0) AS compared,
                count(*) FILTER (WHERE drifted) AS drifted,
-               round(max(psi), 3) AS max_psi,
+               round(max(psi) FILTER (WHERE NOT isnan(psi)), 3) AS max_psi,
                coalesce(array_to_string(list_slice(
                    list(feature || ' (' || segment || ')' ORDER BY psi DESC)
                        FILTER (WHERE drifted), 1, 5), ', '),
@@ -235,15 +235,19 @@ def _drift_by_line(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict[tu
                  SELECT max(computed_at) FROM monitoring.drift)),
              place AS ({' UNION '.join(places)})
         SELECT p.area, p.line, d.family, sum(d.n_recent) AS recent,
+               bool_or(d.family_drifted) AS declared,
                list(DISTINCT d.segment) FILTER (WHERE d.drifted) AS drifted
         FROM latest d JOIN place p ON p.segment = d.segment
         GROUP BY ALL ORDER BY ALL""")
     out: dict[tuple, list[str]] = {}
     for r in rows:
+        moved = ", ".join(sorted(r["drifted"] or []))
         if not r["recent"]:
             verdict = "no newer data"
-        elif r["drifted"]:
-            verdict = f"DRIFTED ({', '.join(sorted(r['drifted']))})"
+        elif r["declared"] and moved:
+            verdict = f"DRIFTED ({moved})"
+        elif moved:  # features moved, but the family's decision did not declare drift
+            verdict = f"no drift declared (features moved on {moved})"
         else:
             verdict = "no drift"
         out.setdefault((r["area"], r["line"]), []).append(f"{r['family']}: {verdict}")
