@@ -765,7 +765,8 @@ def _sim_device(edge_id: str):
 
 def _add_dashboard(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "dashboard", help="serve the operations dashboard (or write it to an HTML file)",
+        "dashboard", help="serve the operations dashboard: line health, compliance on event "
+        "time, inspection statistics, drift, rollouts, cost (or write it to an HTML file)",
         description="Serve the operations dashboard. It has no authentication and no TLS: it "
         "answers only to Host names it knows (loopback, the bound address, --allow-host) and "
         "caches the page until a table it reads changes.",

@@ -513,8 +513,13 @@ def _next_steps(settings: Settings, with_models: bool) -> None:
     if with_models:
         print(f"  the dashboard              {report} (or: mfg dashboard, "
               "http://127.0.0.1:8050/)")
-        print(f"  MLflow                     .venv/bin/mlflow ui --backend-store-uri "
-              f"{settings.mlflow_tracking_uri}")
+        makefile = PACKAGE_DIR.parent / "Makefile"
+        if makefile.exists() and "\nmlflow:" in makefile.read_text():
+            print("  make mlflow                 MLflow UI on http://127.0.0.1:5000: the "
+                  "training runs, metrics, registered versions")
+        else:
+            print(f"  MLflow                     .venv/bin/mlflow ui --backend-store-uri "
+                  f"{settings.mlflow_tracking_uri}")
     print('  mfg sql "SELECT reason_code, count(*) FROM bronze.quarantine GROUP BY ALL"')
     print('  mfg sql "SELECT edge_id, bundle_id, count(*) FROM silver.edge_predictions '
           'GROUP BY ALL"')
