@@ -313,16 +313,13 @@ def _batches(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
-def _value_text(value: Any) -> str:
-    """The decision as the edge's value text in silver (JSON of a flag, a class name)."""
-    if value is True or value is False:
-        return "true" if value else "false"  # json.dumps(value), without its per-row cost
-    return str(value)
 
 
 def _score(predictor: Predictor, x: np.ndarray) -> tuple[list[float], list[str]]:
-    preds = predictor.decide(x)
-    return [p.score for p in preds], [_value_text(p.value) for p in preds]
+    """The edge's decisions, vectorised (``Predictor.decide_arrays``: same values as
+    ``decide``, which builds one object per row)."""
+    scores, values = predictor.decide_arrays(x)
+    return scores.tolist(), values.tolist()
 
 
 def _scored(frame: pl.DataFrame, scores: list[float], decisions: list[str],
