@@ -335,7 +335,12 @@ def trend_chart(trend: Rows, bucket: str) -> str:
     ax.plot([r["t"] for r in trend], pct, marker="." if len(trend) < 60 else None,
             color="#1f6f8b")
     low = min(p for p in pct if p is not None) if any(p is not None for p in pct) else 0
-    ax.set_ylim(max(0.0, min(low, 100.0) - 1.0), 100.5)
+    bottom = max(0.0, min(low, 100.0) - 1.0)
+    from matplotlib.ticker import FixedLocator, MaxNLocator
+
+    ticks = [t for t in MaxNLocator(5).tick_values(bottom, 100.0) if bottom <= t <= 100.0]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))  # no tick above 100 %
+    ax.set_ylim(bottom, 100.0 + 0.03 * (100.0 - bottom))
     locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
