@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: install system-deps demo test test-fast lint dev clean-data stack stack-down stack-clean
+.PHONY: install system-deps demo test test-slow test-fast lint dev mlflow clean-data stack stack-down stack-clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,8 +30,13 @@ system-deps:
 demo: install
 	$(BIN)/mfg demo
 
+# make test: everything but the heavier runs (marked slow), ~15 min on 2 cores; CI also
+# runs make test-slow (full loop and its control, training, property and install tests).
 test: install system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: install system-deps
+	$(BIN)/python -m pytest -m slow
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not integration and not slow"
@@ -44,9 +49,18 @@ lint: install
 	$(DG) check defs
 
 dev: install
-	mkdir -p $(DAGSTER_HOME)
+	mkdir -p $(DAGSTER_HOME)/.nux
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	@# an instance made before dagster.yaml said `nux: enabled: false` would still show the
+	@# "Join the Dagster community" pop-up on every page: mark it as seen
+	test -f $(DAGSTER_HOME)/.nux/nux.yaml || echo "seen: 1" > $(DAGSTER_HOME)/.nux/nux.yaml
 	$(DG) dev --host 127.0.0.1 --port 3000
+
+# The MLflow UI over the embedded store: runs, metrics, plots, registered models. The models'
+# metadata in the Dagster UI links here (and shows their plots from it).
+MLFLOW_DB ?= $(CURDIR)/data/mlflow/mlflow.db
+mlflow: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(MLFLOW_DB) --port 5000 --host 127.0.0.1
 
 clean-data:
 	find data -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
