@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mfg_assets.ml import vision
+from mfg_assets.ml import families, vision
+from mfg_assets.ml.gate import gate_family, promotion_decision
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +59,11 @@ def test_class_names_come_from_the_data(image_dataset):
     assert result.info["classes"] == sorted(names.values())
     assert result.info["normal_class"] == "gut"  # no "ok"-like name: the most frequent class
     defect_vs_normal = {"balanced_accuracy", "recall_defect", "precision_defect", "auroc"}
+    baseline_keys = {f"baseline.{b}.{m}" for b in ("majority", "logistic")
+                     for m in ("balanced_accuracy", "recall_defect")}
     assert set(result.holdout_metrics) == (
         {"accuracy"} | {f"recall_{n}" for n in names.values()} | defect_vs_normal
+        | baseline_keys
     )
 
 
@@ -162,3 +166,54 @@ def test_beats_logistic_regression_on_the_hard_set():
     assert result.holdout_metrics["balanced_accuracy"] > base["majority"]["balanced_accuracy"]
     assert (result.holdout_metrics["balanced_accuracy"]
             > base["logreg_pixels"]["balanced_accuracy"] + 0.05)
+
+
+def _vision_gate(metrics: dict[str, float], overrides: dict | None = None):
+    family = gate_family(families.spec("vision_defect").model, overrides or {})
+    return promotion_decision(family, metrics, None, margin=0.01)
+
+
+# The plant's case: 31 % defects among the test images, a model that finds 12.5 % of them.
+NEAR_CONSTANT = {"accuracy": 0.91, "balanced_accuracy": 0.5625, "recall_defect": 0.125,
+                 "baseline.majority.balanced_accuracy": 0.5,
+                 "baseline.majority.recall_defect": 0.0,
+                 "baseline.logistic.balanced_accuracy": 0.71,
+                 "baseline.logistic.recall_defect": 0.68}
+
+
+def test_a_near_constant_vision_model_fails_its_gate():
+    family = families.spec("vision_defect").model
+    assert family.primary_metric == "balanced_accuracy" and "accuracy" not in family.floors
+    assert set(family.baseline_metrics) == {"balanced_accuracy", "recall_defect"}
+    refused = _vision_gate(NEAR_CONSTANT)
+    assert not refused.passed and "recall_defect" in refused.reason
+    # without the recall floor (a plant override) the baselines still refuse it
+    no_floor = _vision_gate(NEAR_CONSTANT, {"vision_defect": {"floors": {"recall_defect": None}}})
+    assert not no_floor.passed and "logistic baseline" in no_floor.reason
+    # and without baselines measured it is not judged at all
+    bare = {k: v for k, v in NEAR_CONSTANT.items() if not k.startswith("baseline.")}
+    assert not _vision_gate({**bare, "recall_defect": 0.9}).passed
+
+
+def test_a_good_vision_model_passes_its_gate():
+    # what test_classifies_defects asks of the CNN, against baselines on the same rows
+    good = {"accuracy": 0.95, "balanced_accuracy": 0.94, "recall_defect": 0.93,
+            **{k: v for k, v in NEAR_CONSTANT.items() if k.startswith("baseline.")}}
+    decision = _vision_gate(good)
+    assert decision.passed, decision.reason
+
+
+def test_evaluate_reports_baselines_on_the_same_test_rows(image_dataset):
+    small = image_dataset.filter(pl.int_range(pl.len()).over("split") < 120)
+    result = vision.train(small, {"epochs": 1, "channels": 4, "threads": 1}, seed=0)
+    metrics = vision.evaluate(result.model, small, result.info)
+    assert metrics == pytest.approx(result.holdout_metrics, nan_ok=True)
+    # "always ok" finds no defect and is right on half the classes' mean
+    assert metrics["baseline.majority.recall_defect"] == 0.0
+    assert metrics["baseline.majority.balanced_accuracy"] == pytest.approx(0.5)
+    # logistic regression on pixels finds some defects on the simulated images
+    assert 0 < metrics["baseline.logistic.recall_defect"] <= 1
+    # fitted on the train split of the frame given: without train rows, no baselines
+    test_only = small.filter(pl.col("split") == "test")
+    assert not any(k.startswith("baseline.")
+                   for k in vision.evaluate(result.model, test_only, result.info))
