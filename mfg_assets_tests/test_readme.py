@@ -29,6 +29,7 @@ SKIP = {
     "builds the silver table the next commands query; the demo: mfg_assets_tests/test_demo*",
     "make test": "the whole test suite, this test included",
     "make dev": "a long-running service (Dagster UI + daemon): defs/test_dev_ui.py starts it",
+    "make mlflow": "a long-running service (the MLflow UI): defs/test_browser_ui.py starts it",
     "mfg gateway": "a long-running service: mfg_assets_tests/gateway/ runs it on mosquitto",
     "mfg demo": "minutes of simulated plant, models and live edges (the closed loop: "
     "loop/test_loop.py)",

@@ -37,6 +37,7 @@ from mfg_assets.defs.automation import (
 from mfg_assets.defs.checkpoints import training_checkpoints
 from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.features import OWNER, feature_key, read_lineage
+from mfg_assets.defs.metadata import mlflow_figure, mlflow_model_link, mlflow_run_link, rounded_all
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.lake.registry import table
 from mfg_assets.ml.base import SplitRefused
@@ -205,16 +206,18 @@ def challenger_metadata(outcome: Challenge, feature_rows: int) -> dict[str, Any]
     meta: dict[str, Any] = {
         "mlflow_run_id": result.parent_run_id,
         "mlflow_best_trial_run_id": result.best_run_id,
+        "mlflow_run": mlflow_run_link(result.parent_run_id),  # `make mlflow` serves the UI
         "registered_model": result.model_name,
         "model_version": result.version,
+        "mlflow_model": mlflow_model_link(result.model_name, result.version),
         "model_artifacts": dg.MetadataValue.path(result.artifact_uri),
         "data_versions": dg.MetadataValue.json(result.data_versions),
         "best_params": dg.MetadataValue.json(json.loads(json.dumps(result.params, default=str))),
         "trials": len(result.trials),
         "trials_failed": sum(1 for t in result.trials if t.error),
         "feature_rows": feature_rows,
-        **{f"holdout/{k}": v for k, v in result.holdout_metrics.items()},
-        **{f"validation/{k}": v for k, v in result.metrics.items()},
+        **{f"holdout/{k}": v for k, v in rounded_all(result.holdout_metrics).items()},
+        **{f"validation/{k}": v for k, v in rounded_all(result.metrics).items()},
         "gate": outcome.decision.reason,
         "gate_verdict": outcome.decision.verdict,
     }
@@ -224,8 +227,12 @@ def challenger_metadata(outcome: Challenge, feature_rows: int) -> dict[str, Any]
         meta["split_parts"] = dg.MetadataValue.json(json.loads(json.dumps(
             {k: split[k] for k in ("method", "parts", "notes") if k in split}, default=str)))
     for name, png in result.figures.items():
+        stem = name.removesuffix(".png")
+        # inline on the asset page (served by the MLflow UI), and the bytes themselves
+        # behind "[Show Markdown]" for when no MLflow UI runs
+        meta[f"plot/{stem}"] = mlflow_figure(result.parent_run_id, f"figures/{stem}.png", stem)
         encoded = base64.b64encode(png).decode("ascii")
-        meta[f"figure/{name.removesuffix('.png')}"] = dg.MetadataValue.md(
+        meta[f"figure/{stem}"] = dg.MetadataValue.md(
             f"![{name}](data:image/png;base64,{encoded})")
     return meta
 
@@ -297,6 +304,8 @@ def champion_asset(entry: FamilySpec) -> dg.AssetsDefinition:
                 "model_version": done.version,
                 "previous_champion": done.previous or "none",
                 "mlflow_run_id": done.run_id,
+                "mlflow_run": mlflow_run_link(done.run_id),
+                "mlflow_model": mlflow_model_link(done.name, done.version),
                 "gate": done.gate_reason,
             },
             data_version=dg.DataVersion(f"{done.name}/{done.version}"),
