@@ -41,6 +41,10 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 STEP_TAG = "mfg/plan_step"
 FAULT_LABELS = dg.AssetKey(["silver", "fault_labels"])
 LAKE_MAINTENANCE = dg.AssetKey(["monitoring", "lake_maintenance"])
+# Outside the plan: lake maintenance runs on its own schedule, and re-scored history
+# (group "predictions") is backfilled by day range from the UI, not part of a first run.
+OUTSIDE_PLAN = dg.AssetSelection.assets(LAKE_MAINTENANCE) | dg.AssetSelection.groups(
+    "predictions")
 
 
 JOB_PREFIX = "demo_"

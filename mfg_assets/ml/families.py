@@ -124,7 +124,9 @@ _ENTRIES = (
             higher_is_better=True,
             floors={"recall_defect": 0.5},
             flavor="pytorch",
-            baseline_metrics=("balanced_accuracy", "recall_defect"),
+            # recall of defects is a floor, not a baseline race: a class-weighted logistic
+            # baseline can buy recall by flagging many images
+            baseline_metrics=("balanced_accuracy",),
         ),
         module="mfg_assets.ml.vision",
         feature_table=_IMAGE_DATASET,
