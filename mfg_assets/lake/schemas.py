@@ -185,8 +185,6 @@ class EdgeTelemetry(_SilverPlace):
     log_errors: pl.Int32 = pa.Field(ge=0)
     temp_c: pl.Float64 = pa.Field(nullable=True, ge=-40, le=150)
     log_text: str = pa.Field(nullable=True)  # "LEVEL message" lines, newline-separated
-    temp_c: pl.Float64 = pa.Field(nullable=True, ge=-40, le=150)
-    log_text: str = pa.Field(nullable=True)  # "LEVEL message" lines, newline-separated
 
 
 class EdgePrediction(_SilverPlace):
@@ -242,7 +240,6 @@ SENSOR_STATS = (
 )
 SENSOR_FEATURE_COLUMN = rf"^[^_].*__({'|'.join(SENSOR_STATS)})$"
 PARAM_COLUMN = r"^param__.+$"
-EDGE_FEATURE_COLUMN = r"^[a-z]+__[a-z0-9_]+$"
 EDGE_FEATURE_COLUMN = r"^[a-z]+__[a-z0-9_]+$"
 IMAGE_SPLITS = ("train", "validation", "test")
 
@@ -324,12 +321,6 @@ class EdgeWindow(_Strict):
     degraded: pl.Int64 = pa.Field(ge=0)
     firmware: str
     bundle_id: str = pa.Field(nullable=True)
-    # ground truth (null: no labels): hours from the window's end to the device's next
-    # failure (null: none ahead), and whether the device failed within the window or is down
-    hours_to_failure: pl.Float64 = pa.Field(nullable=True, ge=0)
-    failed: pl.Boolean = pa.Field(nullable=True)
-    # health features for the edge_health model: <signal>__<stat> (trends, log templates)
-    health: pl.Float64 = pa.Field(alias=EDGE_FEATURE_COLUMN, regex=True, nullable=True)
     # ground truth (null: no labels): hours from the window's end to the device's next
     # failure (null: none ahead), and whether the device failed within the window or is down
     hours_to_failure: pl.Float64 = pa.Field(nullable=True, ge=0)
