@@ -9,6 +9,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from mfg_assets.lake.names import BRONZE_QUARANTINE
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     from mfg_assets.console import quiet_third_parties
@@ -427,7 +429,7 @@ def _run_load(args: argparse.Namespace) -> int:
         )
     # nothing refused is still an answer: `SELECT ... FROM bronze.quarantine` gets 0 rows,
     # not "table does not exist"
-    lake.ensure(table("bronze.quarantine"))
+    lake.ensure(table(BRONZE_QUARANTINE))
     for report in reports:
         print(
             f"{report.file}: {report.received} received, {report.valid} valid, "

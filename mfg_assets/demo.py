@@ -41,6 +41,7 @@ from mfg_assets.gateway.config import GatewayConfig
 from mfg_assets.gateway.service import Gateway
 from mfg_assets.lake.catalog import connect
 from mfg_assets.lake.delta import Lake
+from mfg_assets.lake.names import EDGE_BUNDLES
 from mfg_assets.lake.registry import table
 from mfg_assets.ml.families import FAMILIES
 from mfg_assets.settings import PACKAGE_DIR, Settings, get_settings
@@ -320,7 +321,7 @@ class Story:
         return f"champion{' v' + str(version.value) if version else ''}"
 
     def _new_champion(self) -> bool:
-        versions = self.lake.read(table("edge.bundles")).filter(
+        versions = self.lake.read(table(EDGE_BUNDLES)).filter(
             pl.col("model") == LIVE_FAMILY).get_column("model_version").unique()
         from mfg_assets.ml.registry import ModelRegistry, registered_name
 

@@ -32,6 +32,8 @@ import dagster as dg
 from mfg_assets.defs.edge import BUNDLES_KEY, ROLLOUTS_KEY, edge_devices, edge_resources
 from mfg_assets.defs.models import TrainConfig, champion_key, model_key, model_resources
 from mfg_assets.defs.resources import default_resources
+from mfg_assets.lake.names import MONITORING_LAKE_MAINTENANCE, SILVER_FAULT_LABELS
+from mfg_assets.lake.registry import table
 from mfg_assets.ml.families import FAMILIES
 
 if TYPE_CHECKING:
@@ -39,8 +41,8 @@ if TYPE_CHECKING:
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 STEP_TAG = "mfg/plan_step"
-FAULT_LABELS = dg.AssetKey(["silver", "fault_labels"])
-LAKE_MAINTENANCE = dg.AssetKey(["monitoring", "lake_maintenance"])
+FAULT_LABELS = dg.AssetKey(table(SILVER_FAULT_LABELS).asset_key_path)
+LAKE_MAINTENANCE = dg.AssetKey(table(MONITORING_LAKE_MAINTENANCE).asset_key_path)
 # Outside the plan: lake maintenance runs on its own schedule, and re-scored history
 # (group "predictions") is backfilled by day range from the UI, not part of a first run.
 OUTSIDE_PLAN = dg.AssetSelection.assets(LAKE_MAINTENANCE) | dg.AssetSelection.groups(

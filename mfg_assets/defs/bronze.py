@@ -8,22 +8,35 @@ from mfg_assets.defs.cost import shared_cost_metadata
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.resources import LakehouseResource, UnsResource
 from mfg_assets.gateway.replay import load_pending
+from mfg_assets.lake.names import (
+    BRONZE_DEVICE_EVENTS,
+    BRONZE_EDGE_PREDICTIONS,
+    BRONZE_EDGE_TELEMETRY,
+    BRONZE_FEEDBACK,
+    BRONZE_GROUND_TRUTH,
+    BRONZE_IMAGE_BOXES,
+    BRONZE_INGEST_BATCHES,
+    BRONZE_INSPECTION_IMAGES,
+    BRONZE_PROCESS_RUNS,
+    BRONZE_QUARANTINE,
+    BRONZE_SENSOR_READINGS,
+)
 from mfg_assets.lake.registry import table
 from mfg_assets.monitoring import cost as mc
 
 OWNER = "team:data-engineering"
 BRONZE_TABLES = (
-    "bronze.sensor_readings",
-    "bronze.process_runs",
-    "bronze.inspection_images",
-    "bronze.image_boxes",
-    "bronze.edge_telemetry",
-    "bronze.edge_predictions",
-    "bronze.feedback",
-    "bronze.device_events",
-    "bronze.quarantine",
-    "bronze.ingest_batches",
-    "bronze.ground_truth",
+    BRONZE_SENSOR_READINGS,
+    BRONZE_PROCESS_RUNS,
+    BRONZE_INSPECTION_IMAGES,
+    BRONZE_IMAGE_BOXES,
+    BRONZE_EDGE_TELEMETRY,
+    BRONZE_EDGE_PREDICTIONS,
+    BRONZE_FEEDBACK,
+    BRONZE_DEVICE_EVENTS,
+    BRONZE_QUARANTINE,
+    BRONZE_INGEST_BATCHES,
+    BRONZE_GROUND_TRUTH,
 )
 
 

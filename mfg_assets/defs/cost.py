@@ -21,11 +21,12 @@ from pydantic import Field
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.lake.delta import Lake
+from mfg_assets.lake.names import MONITORING_COST, SILVER_EDGE_PREDICTIONS, SILVER_INSPECTION_IMAGES
 from mfg_assets.lake.registry import table
 from mfg_assets.monitoring import cost as mc
 
 OWNER = "team:operations"
-COST_TABLE = "monitoring.cost"
+COST_TABLE = MONITORING_COST
 _DEFAULTS = mc.Prices()
 
 
@@ -150,8 +151,8 @@ class CostConfig(dg.Config):
 
 
 def build_cost(lake: Lake, usage: pl.DataFrame, config: CostConfig) -> list[mc.CostLine]:
-    predictions = lake.read(table("silver.edge_predictions")).select("date", "edge_id")
-    images = lake.read(table("silver.inspection_images")).select("date")
+    predictions = lake.read(table(SILVER_EDGE_PREDICTIONS)).select("date", "edge_id")
+    images = lake.read(table(SILVER_INSPECTION_IMAGES)).select("date")
     demand = mc.inference_demand(predictions, images)
     rates = mc.usage_rates(usage)
     return mc.project_month(rates, demand, config.prices(), config.retrain_runs_per_month)
@@ -159,8 +160,8 @@ def build_cost(lake: Lake, usage: pl.DataFrame, config: CostConfig) -> list[mc.C
 
 @dg.asset(
     key=dg.AssetKey(table(COST_TABLE).asset_key_path),
-    deps=[dg.AssetKey(table("silver.edge_predictions").asset_key_path),
-          dg.AssetKey(table("silver.inspection_images").asset_key_path)],
+    deps=[dg.AssetKey(table(SILVER_EDGE_PREDICTIONS).asset_key_path),
+          dg.AssetKey(table(SILVER_INSPECTION_IMAGES).asset_key_path)],
     group_name="monitoring",
     kinds={"polars", "delta"},
     owners=[OWNER],

@@ -10,6 +10,13 @@ import dagster as dg
 
 from mfg_assets.defs.automation import rebuild_on_upstream_change
 from mfg_assets.defs.resources import LakehouseResource
+from mfg_assets.lake.names import (
+    BRONZE_QUARANTINE,
+    EDGE_ROLLOUTS,
+    MONITORING_COST,
+    MONITORING_DRIFT,
+    MONITORING_INSPECTION_STATS,
+)
 from mfg_assets.lake.registry import table
 from mfg_assets.monitoring import dashboard as board
 from mfg_assets.settings import get_settings
@@ -17,8 +24,8 @@ from mfg_assets.settings import get_settings
 OWNER = "team:operations"
 # bronze.validation_results is written by the same loads as bronze.quarantine but is not an
 # asset of its own, so quarantine stands for both in the graph.
-INPUTS = ("bronze.quarantine", "monitoring.inspection_stats", "monitoring.drift", "edge.rollouts",
-          "monitoring.cost")
+INPUTS = (BRONZE_QUARANTINE, MONITORING_INSPECTION_STATS, MONITORING_DRIFT, EDGE_ROLLOUTS,
+          MONITORING_COST)
 
 
 def default_report_path() -> Path:

@@ -24,6 +24,7 @@ from mfg_assets.defs.features import feature_key
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.models import MlflowResource, champion_key, model_key
 from mfg_assets.defs.resources import LakehouseResource
+from mfg_assets.lake.names import SILVER_EDGE_PREDICTIONS, SILVER_INSPECTION_IMAGES
 from mfg_assets.lake.registry import table
 from mfg_assets.ml import drift as dm
 from mfg_assets.ml.drift import DRIFT_GATE_HOURS, DRIFT_RETRAIN_COOLDOWN, DRIFT_TABLE
@@ -70,8 +71,8 @@ def drift_report_asset(entries: Iterable[FamilySpec]) -> dg.AssetsDefinition:
         key=dg.AssetKey(table(DRIFT_TABLE).asset_key_path),
         deps=[
             *{feature_key(entry.drift.table) for entry in entries},
-            dg.AssetKey(table("silver.edge_predictions").asset_key_path),
-            dg.AssetKey(table("silver.inspection_images").asset_key_path),
+            dg.AssetKey(table(SILVER_EDGE_PREDICTIONS).asset_key_path),
+            dg.AssetKey(table(SILVER_INSPECTION_IMAGES).asset_key_path),
         ],
         group_name="monitoring",
         kinds={"polars", "delta"},

@@ -38,6 +38,12 @@ from mfg_assets.fleet.bundles import (
     discover_edges,
 )
 from mfg_assets.fleet.deploy import DeploySettings, rollout_summary, run_rollouts
+from mfg_assets.lake.names import (
+    FEATURES_SENSOR_WINDOWS,
+    SILVER_EDGE_PREDICTIONS,
+    SILVER_EDGE_TELEMETRY,
+    SILVER_INSPECTION_IMAGES,
+)
 from mfg_assets.lake.registry import table
 from mfg_assets.ml.families import edge_served, spec
 from mfg_assets.settings import get_settings
@@ -122,7 +128,7 @@ bundles_condition = new_edge_or_new_champion([champion_key(f) for f in EDGE_FAMI
         *(champion_key(f) for f in EDGE_FAMILIES),
         *(feature_key(t) for t in sorted({spec(f).feature_table for f in EDGE_FAMILIES})),
         # the edge's place (camera or line edge): read across every day
-        dg.AssetDep(dg.AssetKey(table("silver.edge_telemetry").asset_key_path),
+        dg.AssetDep(dg.AssetKey(table(SILVER_EDGE_TELEMETRY).asset_key_path),
                     partition_mapping=dg.AllPartitionMapping()),
     ],
     group_name="edge",
@@ -220,8 +226,8 @@ rollouts_condition = new_bundles_or_every(rollout_cadence(), BUNDLES_KEY)
     key=ROLLOUTS_KEY,
     deps=[
         BUNDLES_KEY,
-        dg.AssetKey(table("silver.edge_predictions").asset_key_path),
-        dg.AssetKey(table("silver.inspection_images").asset_key_path),
+        dg.AssetKey(table(SILVER_EDGE_PREDICTIONS).asset_key_path),
+        dg.AssetKey(table(SILVER_INSPECTION_IMAGES).asset_key_path),
     ],
     group_name="edge",
     kinds={"delta"},
@@ -264,9 +270,9 @@ approve_rollout_job = dg.define_asset_job(
 # What a canary is judged on: predictions, and the labels (QA images, fault windows) they are
 # scored against.
 CANARY_EVIDENCE = (
-    dg.AssetKey(table("silver.edge_predictions").asset_key_path),
-    dg.AssetKey(table("silver.inspection_images").asset_key_path),
-    feature_key("features.sensor_windows"),
+    dg.AssetKey(table(SILVER_EDGE_PREDICTIONS).asset_key_path),
+    dg.AssetKey(table(SILVER_INSPECTION_IMAGES).asset_key_path),
+    feature_key(FEATURES_SENSOR_WINDOWS),
 )
 
 

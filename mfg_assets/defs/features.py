@@ -18,6 +18,20 @@ from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.lake.delta import Lake
+from mfg_assets.lake.names import (
+    FEATURES_ASSEMBLY_IMAGES,
+    FEATURES_EDGE_TELEMETRY,
+    FEATURES_IMAGE_DATASET,
+    FEATURES_PROCESS_UNITS,
+    FEATURES_SENSOR_WINDOWS,
+    SILVER_EDGE_TELEMETRY,
+    SILVER_FAULT_LABELS,
+    SILVER_IMAGE_BOXES,
+    SILVER_INSPECTION_IMAGES,
+    SILVER_PROCESS_PARAMETERS,
+    SILVER_PROCESS_RUNS,
+    SILVER_SENSOR_READINGS,
+)
 from mfg_assets.lake.registry import TableSpec, table
 from mfg_assets.ml import features as fb
 
@@ -35,36 +49,36 @@ class FeatureSet:
 
 FEATURE_SETS = (
     FeatureSet(
-        "features.sensor_windows",
-        ("silver.sensor_readings", "silver.fault_labels"),
+        FEATURES_SENSOR_WINDOWS,
+        (SILVER_SENSOR_READINGS, SILVER_FAULT_LABELS),
         fb.sensor_windows,
         "Per machine and 10-minute window: statistics and spectrum of every sensor, with the "
         "ground-truth fault label. Input of the anomaly model.",
     ),
     FeatureSet(
-        "features.process_units",
-        ("silver.process_runs", "silver.process_parameters"),
+        FEATURES_PROCESS_UNITS,
+        (SILVER_PROCESS_RUNS, SILVER_PROCESS_PARAMETERS),
         fb.process_units,
         "One row per produced unit: its process parameters (point in time) and measured "
         "yield. Input of the yield model.",
     ),
     FeatureSet(
-        "features.image_dataset",
-        ("silver.inspection_images",),
+        FEATURES_IMAGE_DATASET,
+        (SILVER_INSPECTION_IMAGES,),
         fb.image_dataset,
         "Labelled inspection images with a deterministic, time-ordered train/validation/"
         "test split per camera. Input of the vision model.",
     ),
     FeatureSet(
-        "features.assembly_images",
-        ("silver.inspection_images", "silver.image_boxes"),
+        FEATURES_ASSEMBLY_IMAGES,
+        (SILVER_INSPECTION_IMAGES, SILVER_IMAGE_BOXES),
         fb.assembly_images,
         "Assembly images with their imported part boxes and a time-ordered split per "
         "camera. Input of the part detection model.",
     ),
     FeatureSet(
-        "features.edge_telemetry",
-        ("silver.edge_telemetry", "silver.fault_labels"),
+        FEATURES_EDGE_TELEMETRY,
+        (SILVER_EDGE_TELEMETRY, SILVER_FAULT_LABELS),
         fb.edge_telemetry,
         "Per edge device and 10-minute window: heartbeats, CPU, memory and temperature, "
         "trends, log problems and log-template counts, firmware and bundle, with the time to "

@@ -12,10 +12,11 @@ import dagster as dg
 from mfg_assets.defs.features import feature_key
 from mfg_assets.defs.models import MlflowResource, champion_key
 from mfg_assets.defs.resources import LakehouseResource
+from mfg_assets.lake.names import FEATURES_EDGE_TELEMETRY
 from mfg_assets.lake.registry import table
 from mfg_assets.monitoring.edge_alerts import FAMILY, champion_alerts
 
-FEATURES = "features.edge_telemetry"
+FEATURES = FEATURES_EDGE_TELEMETRY
 CHECK = "edges_at_risk"
 
 

@@ -9,9 +9,10 @@ from mfg_assets.defs.automation import on_cadence
 from mfg_assets.defs.bronze import OWNER
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.lake.maintenance import DEFAULT_RETENTION_HOURS, maintain
+from mfg_assets.lake.names import MONITORING_LAKE_MAINTENANCE
 from mfg_assets.lake.registry import table, tables
 
-MAINTENANCE_TABLE = "monitoring.lake_maintenance"
+MAINTENANCE_TABLE = MONITORING_LAKE_MAINTENANCE
 
 
 class MaintenanceConfig(dg.Config):

@@ -14,6 +14,7 @@ from mfg_assets.defs.automation import on_cadence
 from mfg_assets.defs.edge import ROLLOUTS_KEY
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.resources import LakehouseResource
+from mfg_assets.lake.names import SILVER_EDGE_PREDICTIONS, SILVER_INSPECTION_IMAGES
 from mfg_assets.lake.registry import table
 from mfg_assets.monitoring.inspection import STATS_TABLE, build_inspection_stats, stats_markdown
 
@@ -23,8 +24,8 @@ OWNER = "team:operations"
 @dg.asset(
     key=dg.AssetKey(table(STATS_TABLE).asset_key_path),
     deps=[
-        dg.AssetKey(table("silver.edge_predictions").asset_key_path),
-        dg.AssetKey(table("silver.inspection_images").asset_key_path),
+        dg.AssetKey(table(SILVER_EDGE_PREDICTIONS).asset_key_path),
+        dg.AssetKey(table(SILVER_INSPECTION_IMAGES).asset_key_path),
         ROLLOUTS_KEY,
     ],
     group_name="monitoring",

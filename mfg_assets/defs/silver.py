@@ -11,6 +11,7 @@ from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.partitions import daily
 from mfg_assets.defs.resources import LakehouseResource
+from mfg_assets.lake.names import BRONZE_GROUND_TRUTH, SILVER_FAULT_LABELS, SILVER_QUARANTINE
 from mfg_assets.lake.registry import TableSpec, table
 from mfg_assets.lake.silver import TYPERS, refine, type_fault_labels
 
@@ -78,7 +79,7 @@ def materialize_silver_partition(
     raw = lake.read_partition(bronze, day)
     result = refine(spec, typer(raw), run_id=context.run.run_id, partition_key=day)
     write = lake.overwrite_partition(spec, result.valid, day, run_id=context.run.run_id)
-    quarantine = table("silver.quarantine")
+    quarantine = table(SILVER_QUARANTINE)
     lake.replace_where(
         quarantine,
         result.rejected,
@@ -134,18 +135,18 @@ silver_assets = [silver_asset(name) for name in TYPERS]
 
 
 @dg.asset(
-    key=dg.AssetKey(table("silver.fault_labels").asset_key_path),
-    deps=[bronze_key("bronze.ground_truth")],
+    key=dg.AssetKey(table(SILVER_FAULT_LABELS).asset_key_path),
+    deps=[bronze_key(BRONZE_GROUND_TRUTH)],
     group_name="silver",
     kinds={"delta", "polars"},
     owners=[OWNER],
-    description=table("silver.fault_labels").description,
+    description=table(SILVER_FAULT_LABELS).description,
     automation_condition=follow_new_data(),
 )
 def fault_labels(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     """Ground-truth fault intervals, the yardstick for anomaly and failure models."""
     lake = lakehouse.lake()
-    spec = table("silver.fault_labels")
-    labels = type_fault_labels(lake.read(table("bronze.ground_truth")))
+    spec = table(SILVER_FAULT_LABELS)
+    labels = type_fault_labels(lake.read(table(BRONZE_GROUND_TRUTH)))
     write = lake.overwrite(spec, labels)
     return dg.MaterializeResult(metadata=table_metadata(lake, spec, write))

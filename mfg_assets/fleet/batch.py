@@ -51,13 +51,14 @@ from mfg_assets.edge.predictor import (
     read_png,
 )
 from mfg_assets.lake.delta import Lake, WriteResult
+from mfg_assets.lake.names import SILVER_EDGE_PREDICTIONS
 from mfg_assets.lake.registry import TableSpec, table
 from mfg_assets.ml import families
 from mfg_assets.ml.registry import ModelRegistry, registered_name
 from mfg_assets.settings import get_settings
 
 MANIFEST = "manifest.json"
-EDGE_PREDICTIONS = "silver.edge_predictions"
+EDGE_PREDICTIONS = SILVER_EDGE_PREDICTIONS
 # A multiclass classifier has no threshold of its own: a defect when p(normal) < 0.5.
 DEFAULT_CLASSIFIER_THRESHOLD = 0.5
 

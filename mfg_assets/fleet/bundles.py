@@ -25,14 +25,23 @@ from paho.mqtt.client import topic_matches_sub
 from mfg_assets.edge.bundle import Bundle, build_bundle, bundle_row, threshold_entry, verify_bundle
 from mfg_assets.edge.store import PLACE, BundleStore
 from mfg_assets.lake.delta import Lake, WriteResult
+from mfg_assets.lake.names import (
+    BRONZE_EDGE_TELEMETRY,
+    EDGE_BUNDLES,
+    SILVER_EDGE_PREDICTIONS,
+    SILVER_EDGE_TELEMETRY,
+    SILVER_INSPECTION_IMAGES,
+    SILVER_LABELS,
+    SILVER_SENSOR_READINGS,
+)
 from mfg_assets.lake.registry import TableSpec, table
 from mfg_assets.ml import families
 from mfg_assets.ml.registry import DATA_TAG_PREFIX, ModelRegistry, registered_name
 
-BUNDLES: TableSpec = table("edge.bundles")
+BUNDLES: TableSpec = table(EDGE_BUNDLES)
 # Where an edge's kind and place come from: (table, edge id column, time column).
-_TELEMETRY = ((table("silver.edge_telemetry"), "edge_id", "ts"),
-              (table("bronze.edge_telemetry"), "asset_id", "event_time"))
+_TELEMETRY = ((table(SILVER_EDGE_TELEMETRY), "edge_id", "ts"),
+              (table(BRONZE_EDGE_TELEMETRY), "asset_id", "event_time"))
 
 
 def bundle_location(store: BundleStore, bundle_id: str) -> str:
@@ -94,8 +103,8 @@ def _telemetry_place(lake: Lake, edge_id: str) -> dict[str, str | None] | None:
 def edge_profile(lake: Lake, store: BundleStore, edge_id: str) -> EdgeProfile:
     """What an edge is and what it scores: from its registration, else from where its
     telemetry comes from (the cameras of its cell, the machines of its line)."""
-    cameras = _inventory(lake, "silver.inspection_images", "camera_id", "inspection")
-    machines = _inventory(lake, "silver.sensor_readings", "machine_id", "sensors")
+    cameras = _inventory(lake, SILVER_INSPECTION_IMAGES, "camera_id", "inspection")
+    machines = _inventory(lake, SILVER_SENSOR_READINGS, "machine_id", "sensors")
     device = store.device(edge_id)
     if device is not None:
         def scored(frame: pl.DataFrame, column: str) -> list[str]:
@@ -329,7 +338,7 @@ def recalibrate_from_verdicts(
 
     if preprocessing.get("kind") != "sensor_window":
         return None
-    predictions, labels = table("silver.edge_predictions"), table("silver.labels")
+    predictions, labels = table(SILVER_EDGE_PREDICTIONS), table(SILVER_LABELS)
     if not (lake.exists(predictions) and lake.exists(labels)):
         return None
     judged = labelled_windows(lake.read(predictions), lake.read(labels), edge_id, family)

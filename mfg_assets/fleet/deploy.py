@@ -21,6 +21,11 @@ from mfg_assets.edge.store import BundleStore
 from mfg_assets.fleet import rollout as ro
 from mfg_assets.fleet.bundles import BUNDLES
 from mfg_assets.lake.delta import Lake
+from mfg_assets.lake.names import (
+    SILVER_EDGE_PREDICTIONS,
+    SILVER_EDGE_TELEMETRY,
+    SILVER_INSPECTION_IMAGES,
+)
 from mfg_assets.lake.registry import table
 from mfg_assets.ml.families import FAMILIES
 
@@ -61,14 +66,14 @@ def evidence(lake: Lake, model: str, since: datetime, until: datetime) -> tuple[
     """Predictions, labels and telemetry: labels by the kind of edge that serves ``model``
     (QA labels of a camera edge's images, fault labels of a line edge's windows)."""
     in_window = (pl.col("ts") >= since) & (pl.col("ts") <= until)
-    predictions = lake.scan(table("silver.edge_predictions")).filter(in_window).select(
+    predictions = lake.scan(table(SILVER_EDGE_PREDICTIONS)).filter(in_window).select(
         "edge_id", "bundle_id", "source_id", "value", "latency_ms", "ts").collect()
-    telemetry = lake.scan(table("silver.edge_telemetry")).filter(in_window).select(
+    telemetry = lake.scan(table(SILVER_EDGE_TELEMETRY)).filter(in_window).select(
         "edge_id", "ts", "log_errors").collect()
     entry = FAMILIES.get(model)
     labels: pl.DataFrame | None = None
     if entry is not None and entry.edge_kind == "camera":
-        labels = lake.scan(table("silver.inspection_images")).filter(
+        labels = lake.scan(table(SILVER_INSPECTION_IMAGES)).filter(
             pl.col("label").is_not_null()).select(
             pl.col("image_id").alias("source_id"), "label").collect()
     elif entry is not None and entry.edge_kind == "line":

@@ -40,12 +40,13 @@ import polars as pl
 
 from mfg_assets.edge.store import BundleStore
 from mfg_assets.lake.delta import Lake
+from mfg_assets.lake.names import EDGE_ROLLOUTS
 from mfg_assets.lake.registry import TableSpec, table
 
 Decision = Literal["promote", "rollback", "wait"]
 STATES = ("canary", "awaiting_approval", "promoted", "rolled_back")
 TERMINAL = ("promoted", "rolled_back")
-ROLLOUTS: TableSpec = table("edge.rollouts")
+ROLLOUTS: TableSpec = table(EDGE_ROLLOUTS)
 ROLLOUTS_TABLE = ROLLOUTS.qualified_name
 
 

@@ -19,6 +19,7 @@ import polars as pl
 from mfg_assets.gateway.replay import write_batch
 from mfg_assets.gateway.routing import Batch, Router
 from mfg_assets.lake.delta import Lake
+from mfg_assets.lake.names import BRONZE_INGEST_BATCHES
 from mfg_assets.lake.registry import table
 
 log = logging.getLogger("mfg.gateway")
@@ -167,7 +168,7 @@ def _quarantine_failed(
 
 
 def record_batch(lake: Lake, batch: Batch) -> None:
-    spec = table("bronze.ingest_batches")
+    spec = table(BRONZE_INGEST_BATCHES)
     row = {
         "ingest_batch_id": batch.batch_id,
         "source": "gateway",

@@ -21,6 +21,7 @@ import polars as pl
 
 from mfg_assets.gateway.routing import Batch, BlobStore, Router, message_id, now_ms
 from mfg_assets.lake.delta import Lake
+from mfg_assets.lake.names import BRONZE_GROUND_TRUTH, BRONZE_INGEST_BATCHES
 from mfg_assets.lake.registry import table
 from mfg_assets.uns.contract import Contract
 
@@ -46,7 +47,7 @@ def file_sha256(path: Path) -> str:
 
 
 def loaded_files(lake: Lake) -> set[str]:
-    batches = lake.read(table("bronze.ingest_batches"))
+    batches = lake.read(table(BRONZE_INGEST_BATCHES))
     return set(batches.get_column("file_sha256").drop_nulls().to_list())
 
 
@@ -120,7 +121,7 @@ def load_ground_truth_file(lake: Lake, path: Path, sha: str | None = None) -> Lo
                 "record": line.decode("utf-8"),
             }
         )
-    spec = table("bronze.ground_truth")
+    spec = table(BRONZE_GROUND_TRUTH)
     result = lake.append(spec, pl.DataFrame(rows, schema=spec.polars_schema), batch=batch_id)
     totals = {"received": len(rows), "valid": len(rows), "invalid": 0}
     _record_batch(lake, batch_id, f"truth:{path.name}", path, sha, totals)
@@ -164,7 +165,7 @@ def _record_batch(
     lake: Lake, batch_id: str, source: str, path: Path, sha: str, totals: dict[str, int]
 ) -> None:
     # Written last: a file only counts as loaded once all its rows are committed.
-    spec = table("bronze.ingest_batches")
+    spec = table(BRONZE_INGEST_BATCHES)
     row = {
         "ingest_batch_id": batch_id,
         "source": source,

@@ -19,6 +19,17 @@ from typing import Any
 import orjson
 import polars as pl
 
+from mfg_assets.lake.names import (
+    BRONZE_DEVICE_EVENTS,
+    BRONZE_EDGE_PREDICTIONS,
+    BRONZE_EDGE_TELEMETRY,
+    BRONZE_FEEDBACK,
+    BRONZE_INSPECTION_IMAGES,
+    BRONZE_PROCESS_RUNS,
+    BRONZE_QUARANTINE,
+    BRONZE_SENSOR_READINGS,
+    BRONZE_VALIDATION_RESULTS,
+)
 from mfg_assets.lake.registry import table
 from mfg_assets.uns import sparkplug
 from mfg_assets.uns.contract import Contract
@@ -28,14 +39,14 @@ from mfg_assets.uns.topics import TopicError, check_segment
 # own mapping (``Router(channel_tables=...)``); a valid message on an unmapped channel is
 # quarantined as ``unrouted`` rather than lost.
 DEFAULT_CHANNEL_TABLES = {
-    "sensorReadings": "bronze.sensor_readings",
-    "processRuns": "bronze.process_runs",
-    "inspectionImages": "bronze.inspection_images",
-    "edgeTelemetry": "bronze.edge_telemetry",
-    "edgePredictions": "bronze.edge_predictions",
-    "predictionFeedback": "bronze.feedback",
+    "sensorReadings": BRONZE_SENSOR_READINGS,
+    "processRuns": BRONZE_PROCESS_RUNS,
+    "inspectionImages": BRONZE_INSPECTION_IMAGES,
+    "edgeTelemetry": BRONZE_EDGE_TELEMETRY,
+    "edgePredictions": BRONZE_EDGE_PREDICTIONS,
+    "predictionFeedback": BRONZE_FEEDBACK,
 }
-SPARKPLUG_SENSOR_TABLE = "bronze.sensor_readings"
+SPARKPLUG_SENSOR_TABLE = BRONZE_SENSOR_READINGS
 PLACE = ("enterprise", "site", "area", "line", "cell")
 UNMATCHED = "(unmatched)"
 SPARKPLUG_PREFIX = sparkplug.NAMESPACE + "/"
@@ -383,7 +394,7 @@ class Router:
             ).decode()
         )
         self._add(
-            "bronze.device_events",
+            BRONZE_DEVICE_EVENTS,
             {
                 "message_id": message_id(topic, payload),
                 "received_ms": received_ms,
@@ -413,7 +424,7 @@ class Router:
         self._errors[code] += 1
         self._last_error = _error_family(reason)
         self._add(
-            "bronze.quarantine",
+            BRONZE_QUARANTINE,
             {
                 "quarantine_id": message_id(f"{stage}|{topic}|{received_ms}", payload),
                 "source": self.source,
@@ -461,13 +472,13 @@ class Router:
         """Everything routed since the last take, as frames in each table's schema."""
         frames = {}
         # the quarantine table last: converting another table may add rows to it
-        names = sorted(self._rows, key=lambda name: name == "bronze.quarantine")
+        names = sorted(self._rows, key=lambda name: name == BRONZE_QUARANTINE)
         for name in names:
             rows = self._rows[name]
             if rows:
                 frames[name] = self._frame_rows(name, rows, batch_id)
         if self._stats:
-            frames["bronze.validation_results"] = self._validation_frame(batch_id)
+            frames[BRONZE_VALIDATION_RESULTS] = self._validation_frame(batch_id)
         batch = Batch(batch_id, frames, self._received, self._valid, self._invalid, self._errors)
         self._reset()
         return batch
@@ -481,7 +492,7 @@ class Router:
         try:
             return _frame(table_name, rows, batch_id)
         except BaseException as exc:  # polars panics are BaseExceptions (pyo3)
-            if table_name == "bronze.quarantine" or isinstance(exc, KeyboardInterrupt | SystemExit):
+            if table_name == BRONZE_QUARANTINE or isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
         kept = []
         for row, origin in zip(rows, self._origins[table_name], strict=True):
@@ -521,7 +532,7 @@ class Router:
             for (minute, channel), (received, valid, invalid, reasons) in self._stats.items()
         ]
         frame = pl.DataFrame(rows).with_columns(_ms(pl.col("minute_ms")).alias("minute"))
-        return _frame("bronze.validation_results", frame.drop("minute_ms").to_dicts(), batch_id)
+        return _frame(BRONZE_VALIDATION_RESULTS, frame.drop("minute_ms").to_dicts(), batch_id)
 
 
 Readings = tuple[list[dict[str, Any]], dict[str, Any]]

@@ -32,6 +32,11 @@ from mfg_assets.labeling.store import (
     verdict_for,
 )
 from mfg_assets.lake.delta import Lake
+from mfg_assets.lake.names import (
+    SILVER_EDGE_PREDICTIONS,
+    SILVER_INSPECTION_IMAGES,
+    SILVER_SENSOR_READINGS,
+)
 from mfg_assets.lake.registry import table
 from mfg_assets.monitoring.dashboard import allowed_hosts, host_name
 
@@ -51,18 +56,18 @@ def _read(lake: Lake, name: str) -> pl.LazyFrame | None:
 def collect(lake: Lake, limit: int = 30, window_s: float = DEFAULT_WINDOW_S
             ) -> list[dict[str, Any]]:
     """The review queue as dicts, each with ``visual``: an ``<img>`` or an inline SVG."""
-    predictions = _read(lake, "silver.edge_predictions")
+    predictions = _read(lake, SILVER_EDGE_PREDICTIONS)
     if predictions is None:
         return []
     queue = review_queue(predictions.collect(), read_labels(lake), limit)
     items = queue.to_dicts()
-    images = _read(lake, "silver.inspection_images")
+    images = _read(lake, SILVER_INSPECTION_IMAGES)
     ids = [i["source_id"] for i in items if window_of(i["source_id"]) is None]
     pngs: dict[str, bytes] = {}
     if images is not None and ids:
         found = images.filter(pl.col("image_id").is_in(ids)).select("image_id", "png").collect()
         pngs = dict(zip(found["image_id"], found["png"], strict=True))
-    readings = _read(lake, "silver.sensor_readings")
+    readings = _read(lake, SILVER_SENSOR_READINGS)
     for item in items:
         window = window_of(item["source_id"])
         if item["source_id"] in pngs:

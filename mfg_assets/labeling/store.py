@@ -19,6 +19,7 @@ from mfg_assets.gateway.commit import record_batch
 from mfg_assets.gateway.replay import write_batch
 from mfg_assets.gateway.routing import Router, now_ms
 from mfg_assets.lake.delta import Lake
+from mfg_assets.lake.names import BRONZE_FEEDBACK, SILVER_EDGE_PREDICTIONS, SILVER_LABELS
 from mfg_assets.lake.registry import table
 from mfg_assets.lake.silver import refine, type_labels
 from mfg_assets.uns.contract import Contract
@@ -136,9 +137,9 @@ def publish_verdict(broker_url: str, contract: Contract, verdict: Verdict,
 
 def read_labels(lake: Lake) -> pl.DataFrame:
     """Every verdict: ``silver.labels`` plus bronze feedback not yet refined into silver."""
-    spec = table("silver.labels")
+    spec = table(SILVER_LABELS)
     frames = [lake.read(spec)] if lake.exists(spec) else []
-    bronze = table("bronze.feedback")
+    bronze = table(BRONZE_FEEDBACK)
     if lake.exists(bronze):
         raw = lake.read(bronze)
         if raw.height:
@@ -187,7 +188,7 @@ def judged_predictions(predictions: pl.DataFrame, labels: pl.DataFrame) -> pl.Da
 def find_prediction(lake: Lake, edge_id: str, source_id: str, model: str | None = None
                     ) -> dict[str, Any]:
     """The ``silver.edge_predictions`` row a verdict is about (the latest, if re-scored)."""
-    spec = table("silver.edge_predictions")
+    spec = table(SILVER_EDGE_PREDICTIONS)
     if not lake.exists(spec):
         raise VerdictRefused("no silver.edge_predictions yet: give --place and --bundle")
     rows = lake.scan(spec).filter(

@@ -39,6 +39,12 @@ import polars as pl
 from scipy import stats as sps
 
 from mfg_assets.lake.delta import Lake, WriteResult
+from mfg_assets.lake.names import (
+    MONITORING_DRIFT,
+    SILVER_EDGE_PREDICTIONS,
+    SILVER_INSPECTION_IMAGES,
+    SILVER_LABELS,
+)
 from mfg_assets.lake.registry import table as lake_table
 from mfg_assets.ml import families
 from mfg_assets.ml.drift_reference import Decision, day_to_day, decide, like_for_like, persistent
@@ -552,7 +558,7 @@ def histogram_png(reference: np.ndarray, recent: np.ndarray, title: str) -> byte
 
 # -- the report over the lakehouse -------------------------------------------------------
 
-DRIFT_TABLE = "monitoring.drift"
+DRIFT_TABLE = MONITORING_DRIFT
 READ_PREFIX = "mfg.read."  # commit metadata: mfg.read.<table> = Delta version read
 
 
@@ -644,10 +650,10 @@ def compute_drift(
             frames[name] = lake.read(lake_table(name), versions[name])
         return frames[name]
 
-    predictions = read("silver.edge_predictions")
-    labels = read("silver.inspection_images").filter(pl.col("label").is_not_null()).select(
+    predictions = read(SILVER_EDGE_PREDICTIONS)
+    labels = read(SILVER_INSPECTION_IMAGES).filter(pl.col("label").is_not_null()).select(
         pl.col("image_id").alias("source_id"), "label")
-    feedback = read("silver.labels")
+    feedback = read(SILVER_LABELS)
     reports, rows = [], []
     calendar = (settings.calendar or load_calendar()) if settings.like_for_like else None
     for family in settings.families:

@@ -14,6 +14,13 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
+from mfg_assets.lake.names import (
+    FEATURES_ASSEMBLY_IMAGES,
+    FEATURES_EDGE_TELEMETRY,
+    FEATURES_IMAGE_DATASET,
+    FEATURES_PROCESS_UNITS,
+    FEATURES_SENSOR_WINDOWS,
+)
 from mfg_assets.ml.base import ModelFamily
 
 # Priority of a drift retrain of a family that no edge serves (edge-served ones go first:
@@ -51,11 +58,11 @@ class FamilySpec:
         return self.model.name
 
 
-_SENSOR_WINDOWS = "features.sensor_windows"
-_PROCESS_UNITS = "features.process_units"
-_IMAGE_DATASET = "features.image_dataset"
-_EDGE_TELEMETRY = "features.edge_telemetry"
-_ASSEMBLY_IMAGES = "features.assembly_images"
+_SENSOR_WINDOWS = FEATURES_SENSOR_WINDOWS
+_PROCESS_UNITS = FEATURES_PROCESS_UNITS
+_IMAGE_DATASET = FEATURES_IMAGE_DATASET
+_EDGE_TELEMETRY = FEATURES_EDGE_TELEMETRY
+_ASSEMBLY_IMAGES = FEATURES_ASSEMBLY_IMAGES
 
 _ENTRIES = (
     FamilySpec(

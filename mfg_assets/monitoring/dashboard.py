@@ -30,6 +30,18 @@ import duckdb
 
 from mfg_assets.lake.catalog import connect, list_tables
 from mfg_assets.lake.delta import Lake
+from mfg_assets.lake.names import (
+    BRONZE_QUARANTINE,
+    BRONZE_VALIDATION_RESULTS,
+    EDGE_BUNDLES,
+    EDGE_ROLLOUTS,
+    MONITORING_COST,
+    MONITORING_DRIFT,
+    MONITORING_INSPECTION_STATS,
+    SILVER_EDGE_TELEMETRY,
+    SILVER_INSPECTION_IMAGES,
+    SILVER_SENSOR_READINGS,
+)
 from mfg_assets.lake.registry import table
 
 BRONZE_MESSAGE_TABLES = ("sensor_readings", "process_runs", "inspection_images",
@@ -52,7 +64,7 @@ def _pct(part: float | None, whole: float | None) -> float | None:
 
 def compliance(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict[str, Any] | None:
     """Valid share per channel (with its top errors), per site, overall, and over time."""
-    if "bronze.validation_results" not in present:
+    if BRONZE_VALIDATION_RESULTS not in present:
         return None
     channels = _rows(con, """
         SELECT channel, sum(received) AS received, sum(valid) AS valid, sum(invalid) AS invalid
@@ -73,7 +85,7 @@ def compliance(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict[str, A
     sites: Rows = []
     if landed:
         refused = ("SELECT nullif(split_part(topic, '/', 2), '') AS site, count(*) AS n "
-                   "FROM bronze.quarantine GROUP BY 1" if "bronze.quarantine" in present
+                   "FROM bronze.quarantine GROUP BY 1" if BRONZE_QUARANTINE in present
                    else "SELECT NULL::VARCHAR AS site, 0 AS n WHERE false")
         sites = _rows(con, f"""
             WITH v AS ({' UNION ALL '.join(landed)}), q AS ({refused})
@@ -86,7 +98,7 @@ def compliance(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict[str, A
             s["valid_pct"] = _pct(s["valid"], s["valid"] + s["invalid"])
     reasons = (_rows(con, "SELECT reason_code, count(*) AS n FROM bronze.quarantine "
                           "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10")
-               if "bronze.quarantine" in present else [])
+               if BRONZE_QUARANTINE in present else [])
     return {"overall_valid_pct": _pct(total["valid"], total["received"]),
             "received": int(total["received"] or 0), "channels": channels, "sites": sites,
             "trend": trend, "trend_bucket": bucket, "undated_refusals": undated,
@@ -107,7 +119,7 @@ def event_trend(con: duckdb.DuckDBPyConnection, present: set[str]) -> tuple[Rows
         return [], "hour", 0
     bucket = "day" if (span["hi"] - span["lo"]).total_seconds() > 7 * 86400 else "hour"
     refused, undated = "SELECT NULL::TIMESTAMPTZ AS t WHERE false", 0
-    if "bronze.quarantine" in present:
+    if BRONZE_QUARANTINE in present:
         stamped = """
             SELECT CASE WHEN ms BETWEEN epoch_ms(TIMESTAMP '2000-01-01')
                                     AND epoch_ms(TIMESTAMP '2100-01-01')
@@ -130,7 +142,7 @@ def event_trend(con: duckdb.DuckDBPyConnection, present: set[str]) -> tuple[Rows
 
 
 def inspection(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None:
-    if "monitoring.inspection_stats" not in present:
+    if MONITORING_INSPECTION_STATS not in present:
         return None
     return _rows(con, """
         SELECT date, scope, line, edge_id, model, predictions, defect_rate, accuracy,
@@ -142,7 +154,7 @@ def inspection(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None
 
 def drift(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None:
     """The latest drift evaluation, one row per model family: verdict and what drifted."""
-    if "monitoring.drift" not in present:
+    if MONITORING_DRIFT not in present:
         return None
     return _rows(con, """
         WITH latest AS (
@@ -165,7 +177,7 @@ def drift(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None:
 
 
 def rollouts(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None:
-    if "edge.rollouts" not in present:
+    if EDGE_ROLLOUTS not in present:
         return None
     return _rows(con, """
         SELECT model, candidate_version, state, decision, canary_edges, reason, updated_at
@@ -173,16 +185,16 @@ def rollouts(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None:
 
 
 def cost(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None:
-    if "monitoring.cost" not in present:
+    if MONITORING_COST not in present:
         return None
     return _rows(con, "SELECT item, category, quantity, unit, unit_price_usd, monthly_usd, "
                       "basis FROM monitoring.cost ORDER BY category, item")
 
 
 # Where a drift segment sits: machine, camera or edge -> (area, line).
-_SEGMENT_PLACES = (("silver.sensor_readings", "machine_id"),
-                   ("silver.inspection_images", "camera_id"),
-                   ("silver.edge_telemetry", "edge_id"))
+_SEGMENT_PLACES = ((SILVER_SENSOR_READINGS, "machine_id"),
+                   (SILVER_INSPECTION_IMAGES, "camera_id"),
+                   (SILVER_EDGE_TELEMETRY, "edge_id"))
 
 
 def line_health(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | None:
@@ -199,7 +211,7 @@ def line_health(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | Non
         FROM ({' UNION ALL '.join(landed)}) WHERE line IS NOT NULL
         GROUP BY ALL ORDER BY ALL""")
     refused: dict[tuple, int] = {}
-    if "bronze.quarantine" in present:
+    if BRONZE_QUARANTINE in present:
         for r in _rows(con, "SELECT split_part(topic, '/', 3) AS area, split_part(topic, '/', "
                             "4) AS line, count(*) AS n FROM bronze.quarantine GROUP BY ALL"):
             refused[(r["area"], r["line"])] = r["n"]
@@ -224,7 +236,7 @@ def line_health(con: duckdb.DuckDBPyConnection, present: set[str]) -> Rows | Non
 
 
 def _drift_by_line(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict[tuple, str]:
-    if "monitoring.drift" not in present:
+    if MONITORING_DRIFT not in present:
         return {}
     places = [f"SELECT DISTINCT {col} AS segment, area, line FROM {t}"
               for t, col in _SEGMENT_PLACES if t in present]
@@ -256,10 +268,10 @@ def _drift_by_line(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict[tu
 
 def _edges_by_line(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict[tuple, list]:
     """Per line, each edge and the bundle it last reported running (model and version)."""
-    if "silver.edge_telemetry" not in present:
+    if SILVER_EDGE_TELEMETRY not in present:
         return {}
     bundles = ("LEFT JOIN edge.bundles b ON b.bundle_id = t.bundle_id"
-               if "edge.bundles" in present else
+               if EDGE_BUNDLES in present else
                "LEFT JOIN (SELECT NULL AS bundle_id, NULL AS model, NULL AS model_version "
                "WHERE false) b ON b.bundle_id = t.bundle_id")
     rows = _rows(con, f"""
@@ -279,7 +291,7 @@ def _edges_by_line(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict[tu
 
 def _rollouts_by_edge(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict[str, tuple]:
     """Each edge's latest rollout: (updated_at, "model vN state: reason")."""
-    if "edge.rollouts" not in present:
+    if EDGE_ROLLOUTS not in present:
         return {}
     out: dict[str, tuple] = {}
     for r in _rows(con, "SELECT * FROM edge.rollouts ORDER BY updated_at"):
@@ -522,10 +534,10 @@ def write_report(path: Path, lake: Lake | None = None) -> Path:
 
 
 # Every table collect() reads: the page changes only when one of them gets a new version.
-SOURCES = ("bronze.validation_results", "bronze.quarantine",
+SOURCES = (BRONZE_VALIDATION_RESULTS, BRONZE_QUARANTINE,
            *(f"bronze.{name}" for name in BRONZE_MESSAGE_TABLES),
-           *(name for name, _ in _SEGMENT_PLACES), "edge.bundles",
-           "monitoring.inspection_stats", "monitoring.drift", "edge.rollouts", "monitoring.cost")
+           *(name for name, _ in _SEGMENT_PLACES), EDGE_BUNDLES,
+           MONITORING_INSPECTION_STATS, MONITORING_DRIFT, EDGE_ROLLOUTS, MONITORING_COST)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 

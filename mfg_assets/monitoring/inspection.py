@@ -16,9 +16,14 @@ import polars as pl
 
 from mfg_assets.fleet.rollout import ROLLOUTS_TABLE, RolloutPolicy
 from mfg_assets.lake.delta import Lake, WriteResult
+from mfg_assets.lake.names import (
+    MONITORING_INSPECTION_STATS,
+    SILVER_EDGE_PREDICTIONS,
+    SILVER_INSPECTION_IMAGES,
+)
 from mfg_assets.lake.registry import table
 
-STATS_TABLE = "monitoring.inspection_stats"
+STATS_TABLE = MONITORING_INSPECTION_STATS
 NORMAL_VALUES = list(RolloutPolicy().normal_values)  # the rollout's idea of "not an alarm"
 
 
@@ -116,7 +121,7 @@ def build_inspection_stats(
 ) -> tuple[pl.DataFrame, dict[str, int | None], WriteResult]:
     """Read the inputs at pinned versions, compute, overwrite the stats table: the stats,
     the input versions read and the write."""
-    names = ("silver.edge_predictions", "silver.inspection_images", ROLLOUTS_TABLE)
+    names = (SILVER_EDGE_PREDICTIONS, SILVER_INSPECTION_IMAGES, ROLLOUTS_TABLE)
     versions = {name: lake.version(table(name)) for name in names}
     predictions = lake.read(table(names[0]), versions[names[0]])
     labels = lake.scan(table(names[1]), versions[names[1]]).filter(

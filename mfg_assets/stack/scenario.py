@@ -19,6 +19,7 @@ from datetime import timedelta
 
 import polars as pl
 
+from mfg_assets.lake.names import BRONZE_EDGE_PREDICTIONS
 from mfg_assets.stack.launch import parse_metric
 
 HANDLED = ("mfg_gateway_messages_valid_total", "mfg_gateway_messages_invalid_total")
@@ -79,7 +80,7 @@ def wait_for_predictions(edges: list[str], timeout_s: float) -> pl.DataFrame:
     from mfg_assets.lake.registry import table
 
     lake = Lake()
-    spec = table("bronze.edge_predictions")
+    spec = table(BRONZE_EDGE_PREDICTIONS)
     deadline = time.monotonic() + timeout_s
     while True:
         if lake.exists(spec):
@@ -96,7 +97,7 @@ def wait_for_predictions(edges: list[str], timeout_s: float) -> pl.DataFrame:
 def predictions_by_edge(lake) -> pl.DataFrame:
     from mfg_assets.lake.registry import table
 
-    frame = lake.scan(table("bronze.edge_predictions")).collect()
+    frame = lake.scan(table(BRONZE_EDGE_PREDICTIONS)).collect()
     payload = pl.col("payload").str.json_path_match("$.bundleId").alias("bundle_id")
     return (
         frame.with_columns(payload)
