@@ -130,3 +130,20 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
+
+
+# -- numbers a person reads (asset catalog, summaries) --------------------------------
+
+
+def rounded(value: Any, digits: int = 4) -> Any:
+    """A float to ``digits`` significant digits (0.8506189 -> 0.8506); anything else as is.
+
+    Metric values in the UI are read, not computed with; the MLflow run keeps full precision.
+    """
+    if isinstance(value, float) and value == value and value not in (float("inf"), float("-inf")):
+        return float(f"{value:.{digits}g}")
+    return value
+
+
+def rounded_all(values: dict[str, Any], digits: int = 4) -> dict[str, Any]:
+    return {key: rounded(value, digits) for key, value in values.items()}

@@ -9,6 +9,7 @@ import dagster as dg
 
 from mfg_assets.lake.delta import Lake, WriteResult
 from mfg_assets.lake.registry import TableSpec
+from mfg_assets.ml.registry import mlflow_ui_url
 
 
 def table_schema(spec: TableSpec) -> dg.TableSchema:
@@ -33,32 +34,6 @@ def table_metadata(lake: Lake, spec: TableSpec, write: WriteResult | None) -> di
 
 
 # -- numbers and links a person reads in the asset catalog -------------------------------
-
-MLFLOW_UI = "http://127.0.0.1:5000"  # `make mlflow`: the MLflow UI on the embedded store
-
-
-def rounded(value: Any, digits: int = 4) -> Any:
-    """A float to ``digits`` significant digits (0.8506189 -> 0.8506); anything else as is.
-
-    Metric values in the UI are read, not computed with; the MLflow run keeps full precision.
-    """
-    if isinstance(value, float) and value == value and value not in (float("inf"), float("-inf")):
-        return float(f"{value:.{digits}g}")
-    return value
-
-
-def rounded_all(values: dict[str, Any], digits: int = 4) -> dict[str, Any]:
-    return {key: rounded(value, digits) for key, value in values.items()}
-
-
-def mlflow_ui_url() -> str:
-    """Where a person opens MLflow: the tracking server itself when there is one, else the
-    `make mlflow` UI over the embedded sqlite store."""
-    from mfg_assets.settings import get_settings
-
-    uri = get_settings().mlflow_tracking_uri
-    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else MLFLOW_UI
-
 
 def mlflow_run_link(run_id: str) -> dg.MetadataValue:
     return dg.MetadataValue.url(f"{mlflow_ui_url()}/#/runs/{run_id}")

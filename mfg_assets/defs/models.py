@@ -29,6 +29,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from mfg_assets.console import rounded_all
 from mfg_assets.defs.automation import (
     MODELS_FRESHNESS,
     promote_when_gate_passes,
@@ -37,7 +38,7 @@ from mfg_assets.defs.automation import (
 from mfg_assets.defs.checkpoints import training_checkpoints
 from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.features import OWNER, feature_key, read_lineage
-from mfg_assets.defs.metadata import mlflow_figure, mlflow_model_link, mlflow_run_link, rounded_all
+from mfg_assets.defs.metadata import mlflow_figure, mlflow_model_link, mlflow_run_link
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.lake.registry import table
 from mfg_assets.ml.base import SplitRefused

@@ -382,3 +382,15 @@ def _now_ms() -> int:
     import time
 
     return int(time.time() * 1000)
+
+
+MLFLOW_UI = "http://127.0.0.1:5000"  # `make mlflow`: the MLflow UI on the embedded store
+
+
+def mlflow_ui_url() -> str:
+    """Where a person opens MLflow: the tracking server itself when there is one, else the
+    `make mlflow` UI over the embedded sqlite store."""
+    from mfg_assets.settings import get_settings
+
+    uri = get_settings().mlflow_tracking_uri
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else MLFLOW_UI

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from mfg_assets.defs.metadata import mlflow_figure, mlflow_run_link, rounded, rounded_all
+from mfg_assets.console import rounded, rounded_all
+from mfg_assets.defs.metadata import mlflow_figure, mlflow_run_link
 from mfg_assets_tests.brokers import free_port, stop_process
 from mfg_assets_tests.labeling.test_page import chromium  # noqa: F401  (the CDP fixture)
 from mfg_assets_tests.ml.test_gate_train_cli import write_runs
