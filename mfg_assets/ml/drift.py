@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 ALL = "all"  # segment name of an unsegmented comparison
+FAULT = "is_fault"  # feature rows' fault label (ground truth / maintenance records)
 
 
 @dataclass(frozen=True)
@@ -509,13 +510,22 @@ def family_drift(
     level, declared = "", None
     if calendar is not None and ref.height and rec.height:
         th = thresholds or DriftThresholds()
+        # A labelled fault is not the normal to compare with, and a machine in an open
+        # fault is the anomaly model's business, not drift (retraining on it would teach
+        # the model the fault as normal).
+        open_faults: set[str] = set()
+        if FAULT in ref.columns:
+            ref = ref.filter(~pl.col(FAULT).fill_null(False))
+            if inputs.segment:
+                open_faults = set(rec.filter(pl.col(FAULT).fill_null(False))
+                                  [inputs.segment].cast(pl.String).to_list())
         matched = like_for_like(ref, rec, inputs.ts, calendar, th.min_rows, inputs.segment)
         days = day_to_day(ref, matched, columns, inputs.ts, calendar, inputs.segment)
         measured = decide(feature_drift(matched.reference, matched.recent, columns,
                                         inputs.segment, thresholds), decision, days)
         parts = [measured]
         level = matched.level
-        now = set(measured.filter(pl.col("drifted"))["segment"].to_list())
+        now = set(measured.filter(pl.col("drifted"))["segment"].to_list()) - open_faults
         declared = persistent(list(history or []), now, (decision or Decision()).persistence)
         ref, rec = matched.reference, matched.recent
     else:

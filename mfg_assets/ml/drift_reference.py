@@ -32,7 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy.stats import false_discovery_control
+from scipy.stats import false_discovery_control, norm
+from scipy.stats import t as t_dist
 
 from mfg_assets.plant_calendar import (
     DAY_TYPE,
@@ -169,7 +170,8 @@ def day_to_day(
     rows = []
     if not present:
         return pl.DataFrame(schema={"segment": pl.String, "feature": pl.String,
-                                    "day_z": pl.Float64, "n_days": pl.Int64})
+                                    "day_z": pl.Float64, "n_days": pl.Int64,
+                                    "dof": pl.Int64})
     daily = ref.group_by([*seg, LOCAL_DATE, DAY_TYPE]).agg(pl.col(present).mean())
     centred = daily.with_columns(
         (pl.col(c) - pl.col(c).mean().over([*seg, DAY_TYPE])) for c in present)
@@ -188,11 +190,12 @@ def day_to_day(
             # the like-for-like mean is itself the mean of a few days: its own uncertainty
             # widens the spread (a weekend reference is two days, not seven)
             sd *= float(np.sqrt(1.0 + 1.0 / max(1, _days_in(ref_rows, ts, calendar))))
-            rows.append({"segment": name, "feature": column, "n_days": n_days,
+            rows.append({"segment": name, "feature": column, "n_days": n_days, "dof": dof,
                          "day_z": delta / sd if sd > 1e-12 else (
                              float("inf") if delta > 1e-12 and dof >= 2 else float("nan"))})
     return pl.DataFrame(rows, schema={"segment": pl.String, "feature": pl.String,
-                                      "day_z": pl.Float64, "n_days": pl.Int64})
+                                      "day_z": pl.Float64, "n_days": pl.Int64,
+                                    "dof": pl.Int64})
 
 
 def _mean(frame: pl.DataFrame, column: str) -> float:
@@ -245,8 +248,16 @@ def decide(features: pl.DataFrame, decision: Decision | None = None,
         day_z = features.select("segment", "feature").join(
             days.select("segment", "feature", "day_z"), on=["segment", "feature"],
             how="left", maintain_order="left")["day_z"].fill_null(np.nan).to_numpy()
+        # The spread of a few days is itself uncertain: the cut is the Student-t quantile
+        # with the spread's degrees of freedom at the tail ``min_day_z`` has for a normal
+        # (3 -> 0.27 % two-sided): 2 degrees of freedom need 19 spreads, 20 about 3.4
+        dof = features.select("segment", "feature").join(
+            days.select("segment", "feature", "dof"), on=["segment", "feature"],
+            how="left", maintain_order="left")["dof"].fill_null(0).to_numpy()
+        tail = 2 * norm.sf(th.min_day_z)
+        cut = np.where(dof >= 1, t_dist.isf(tail / 2, np.maximum(dof, 1)), np.inf)
         # unknown spread (fewer than 3 days): the other criteria decide alone
-        input_verdict &= np.where(np.isnan(day_z), True, day_z > th.min_day_z)
+        input_verdict &= np.where(np.isnan(day_z), True, day_z > np.maximum(cut, th.min_day_z))
     is_input = (features["kind"] == "input").to_numpy()
     verdict = np.where(is_input, input_verdict, features["drifted"].fill_null(False).to_numpy())
     return features.with_columns(pl.Series("q_value", q, dtype=pl.Float64),

@@ -150,3 +150,15 @@ def test_a_shift_within_the_plants_own_day_to_day_variation_is_not_drift() -> No
     raw = feature_drift(matched.reference, matched.recent, ["temp__mean"], "machine_id")
     days = day_to_day(history, matched, ["temp__mean"], "window_start", CAL, "machine_id")
     assert decide(raw, days=days)["drifted"].sum() == 3
+
+
+def test_a_spread_from_few_days_needs_a_larger_shift() -> None:
+    """Student-t cut: 10 day-to-day spreads is drift over 20 degrees of freedom, not over 2."""
+    rng = np.random.default_rng(4)
+    ref = pl.DataFrame({"x": rng.normal(0, 1, 2000), "segment": "m1"})
+    rec = pl.DataFrame({"x": rng.normal(2, 1, 300), "segment": "m1"})
+    raw = feature_drift(ref, rec, ["x"], "segment")
+    for dof, drifted in ((2, False), (20, True)):
+        days = pl.DataFrame({"segment": ["m1"], "feature": ["x"], "day_z": [10.0],
+                             "n_days": [dof + 2], "dof": [dof]})
+        assert decide(raw, days=days)["drifted"][0] is drifted
