@@ -31,7 +31,7 @@ DATA_TABLES = set(DEFAULT_CHANNEL_TABLES.values())  # every table a JSON channel
 ROUTER = Router(CONTRACT, source="property")
 
 
-@pytest.mark.slow  # 1,000 generated messages: ~1-2 min on a busy 2-core machine
+# 1,000 generated messages: ~1-2 min on a busy 2-core machine; part of make test (issue 13)
 @settings(
     max_examples=int(os.environ.get("MFG_PROPERTY_EXAMPLES", "1000")),
     deadline=None,
@@ -77,8 +77,7 @@ def _generated(count: int) -> list[tuple[str, bytes, str]]:
     return found
 
 
-@pytest.mark.integration
-@pytest.mark.slow
+@pytest.mark.integration  # ~70 s of CPU; part of make test (issue 13)
 def test_gateway_on_a_real_broker_lands_each_generated_message_once(broker, lake, data_dir):
     # 700 generated (the slow part), each sent three times under distinct asset ids
     generated = [
