@@ -27,6 +27,10 @@ ALLOWED: dict[str, str] = {
     "loop/services.py:start_mosquitto": "the private broker's child environment",
     "stack/launch.py:_clean_env": "the stack's children start from a scrubbed copy",
     "ml/registry.py:<module>": "a default for MLflow's own variable (setdefault, for MLflow)",
+    "console.py:quiet_third_parties": "a default for MLflow's log level in child processes "
+    "(setdefault, for MLflow)",
+    "ml/vision.py:_quiet_threads": "defaults for the OpenMP/MKL pools of worker processes "
+    "(setdefault, for those libraries)",
 }
 
 

@@ -107,6 +107,9 @@ def predictions_by_edge(lake) -> pl.DataFrame:
     )
 
 
+STACK_FAMILIES = ("sensor_anomaly", "vision_defect")
+
+
 def run_scenario(
     hours: float,
     seed: int,
@@ -135,7 +138,10 @@ def run_scenario(
     if sources:
         options["sources"] = tuple(sources)
     config = SimConfig(duration_h=hours, seed=seed, **options)
-    run_demo(config, broker_url=broker_url, with_models=True, wait_landed=waiter)
+    # The stack's edges are line and camera edges: train what they serve, and leave the
+    # demo's own private broker and edges out (the stack runs its own).
+    run_demo(config, broker_url=broker_url, with_models=True, wait_landed=waiter,
+             families=STACK_FAMILIES, live=False)
     demo_s = time.perf_counter() - started
 
     store = BundleStore()
