@@ -227,6 +227,7 @@ class Stack:
     # -- start -------------------------------------------------------------------------------
 
     def start(self) -> Stack:
+        stop_request(self.root).unlink(missing_ok=True)  # a new start supervises again
         started = time.perf_counter()
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / ".gitignore").write_text("*\n")
@@ -245,7 +246,8 @@ class Stack:
         self.timings["start_total_s"] = round(time.perf_counter() - started, 1)
         # from now on a process that dies is reaped, alerted and restarted under the same
         # command line (a gateway: the same client id, so it resumes its broker session)
-        self.supervisor = Supervisor(self.services, on_restart=lambda s: self.write_state())
+        self.supervisor = Supervisor(self.services, on_restart=lambda s: self.write_state(),
+                                     stop_requested=lambda: stop_request(self.root).exists())
         self.supervisor.start()
         self.write_state()
         return self
@@ -504,12 +506,18 @@ def _tier(name: str) -> int:
     return next((i for i, key in enumerate(order) if key in name), len(order))
 
 
+def stop_request(root: Path) -> Path:
+    """The file `down` leaves so the launcher's supervisor restarts nothing it stops."""
+    return root / "stop-requested"
+
+
 def stop_from_state(root: Path, timeout_s: float = 60.0) -> list[str]:
     """`down` from another shell: ask the launcher to stop (it stops its services in order);
     if it is gone, stop the recorded process groups directly. Returns what was stopped."""
     path = root / "stack.json"
     if not path.exists():
         return []
+    stop_request(root).touch()
     doc = json.loads(path.read_text())
     stopped = []
     launcher = doc.get("launcher_pid")

@@ -83,8 +83,12 @@ class Supervisor:
         on_restart: Callable[[Service], None] | None = None,
         alert: Callable[..., object] = alert,
         interval_s: float = 0.2,
+        stop_requested: Callable[[], bool] = lambda: False,
     ) -> None:
         self.services = services
+        # `stack down` from another shell stops the services itself: their exits are then
+        # asked for, and a restart would bring them back behind its back
+        self.stop_requested = stop_requested
         self.policy = policy or RestartPolicy()
         self.on_restart = on_restart
         self.alert = alert
@@ -129,6 +133,10 @@ class Supervisor:
             return
         proc = service.proc
         if proc is None or proc.poll() is None:  # poll() reaps an exited child
+            return
+        if self.stop_requested():
+            self._event(service, "stopped on request", logging.INFO)
+            self._stop.set()
             return
         code = proc.returncode
         # what it forked may outlive it (workers holding its port): clear its process group

@@ -120,3 +120,20 @@ def test_alert_logs_prints_and_posts_to_the_webhook(monkeypatch, capsys,
         supervise.alert("still alerting")
     finally:
         server.shutdown()
+
+
+def test_stack_down_from_another_shell_is_not_undone_by_a_restart(tmp_path: Path):
+    """`stack down` stops the services itself: the supervisor sees asked-for exits (the
+    stack test found ports reopened by restarts after `down`)."""
+    from mfg_assets.stack.launch import stop_request
+
+    service = _crasher(tmp_path).start()
+    alerts: list[str] = []
+    supervisor = Supervisor([service], alert=lambda m, **_: alerts.append(m),
+                            stop_requested=lambda: stop_request(tmp_path).exists())
+    stop_request(tmp_path).touch()
+    _exited(service)
+    supervisor.check(service, 0.0)
+    supervisor.check(service, 100.0)
+    assert supervisor.watches["crasher"].due is None and not alerts
+    assert (tmp_path / "starts").read_text() == "1"
