@@ -158,7 +158,11 @@ def day_to_day(
     The spread is the standard deviation of the reference's daily means over the recent
     window's shifts and hour bands, after removing each day type's own mean (a weekend is
     allowed to differ from a Monday; that is what the like-for-like reference is for).
-    NaN where fewer than 3 days could be compared.
+
+    Too few days for that (a short history): the spread of the reference's means over
+    consecutive blocks as long as the recent window instead, whatever their shift. That
+    mixes shifts into the spread, so it is wider and the cut more cautious, never narrower
+    than what the windows' own autocorrelation allows. NaN only without 3 such blocks.
     """
     ref = with_context(reference, ts, calendar, hour_band_h).filter(~pl.col(PLANNED_STOP))
     rec = with_context(matched.recent, ts, calendar, hour_band_h)
@@ -186,6 +190,9 @@ def day_to_day(
             values = part[column].drop_nulls().drop_nans().to_numpy()
             dof = values.size - n_types
             sd = float(np.sqrt(np.sum(values ** 2) / dof)) if dof >= 2 else float("nan")
+            if dof < 2:
+                sd, dof = _block_spread(reference, matched.recent, column, ts, segment,
+                                        key[0] if seg else None)
             delta = abs(_mean(rec_rows, column) - _mean(ref_rows, column))
             # the like-for-like mean is itself the mean of a few days: its own uncertainty
             # widens the spread (a weekend reference is two days, not seven)
@@ -196,6 +203,27 @@ def day_to_day(
     return pl.DataFrame(rows, schema={"segment": pl.String, "feature": pl.String,
                                       "day_z": pl.Float64, "n_days": pl.Int64,
                                     "dof": pl.Int64})
+
+
+def _block_spread(reference: pl.DataFrame, recent: pl.DataFrame, column: str, ts: str,
+                  segment: str | None, name: object) -> tuple[float, int]:
+    """(std of the reference's block means, its degrees of freedom); blocks as long as the
+    recent window, consecutive from the reference's start."""
+    rows = reference.filter(pl.col(segment) == name) if segment and name is not None \
+        else reference
+    if rows.height == 0 or recent.height == 0:
+        return float("nan"), 0
+    span = recent[ts].max() - recent[ts].min()
+    if span is None or span.total_seconds() <= 0:
+        return float("nan"), 0
+    start = rows[ts].min()
+    block = ((pl.col(ts) - start).dt.total_seconds() // span.total_seconds()).alias("_block")
+    means = (rows.with_columns(block).group_by("_block")
+             .agg(pl.col(column).cast(pl.Float64).drop_nans().mean())[column]
+             .drop_nulls().to_numpy())
+    if means.size < 3:
+        return float("nan"), 0
+    return float(np.std(means, ddof=1)), int(means.size - 1)
 
 
 def _mean(frame: pl.DataFrame, column: str) -> float:
