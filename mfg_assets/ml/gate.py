@@ -269,7 +269,18 @@ def segment_decision(
     short = []
     if evidence.rows < min_rows:
         short.append(f"{evidence.rows} scored rows (needs {min_rows})")
-    if evidence.positives is not None and evidence.positives < min_positives:
+    # Few faults where the drift is (a replaced sensor brings no faults, only false alarms):
+    # the primary metric cannot rank two models there, a quiet metric (how often each
+    # alarms on normal rows) can; without one, wait.
+    quiet = family.quiet_metric
+    if evidence.positives is not None:
+        few = evidence.positives < min_positives
+    else:  # not counted: a tie (0 vs 0 F1 on a segment without faults) says as much
+        few = evidence.challenger.get(primary) == evidence.champion.get(primary)
+    if few and quiet and all(math.isfinite(d.get(quiet, math.nan))
+                             for d in (evidence.challenger, evidence.champion)):
+        primary = quiet
+    elif evidence.positives is not None and evidence.positives < min_positives:
         short.append(f"{evidence.positives} positives (needs {min_positives})")
     value = evidence.challenger.get(primary, math.nan)
     base = evidence.champion.get(primary, math.nan)
@@ -281,16 +292,18 @@ def segment_decision(
     floors = promotion_decision(family, floor_metrics, None, margin)
     if not floors.passed:
         return Decision(False, f"on the whole hold-out: {floors.reason}")
-    gain = _relative_gain(not family.higher_is_better, value, base)
+    lower_is_better = family.metric_lower_is_better(primary)
+    gain = _relative_gain(lower_is_better, value, base)
     won = (f"{primary} {value:.4g} vs champion {base:.4g} on drifted {where} "
            f"({evidence.rows} recent rows): {gain:+.2%} (margin {margin:.2%})")
     if not (gain > 0 and gain >= margin):
         return Decision(False, won)
-    rest, rest_base = (evidence.challenger_rest.get(primary, math.nan),
-                       evidence.champion_rest.get(primary, math.nan))
+    judged = family.primary_metric  # elsewhere: the family's own metric
+    rest, rest_base = (evidence.challenger_rest.get(judged, math.nan),
+                       evidence.champion_rest.get(judged, math.nan))
     if math.isfinite(rest) and math.isfinite(rest_base):
         kept = _relative_gain(not family.higher_is_better, rest, rest_base)
-        elsewhere = f"{primary} {rest:.4g} vs {rest_base:.4g} elsewhere: {kept:+.2%}"
+        elsewhere = f"{judged} {rest:.4g} vs {rest_base:.4g} elsewhere: {kept:+.2%}"
         if kept < -tolerance:
             return Decision(False, f"{won}; but {elsewhere} (more than {tolerance:.2%} "
                             "worse)")

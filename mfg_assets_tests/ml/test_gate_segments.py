@@ -74,3 +74,22 @@ def test_the_drift_retrain_request_carries_the_drifted_segments():
     assert "gate_segments" not in configs["process_yield"]  # unsegmented: recent window
     settings = TrainConfig(**configs["sensor_anomaly"]).settings("run", "machine_id")
     assert settings.segments == ("welder-2",) and settings.segment_column == "machine_id"
+
+
+def test_a_drifted_segment_without_faults_is_judged_on_the_quiet_metric():
+    """A replaced sensor brings no faults, only false alarms: with a quiet metric the gate
+    compares how often each model alarms there instead of waiting for faults forever (the
+    closed loop waited with 0 positives on weld-02, or refused on F1 0 vs 0)."""
+    quiet = ModelFamily("q", "f1", True, {"f1": 0.3}, "pytorch",
+                        quiet_metric="false_alarm_rate")
+    def case(positives, new_far, old_far):
+        return SegmentEvidence(
+            ("weld-02",), 73, positives,
+            {"f1": 0.0, "false_alarm_rate": new_far}, {"f1": 0.0, "false_alarm_rate": old_far},
+            {"f1": 0.7}, {"f1": 0.72})
+    fixed = segment_decision(quiet, case(0, 0.05, 0.9), 0.01, 0.1, WHOLE)
+    assert fixed.passed and "false_alarm_rate" in fixed.reason
+    assert not segment_decision(quiet, case(0, 0.9, 0.9), 0.01, 0.1, WHOLE).passed
+    assert segment_decision(quiet, case(None, 0.05, 0.9), 0.01, 0.1, WHOLE).passed
+    # without a quiet metric the family still waits for faults
+    assert segment_decision(F1, case(0, 0.05, 0.9), 0.01, 0.1, WHOLE).waiting
