@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,31 +29,17 @@ from dagster._daemon.sensor import execute_sensor_iteration
 
 from mfg_assets.defs import alerts
 from mfg_assets_tests.defs.test_alerts import _broken, _probe, inbox
+from mfg_assets_tests.postgres import PG, fresh_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 log = logging.getLogger(__name__)
 
 
 @pytest.fixture
 def pg_database() -> Iterator[str]:
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        admin = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432: {exc}")
-    admin.autocommit = True
-    name = f"mfg_sensors_{uuid.uuid4().hex[:10]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    yield from fresh_database("mfg_sensors")
 
 
 @pytest.fixture(params=["make_dev_sqlite", "postgres"])

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mfg_assets.stack.launch import COMPUTE_LOG_BUCKET, S3_ACTIONS
+from mfg_assets_tests.postgres import PG, fresh_database
 from mfg_assets_tests.s3 import Identity, SeaweedS3, weed_binary
 
 DEPLOY_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "deploy" / "local" / "dagster.yaml"
@@ -64,25 +65,11 @@ def s3_env(s3: SeaweedS3, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> di
     return env
 
 
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 
 
 @pytest.fixture
 def pg_database() -> Iterator[str]:
-    """A fresh database on the running PostgreSQL (trust auth), dropped afterwards."""
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        admin = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432: {exc}")
-    admin.autocommit = True
-    name = f"mfg_test_{uuid.uuid4().hex[:10]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    yield name
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    yield from fresh_database("mfg_test")
 
 
 @pytest.fixture
