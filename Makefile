@@ -19,13 +19,18 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# Broker tests start their own mosquitto; install the binary where we may (root + apt),
-# otherwise those tests skip with the reason.
+# Broker tests start their own mosquitto, browser tests a headless Chromium; install the
+# binaries where we may (root + apt), otherwise those tests skip with the reason.
 system-deps:
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || \
 	  (command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
 	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto) || \
 	  echo "mosquitto not available: broker integration tests will be skipped"
+	@# the browser tests (labeling page, dashboard, Dagster UI) drive headless Chromium
+	@command -v chromium >/dev/null 2>&1 || \
+	  (command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || \
+	  echo "chromium not available: browser tests will be skipped"
 
 demo: install
 	$(BIN)/mfg demo

@@ -79,6 +79,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
     # Never stop before: on subtle defects the loss sits at chance for a few hundred steps,
     # then falls quickly (measured on sim/hard_images: about 300 steps).
     "min_epochs": 8,
+    # ... and never while the model is still at chance: the training loss has not yet fallen
+    # below this fraction of the first epoch's (how long that lasts varies with the seed and
+    # the thread count; a run stopped there promotes nothing better than a coin).
+    "learning_loss_ratio": 0.9,
     "batch_size": 32,  # more steps per epoch: the same work reaches that point sooner
     "lr": 3e-3,
     "weight_decay": 1e-4,
@@ -398,6 +402,7 @@ def _train_multiclass(features: pl.DataFrame, p: dict[str, Any], size: int) -> T
     weight = _class_weights(y, len(classes)) if p["class_weights"] else None
     generator = torch.Generator().manual_seed(int(torch.initial_seed()) % (2**31))
     best, best_state, best_epoch, stale, epoch = -math.inf, None, 0, 0, 0
+    first_loss, learning = math.nan, False
     log.info("vision: %d training images at %d px (%s), %d validation; decoded in %.1fs",
              len(x), size, ", ".join(classes), len(x_val), decoded)
     for epoch in range(1, p["epochs"] + 1):
@@ -413,18 +418,21 @@ def _train_multiclass(features: pl.DataFrame, p: dict[str, Any], size: int) -> T
             schedule.step()
             total += float(loss.detach()) * len(idx)
         net.eval()
+        mean_loss = total / max(len(x), 1)
+        first_loss = mean_loss if epoch == 1 else first_loss
+        learning = learning or mean_loss < p["learning_loss_ratio"] * first_loss
         probs = _probabilities(net, x_val)
         score = _defect_metrics(y_val, _decide(probs, normal_index, 0.5), probs, normal_index)
         balanced = score["balanced_accuracy"]
         log.info("vision epoch %d/%d: loss %.4f, validation balanced accuracy %.3f, "
-                 "defect recall %.3f (%.1fs)", epoch, p["epochs"], total / max(len(x), 1),
+                 "defect recall %.3f (%.1fs)", epoch, p["epochs"], mean_loss,
                  balanced, score["recall_defect"], time.monotonic() - started)
         if math.isnan(balanced) or balanced > best:
             best, best_epoch, stale = balanced, epoch, 0
             best_state = copy.deepcopy(net.state_dict())
         else:
             stale += 1
-            if stale >= p["patience"] and epoch >= p["min_epochs"]:
+            if stale >= p["patience"] and epoch >= p["min_epochs"] and learning:
                 log.info("vision: stopping early, no better than epoch %d for %d epochs",
                          best_epoch, stale)
                 break
