@@ -40,6 +40,7 @@ from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.features import OWNER, feature_key, read_lineage
 from mfg_assets.defs.metadata import mlflow_figure, mlflow_model_link, mlflow_run_link
 from mfg_assets.defs.resources import LakehouseResource
+from mfg_assets.labeling.training import training_frame
 from mfg_assets.lake.registry import table
 from mfg_assets.ml.base import SplitRefused
 from mfg_assets.ml.families import FAMILIES, FamilySpec, family
@@ -178,8 +179,10 @@ def challenger_asset(entry: FamilySpec) -> dg.AssetsDefinition:
         if version is None:
             raise dg.Failure(f"{entry.feature_table} does not exist yet: materialize "
                              f"{feature_key(entry.feature_table).to_user_string()} first")
-        features = lake.read(source, version)  # pinned: the version we record
-        data_versions = {entry.feature_table: version, **read_lineage(lake, source, version)}
+        # pinned: the version we record; operators' verdicts replace labels where given
+        features, labels = training_frame(lake, entry, lake.read(source, version))
+        data_versions = {entry.feature_table: version, **read_lineage(lake, source, version),
+                         **labels.versions}  # a new verdict is a new input
         try:
             registry = mlflow.registry()  # a retry of this run resumes its training loops
             with training_checkpoints(context, registry, data_versions, config):
@@ -193,7 +196,8 @@ def challenger_asset(entry: FamilySpec) -> dg.AssetsDefinition:
         context.log.info(f"{entry.name} v{outcome.result.version}: gate "
                          f"{outcome.decision.verdict}: {outcome.decision.reason}")
         return dg.MaterializeResult(
-            metadata=challenger_metadata(outcome, features.height),
+            metadata={**challenger_metadata(outcome, features.height),
+                      **labels.metadata()},
             data_version=dg.DataVersion(f"{outcome.result.model_name}/{outcome.result.version}"),
             check_results=[gate_result(outcome, config.margin)],
         )
