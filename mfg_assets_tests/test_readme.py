@@ -36,6 +36,8 @@ SKIP = {
     "mfg edge run": "a long-running service: mfg_assets_tests/edge/ runs it on mosquitto",
     "mfg edge verify data/bundles/bundles/<bundle-id>": "needs a built bundle (the id is a "
     "placeholder): edge/ and fleet/ tests verify real bundles",
+    "mfg train": "trains a model family on the lakehouse (minutes for vision): "
+    "ml/test_gate_train_cli.py runs it on imported tables, promoted and refused",
     "python benchmarks/bench_loop.py": "a benchmark of four closed-loop runs (tens of minutes)",
 }
 
