@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from mfg_assets.lake.names import BRONZE_QUARANTINE
 
@@ -365,13 +366,13 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
     config = _sim_config(args)
     if args.broker:
-        with progress(f"publishing {config.duration_h:g} simulated h to {args.broker}"):
-            counts = publish(config, args.broker, speed=args.speed)
+        with progress(f"publishing {config.duration_h:g} simulated h to {args.broker}") as bar:
+            counts = publish(config, args.broker, speed=args.speed, on_progress=bar.step)
         print(f"published {counts} to {args.broker}")
         return 0
     out = Path(args.out) if args.out else get_settings().replay_dir / f"sim-{config.seed}"
-    with progress(f"simulating {config.duration_h:g} h of the plant"):
-        summary = write_replay(config, out)
+    with progress(f"simulating {config.duration_h:g} h of the plant") as bar:
+        summary = write_replay(config, out, on_progress=bar.step)
     print(f"wrote {summary} to {out}")
     return 0
 
@@ -423,10 +424,9 @@ def _run_load(args: argparse.Namespace) -> int:
     settings = get_settings()
     replay_dir = Path(args.replay_dir) if args.replay_dir else settings.replay_dir
     lake = Lake()
-    with progress(f"loading replay files under {replay_dir} into bronze"):
-        reports = load_pending(
-            lake, replay_dir, load_contract(settings.contract_path), settings.enterprise
-        )
+    with progress(f"loading {replay_dir} into bronze", unit="bytes") as bar:
+        reports = load_pending(lake, replay_dir, load_contract(settings.contract_path),
+                               settings.enterprise, on_progress=bar.step)
     # nothing refused is still an answer: `SELECT ... FROM bronze.quarantine` gets 0 rows,
     # not "table does not exist"
     lake.ensure(table(BRONZE_QUARANTINE))
@@ -590,11 +590,11 @@ def _run_import_images(args: argparse.Namespace) -> int:
     from mfg_assets.lake.importers import ImportRefused, import_images
 
     try:
-        with progress(f"importing images from {args.directory}"):
+        with progress(f"importing images from {args.directory}") as bar:
             report = import_images(Lake(), Path(args.directory), Path(args.labels),
                                    window=_import_window(args),
                                    boxes=Path(args.boxes) if args.boxes else None,
-                                   box_format=args.box_format)
+                                   box_format=args.box_format, on_progress=bar.step)
     except ImportRefused as exc:
         print(f"import refused, nothing written: {exc}", file=sys.stderr)
         return 2
@@ -617,7 +617,7 @@ def _run_import_table(args: argparse.Namespace) -> int:
         print("--as process_runs needs --label COLUMN", file=sys.stderr)
         return 2
     try:
-        with progress(f"importing {args.file} into silver.{args.target}"):
+        with progress(f"importing {args.file} into silver.{args.target}") as bar:
             if args.target == "process_runs":
                 report = import_process_runs(
                     Lake(),
@@ -626,10 +626,12 @@ def _run_import_table(args: argparse.Namespace) -> int:
                     pass_threshold=args.pass_threshold,
                     ignore=args.ignore,
                     window=_import_window(args),
+                    on_progress=bar.step,
                 )
             else:
                 report = import_sensor_readings(Lake(), Path(args.file), ignore=args.ignore,
-                                                window=_import_window(args))
+                                                window=_import_window(args),
+                                                on_progress=bar.step)
     except ImportRefused as exc:
         print(f"import refused, nothing written: {exc}", file=sys.stderr)
         return 2
@@ -684,9 +686,13 @@ def _run_train(args: argparse.Namespace) -> int:
         budget=args.budget, seed=args.seed)}, **quiet)
     from mfg_assets.console import progress
 
-    with progress(f"training {args.family}: features, challenger, gate, champion"):
+    steps = {feature_key(entry.feature_table).to_python_identifier(): "features",
+             key.to_python_identifier(): "challenger and gate",
+             champion_key(args.family).to_python_identifier(): "champion"}
+    with progress(f"training {args.family}") as bar:
         result = plan.Runner(instance, plan.resources()).run(
-            plan.TRAIN, selection=selection, run_config=config, raise_on_error=False)[0]
+            plan.TRAIN, selection=selection, run_config=config, raise_on_error=False,
+            on_event=train_progress(steps, bar.step))[0]
     checks = [c for c in result.get_asset_check_evaluations() if c.check_name == GATE]
     if not checks:  # the challenger never got to its gate: say why in one line
         failed = [e for e in result.all_events if e.is_step_failure]
@@ -699,6 +705,26 @@ def _run_train(args: argparse.Namespace) -> int:
         print(line)
     verdict = checks[0].metadata["verdict"].value
     return 2 if verdict == "refused" else 0
+
+
+def train_progress(steps: dict[str, str], on_progress: Callable[[str, int, int], None]
+                   ) -> Callable[[Any], None]:
+    """A Dagster event listener that reports ``steps`` (step key -> what a person calls it)
+    as they start and finish: ``on_progress(step, finished, len(steps))``."""
+    finished: set[str] = set()
+    ends = {"STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"}
+
+    def on_event(entry: Any) -> None:
+        event = entry.dagster_event
+        if event is None or event.step_key not in steps:
+            return
+        if event.event_type_value in ends:
+            finished.add(event.step_key)
+        elif event.event_type_value != "STEP_START":
+            return
+        on_progress(steps[event.step_key], len(finished), len(steps))
+
+    return on_event
 
 
 def _train_summary(result, key, check) -> list[str]:

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import IO, Any
 
 # Library loggers that speak at INFO (or louder) about things a person did not ask for.
@@ -48,21 +48,55 @@ def is_terminal(stream: IO[str]) -> bool:
     return bool(isatty and isatty())
 
 
+class Bar:
+    """What :func:`progress` yields: ``bar(n)`` advances by ``n``; ``bar.step(phase, done,
+    total)`` is the callback the work functions take (``on_progress``): ``done`` of
+    ``total`` units of the current ``phase`` (the bar restarts when the phase changes).
+
+    This one draws nothing (stderr is not a terminal); :func:`progress` gives a drawing one.
+    """
+
+    def __call__(self, n: float = 1) -> None:
+        pass
+
+    def step(self, phase: str, done: int, total: int) -> None:
+        pass
+
+
+class _RichBar(Bar):
+    def __init__(self, bar: Any, task: Any, description: str, width: int) -> None:
+        self._bar, self._task, self._description, self._width = bar, task, description, width
+
+    def __call__(self, n: float = 1) -> None:
+        self._bar.advance(self._task, n)
+
+    def step(self, phase: str, done: int, total: int) -> None:
+        # the phase (the step, the file) says most: the description gives way first
+        room = self._width - len(phase) - 2
+        label = (f"{_fit(self._description, room)}: {phase}" if phase and room >= 12
+                 else _fit(f"{self._description}: {phase}" if phase else self._description,
+                           self._width))
+        self._bar.update(self._task, description=label, completed=done,
+                         total=max(total, 1))
+
+
 @contextlib.contextmanager
 def progress(description: str, total: float | None = None,
-             stream: IO[str] | None = None) -> Iterator[Callable[[float], None]]:
-    """A progress bar on stderr (a spinner with elapsed time when ``total`` is unknown).
+             stream: IO[str] | None = None, unit: str = "") -> Iterator[Bar]:
+    """A transient progress bar on stderr (a spinner with elapsed time until a total is
+    known: ``total`` here, or the first ``bar.step``). ``unit="bytes"`` counts in kB/MB.
 
-    Yields ``advance(n)``. Nothing is drawn when stderr is not a terminal, so logs and
-    pipes get only the command's own lines.
+    Nothing is drawn when stderr is not a terminal, so logs and pipes get only the
+    command's own lines.
     """
     stream = stream or sys.stderr
     if not is_terminal(stream):
-        yield lambda n=1: None
+        yield Bar()
         return
     from rich.console import Console
     from rich.progress import (
         BarColumn,
+        DownloadColumn,
         MofNCompleteColumn,
         Progress,
         SpinnerColumn,
@@ -70,13 +104,25 @@ def progress(description: str, total: float | None = None,
         TimeElapsedColumn,
     )
 
-    columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}")]
-    if total is not None:
-        columns += [BarColumn(), MofNCompleteColumn()]
-    columns.append(TimeElapsedColumn())
-    with Progress(*columns, console=Console(file=stream), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+    # a task without a total draws a pulsing bar and no M/N, so the columns can be fixed
+    count = DownloadColumn() if unit == "bytes" else MofNCompleteColumn()
+    columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}"),
+                          BarColumn(bar_width=16), count, TimeElapsedColumn()]
+    console = Console(file=stream)
+    # the description gets what the other columns leave (spinner, bar, count, time: ~44)
+    width = max(20, console.width - 44)
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(_fit(description, width), total=total)
+        yield _RichBar(bar, task, description, width)
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` in ``width`` characters: its start (what is done) and its end (the phase,
+    the file) kept, the middle (a long root path) cut."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 3
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 
 
 def human_bytes(size: float) -> str:

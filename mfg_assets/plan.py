@@ -22,7 +22,8 @@ the code location), so the runs page tells the steps apart; the step's name is t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
@@ -143,8 +144,13 @@ class Runner:
     def run(self, step: Step, partitions: Sequence[str] = (), *,
             selection: dg.AssetSelection | None = None,
             run_config: dg.RunConfig | dict | None = None,
-            raise_on_error: bool = True) -> list[dg.ExecuteInProcessResult]:
-        """One run of ``step`` (one per partition key when it is partitioned)."""
+            raise_on_error: bool = True,
+            on_event: Callable[[dg.EventLogEntry], None] | None = None,
+            ) -> list[dg.ExecuteInProcessResult]:
+        """One run of ``step`` (one per partition key when it is partitioned).
+
+        ``on_event``: called with each event of the runs as it happens (`mfg train`'s bar).
+        """
         keys = set((selection or step.selection).resolve(asset_graph()))
         # The step's named job over this step's own definitions, bound to this runner's
         # resources (not those the code location bound at import).
@@ -155,9 +161,13 @@ class Runner:
         ).resolve_job_def(step.job_name)
         results = []
         for partition in (partitions if step.partitioned else [None]):
+            run_id = None
+            if on_event is not None:  # the instance calls it for each event of this run
+                run_id = str(uuid.uuid4())
+                self.instance.add_event_listener(run_id, on_event)
             results.append(job.execute_in_process(
                 run_config=QUIET if run_config is None else run_config,
-                instance=self.instance, partition_key=partition,
+                instance=self.instance, partition_key=partition, run_id=run_id,
                 tags={STEP_TAG: step.name}, raise_on_error=raise_on_error))
         return results
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,10 +59,19 @@ def pending_files(lake: Lake, replay_dir: Path) -> list[tuple[Path, str]]:
     return [(path, sha) for path, sha in hashed if sha not in done]
 
 
-def iter_replay(path: Path) -> Iterator[tuple[int, str | None, bytes, str | None]]:
-    """(line number, topic, payload bytes, error) per line; a bad line yields its error."""
+def iter_replay(
+    path: Path, on_read: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, str | None, bytes, str | None]]:
+    """(line number, topic, payload bytes, error) per line; a bad line yields its error.
+
+    ``on_read(bytes_read)``: called every few thousand lines and at the end (progress).
+    """
+    read = 0
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
+            read += len(line)
+            if on_read is not None and number % 5_000 == 0:
+                on_read(read)
             if not line.strip():
                 continue
             try:
@@ -80,10 +89,13 @@ def iter_replay(path: Path) -> Iterator[tuple[int, str | None, bytes, str | None
                 yield number, None, line.rstrip(b"\n"), f"bad_replay_line: line {number}: {exc}"
                 continue
             yield number, topic, payload, None
+    if on_read is not None:
+        on_read(read)
 
 
 def load_replay_file(
-    lake: Lake, path: Path, contract: Contract, enterprise: str, sha: str | None = None
+    lake: Lake, path: Path, contract: Contract, enterprise: str, sha: str | None = None,
+    on_read: Callable[[int], None] | None = None,
 ) -> LoadReport:
     sha = sha or file_sha256(path)
     batch_id = f"replay-{sha[:16]}"
@@ -93,7 +105,7 @@ def load_replay_file(
     totals = {"received": 0, "valid": 0, "invalid": 0}
     versions: dict[str, int] = {}
     received_ms = now_ms()
-    for _, topic, payload, error in iter_replay(path):
+    for _, topic, payload, error in iter_replay(path, on_read):
         if error is not None or topic is None:
             router.quarantine_raw(payload, received_ms, error or "bad_replay_line")
         else:
@@ -130,14 +142,32 @@ def load_ground_truth_file(lake: Lake, path: Path, sha: str | None = None) -> Lo
 
 
 def load_pending(
-    lake: Lake, replay_dir: Path, contract: Contract, enterprise: str
+    lake: Lake, replay_dir: Path, contract: Contract, enterprise: str,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> list[LoadReport]:
+    """Load every replay file under ``replay_dir`` not loaded yet.
+
+    ``on_progress(file name, bytes done, bytes total)``: bytes of the pending files read
+    (a few big files: counting files would leave a bar at 0 of 2 for most of the load).
+    """
     reports = []
-    for path, sha in pending_files(lake, replay_dir):
+    pending = pending_files(lake, replay_dir)
+    total = sum(path.stat().st_size for path, _ in pending)
+    done = 0
+    for path, sha in pending:
+        name = path.relative_to(replay_dir).as_posix()
+
+        def read(n: int, name: str = name, before: int = done) -> None:
+            if on_progress is not None:
+                on_progress(name, before + n, total)
+
+        read(0)
         if path.name.startswith("ground_truth"):
             reports.append(load_ground_truth_file(lake, path, sha))
         else:
-            reports.append(load_replay_file(lake, path, contract, enterprise, sha))
+            reports.append(load_replay_file(lake, path, contract, enterprise, sha, read))
+        done += path.stat().st_size
+        read(0, before=done)  # the file is written: all of it counts
     return reports
 
 

@@ -23,7 +23,7 @@ import io
 import os
 import uuid
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +42,8 @@ from mfg_assets.lake.silver import (
 )
 
 SOURCE = "import"
+# on_progress(phase, done, total): the import's progress, for a bar (`mfg import`)
+OnProgress = Callable[[str, int, int], None]
 PLACE = ("site", "area", "line", "cell")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 IMAGE_KNOWN = ("file", "label", "ts", "camera", "unit_id", "image_id", "edge", *PLACE)
@@ -100,6 +102,7 @@ def import_process_runs(
     enterprise: str | None = None,
     ignore: Sequence[str] = (),
     window: PlausibleWindow = DEFAULT_WINDOW,
+    on_progress: OnProgress | None = None,
 ) -> ImportReport:
     """One row per produced unit into silver.process_runs (+ process_parameters).
 
@@ -130,7 +133,8 @@ def import_process_runs(
     machine = _text(frame, "machine_id").fill_null("import")
     bronze = _bronze_rows(frame, ts, machine, payload, "processdata", enterprise)
     return _land(lake, path, "bronze.process_runs",
-                 ["silver.process_runs", "silver.process_parameters"], bronze, window)
+                 ["silver.process_runs", "silver.process_parameters"], bronze, window,
+                 on_progress=on_progress)
 
 
 def import_sensor_readings(
@@ -139,6 +143,7 @@ def import_sensor_readings(
     enterprise: str | None = None,
     ignore: Sequence[str] = (),
     window: PlausibleWindow = DEFAULT_WINDOW,
+    on_progress: OnProgress | None = None,
 ) -> ImportReport:
     """Sensor readings into silver.sensor_readings, long or wide.
 
@@ -191,7 +196,8 @@ def import_sensor_readings(
     )
     bronze = _bronze_rows(messages, messages["ts"], messages["machine_id"], payload, "sensors",
                           enterprise)
-    return _land(lake, path, "bronze.sensor_readings", ["silver.sensor_readings"], bronze, window)
+    return _land(lake, path, "bronze.sensor_readings", ["silver.sensor_readings"], bronze, window,
+                 on_progress=on_progress)
 
 
 # -- images ------------------------------------------------------------------------------
@@ -205,6 +211,7 @@ def import_images(
     window: PlausibleWindow = DEFAULT_WINDOW,
     boxes: Path | None = None,
     box_format: str = "coco",
+    on_progress: OnProgress | None = None,
 ) -> ImportReport:
     """Labelled inspection images (PNG/JPEG, any size) into silver.inspection_images.
 
@@ -217,6 +224,9 @@ def import_images(
     line, cell, and ``edge`` — stored as the cell when no cell is given, since an edge serves
     one cell. Images are stored as grayscale PNG at their own size. A ``file`` must
     resolve inside ``directory`` (no absolute paths, no ``..``, no symlink leading out).
+
+    ``on_progress(phase, done, total)``: images decoded (``decoding images``, one call per
+    image), then the steps of the landing (typing and writing each table).
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -229,7 +239,8 @@ def import_images(
         raise ImportRefused(f"{labels}: column 'file' is empty on lines {rows}")
     _refuse_outside(directory, files, labels)
     pngs, sizes, digests, mtimes, errors = [], [], [], [], []
-    for line, result in enumerate(_decode_all(directory, files.to_list()), start=2):
+    decoded = _decode_all(directory, files.to_list(), on_progress)
+    for line, result in enumerate(decoded, start=2):
         if isinstance(result, ImportRefused):  # line 1 is the header
             errors.append(f"line {line}: {result}")
             continue
@@ -284,7 +295,7 @@ def import_images(
         if p.suffix.lower() in IMAGE_SUFFIXES and p.relative_to(directory).as_posix() not in listed
     ]
     report = _land(lake, labels, "bronze.inspection_images", ["silver.inspection_images"], bronze,
-                   window, light)
+                   window, light, on_progress)
     if boxes is not None:
         land_boxes(lake, Path(boxes), bronze, found, box_format, window, report)
     if unlisted:
@@ -298,7 +309,7 @@ def import_images(
 
 
 def _decode_all(
-    directory: Path, names: list[str]
+    directory: Path, names: list[str], on_progress: OnProgress | None = None
 ) -> list[tuple[bytes, tuple[int, int], str, datetime] | ImportRefused]:
     """``_grayscale_png`` of every file, in threads (Pillow releases the GIL while it decodes
     and encodes); a refusal is returned in the file's place, so all of them can be named."""
@@ -309,11 +320,24 @@ def _decode_all(
         except ImportRefused as exc:
             return exc
 
+    results: list[tuple[bytes, tuple[int, int], str, datetime] | ImportRefused] = []
+
+    def done(result: tuple[bytes, tuple[int, int], str, datetime] | ImportRefused) -> None:
+        results.append(result)
+        if on_progress is not None:
+            on_progress("decoding images", len(results), len(names))
+
+    if on_progress is not None:
+        on_progress("decoding images", 0, len(names))
     if len(names) < 16:
-        return [one(name) for name in names]
+        for name in names:
+            done(one(name))
+        return results
     workers = min(8, (os.cpu_count() or 1) + 2)  # a little over the cores: file reads wait
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(one, names, chunksize=8))
+        for result in pool.map(one, names, chunksize=8):  # in order, as they finish
+            done(result)
+    return results
 
 
 def _grayscale_png(path: Path, name: str) -> tuple[bytes, tuple[int, int], str, datetime]:
@@ -543,8 +567,12 @@ def _land(
     bronze: pl.DataFrame,
     window: PlausibleWindow = DEFAULT_WINDOW,
     light: tuple[pl.Series, str, pl.Series] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> ImportReport:
     """Type and check everything, then write bronze, silver and the ingest batch record.
+
+    ``on_progress(step, done, total)``: one step per table typed, per table written and
+    the batch record (the rows go through polars whole: there is no per-row progress).
 
     ``light`` = (payload without its bulky field, silver column, that column's values): the
     typers then parse the small payload and the values are put in place afterwards (for
@@ -553,12 +581,20 @@ def _land(
     """
     if bronze.height == 0:
         raise ImportRefused(f"{path}: no rows to import")
+    steps = [*(f"checking {name}" for name in silver_names), f"writing {bronze_name}",
+             *(f"writing {name}" for name in silver_names), "recording the batch"]
+
+    def step(name: str) -> None:
+        if on_progress is not None:
+            on_progress(name, steps.index(name), len(steps))
+
     batch = f"import-{uuid.uuid4().hex[:16]}"
     bronze = bronze.with_columns(pl.lit(batch).alias("ingest_batch_id"))
     bronze_spec = table(bronze_name)
     bronze = bronze.select(list(bronze_spec.polars_schema))
     refined: dict[str, pl.DataFrame] = {}
     for name in silver_names:
+        step(f"checking {name}")
         spec = table(name)
         typer = TYPERS[name][1]
         try:
@@ -581,9 +617,11 @@ def _land(
         refined[name] = result.valid
     # validated: from here on, only writes
     report = ImportReport(batch_id=batch, file=str(path))
+    step(f"writing {bronze_name}")
     lake.append(bronze_spec, bronze, **{"mfg.import": str(path)})
     report.rows_written[bronze_name] = bronze.height
     for name, frame in refined.items():
+        step(f"writing {name}")
         spec = table(name)
         new = _not_yet_in(lake, spec, frame)
         report.skipped_existing += frame.height - new.height
@@ -593,6 +631,7 @@ def _land(
             report.days = sorted(
                 {*report.days, *(str(d) for d in new.get_column(spec.partition_by).unique())}
             )
+    step("recording the batch")
     lake.append(table("bronze.ingest_batches"), pl.DataFrame({
         "ingest_batch_id": [batch],
         "source": [SOURCE],
@@ -603,6 +642,8 @@ def _land(
         "valid": [bronze.height],
         "invalid": [0],
     }))
+    if on_progress is not None:
+        on_progress("recording the batch", len(steps), len(steps))
     return report
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -15,7 +16,7 @@ from paho.mqtt.properties import Properties
 from mfg_assets.sim.config import SimConfig
 from mfg_assets.sim.messages import JSON, SPARKPLUG
 from mfg_assets.sim.sparkplug_node import ndeath
-from mfg_assets.sim.stream import iter_messages
+from mfg_assets.sim.stream import iter_messages, with_progress
 from mfg_assets.uns.broker import configure_client, parse_broker_url
 
 SCHEMA_VERSION = "1.0.0"  # info.version of the plant contract the JSON payloads follow
@@ -85,6 +86,7 @@ def publish(
     timeout_s: float = 30.0,
     fast_until_ms: int | None = None,
     stop: threading.Event | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, int]:
     """Publish the run's message stream to ``broker_url``; returns counts per channel and total.
 
@@ -92,6 +94,7 @@ def publish(
     messages in flight; ``speed=60`` plays one simulated minute per wall-clock second.
     ``fast_until_ms``: messages before this simulated time go as fast as possible, the pace
     applies from there (a backlog first, then live). ``stop``: end early once it is set.
+    ``on_progress(phase, done, total)``: simulated minutes published (``with_progress``).
     """
     if speed is not None and speed <= 0:
         raise ValueError(f"speed must be positive or None, got {speed}")
@@ -114,7 +117,7 @@ def publish(
             raise TimeoutError(f"broker did not acknowledge message {info.mid} in {timeout_s}s")
 
     try:
-        for message in iter_messages(config):
+        for message in with_progress(iter_messages(config), config, on_progress):
             if stop is not None and stop.is_set():
                 break
             paced = fast_until_ms is None or message.ts_ms >= fast_until_ms

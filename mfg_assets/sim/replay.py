@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import orjson
 
 from mfg_assets.sim.config import SimConfig
 from mfg_assets.sim.messages import SimMessage
-from mfg_assets.sim.stream import ground_truth, iter_messages
+from mfg_assets.sim.stream import ground_truth, iter_messages, with_progress
 
 MESSAGES_FILE = "messages.jsonl"
 GROUND_TRUTH_FILE = "ground_truth.jsonl"
@@ -57,8 +58,14 @@ def read_replay(path: str | Path) -> list[dict[str, Any]]:
         return [orjson.loads(line) for line in f]
 
 
-def write_replay(config: SimConfig, out_dir: str | Path) -> ReplaySummary:
+def write_replay(
+    config: SimConfig,
+    out_dir: str | Path,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> ReplaySummary:
     """Generate the run into ``out_dir``: messages.jsonl, ground_truth.jsonl, manifest.json.
+
+    ``on_progress(phase, done, total)``: simulated minutes written (``stream.with_progress``).
 
     Files are written under temporary names and renamed at the end, so a reader never
     sees a half-written replay as complete.
@@ -74,7 +81,7 @@ def write_replay(config: SimConfig, out_dir: str | Path) -> ReplaySummary:
     messages_path = out / MESSAGES_FILE
     tmp = messages_path.with_suffix(".jsonl.tmp")
     with open(tmp, "wb", buffering=1 << 20) as f:
-        for message in iter_messages(config):
+        for message in with_progress(iter_messages(config), config, on_progress):
             f.write(replay_line(message))
             f.write(b"\n")
             counts[message.channel] += 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from mfg_assets.sim.config import SimConfig
@@ -44,6 +44,32 @@ def iter_messages(config: SimConfig) -> Iterator[SimMessage]:
     messages, and render images, only as the merge reaches them.
     """
     return heapq.merge(*_sources(config), key=lambda m: m.ts_ms)
+
+
+def with_progress(
+    messages: Iterable[SimMessage],
+    config: SimConfig,
+    on_progress: Callable[[str, int, int], None] | None,
+) -> Iterator[SimMessage]:
+    """``messages`` as they are, reporting ``on_progress("simulated minutes", done, total)``
+    as their timestamps pass each simulated minute of the run (and ``total`` at the end).
+
+    Minutes, not messages: the total is known before the first message is built.
+    """
+    if on_progress is None:
+        yield from messages
+        return
+    total = max(1, -(-(config.end_ms - config.start_ms) // 60_000))  # ceiling
+    reported = 0
+    on_progress("simulated minutes", 0, total)
+    for message in messages:
+        minute = min(total, max(0, (message.ts_ms - config.start_ms) // 60_000))
+        if minute > reported:  # one call per minute passed, not per message
+            reported = minute
+            on_progress("simulated minutes", reported, total)
+        yield message
+    if reported < total:
+        on_progress("simulated minutes", total, total)
 
 
 def ground_truth(config: SimConfig) -> list[dict[str, Any]]:
