@@ -306,7 +306,16 @@ def _add_import(commands: argparse._SubParsersAction) -> None:
                         "one <image stem>.txt per image)")
     images.add_argument("--box-format", choices=("coco", "yolo"), default="coco")
     images.set_defaults(run=_run_import_images)
-    tab = kinds.add_parser("table", help="a CSV or Parquet table")
+    tab = kinds.add_parser(
+        "table", help="a CSV or Parquet table",
+        description="Columns. --as process_runs: required the --label column (a yield in "
+        "percent, or pass/fail); optional unit_id (default: the row number), ts (default: "
+        "the import time, which is no time axis: training then splits stratified), "
+        "machine_id, product, material_lot, site, area, line, cell; every other column is a "
+        "numeric process parameter. --as sensor_readings: long form machine_id, sensor, ts, "
+        "value [, unit], or wide form machine_id, ts and one numeric column per sensor; "
+        "optional machine_type, site, area, line, cell. Everything is checked before "
+        "anything is written.")
     tab.add_argument("file")
     tab.add_argument(
         "--as",

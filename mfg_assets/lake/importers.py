@@ -106,14 +106,17 @@ def import_process_runs(
 ) -> ImportReport:
     """One row per produced unit into silver.process_runs (+ process_parameters).
 
-    Required columns: ``unit_id``, ``ts`` and the ``label`` column. The label is either a
-    yield in percent (numeric, 0..100; ``passed`` = yield >= ``pass_threshold``) or a
-    pass/fail flag (bool, 0/1, pass/fail, ok/nok; yield is then 100 or 0). Optional:
-    machine_id, product, material_lot, site, area, line, cell. Every other column is a
-    process parameter and must be numeric (``ignore`` drops columns on purpose).
+    Required: the ``label`` column. The label is either a yield in percent (numeric,
+    0..100; ``passed`` = yield >= ``pass_threshold``) or a pass/fail flag (bool, 0/1,
+    pass/fail, ok/nok; yield is then 100 or 0). Optional: unit_id (default: the row number),
+    ts (default: the import time for every row, which is no time axis, so training splits
+    stratified instead of by time), machine_id, product, material_lot, site, area, line,
+    cell. Every other column is a process parameter and must be numeric (``ignore`` drops
+    columns on purpose).
     """
     frame = read_table(path).drop([c for c in ignore if c], strict=False)
-    _require(frame, ["unit_id", "ts", label], path)
+    _require(frame, [label], path)
+    frame, derived = _derive_unit_and_time(frame)
     ts = _timestamps(frame, "ts", path, window)
     _refuse_conflicts(frame.with_columns(ts), [*_present(frame, PLACE), "unit_id"], path)
     passed, yield_pct = _label(frame, label, pass_threshold, path)
@@ -132,9 +135,28 @@ def import_process_runs(
         payload = payload.with_columns(params.get_column("parameters"))
     machine = _text(frame, "machine_id").fill_null("import")
     bronze = _bronze_rows(frame, ts, machine, payload, "processdata", enterprise)
-    return _land(lake, path, "bronze.process_runs",
-                 ["silver.process_runs", "silver.process_parameters"], bronze, window,
-                 on_progress=on_progress)
+    report = _land(lake, path, "bronze.process_runs",
+                   ["silver.process_runs", "silver.process_parameters"], bronze, window,
+                   on_progress=on_progress)
+    report.notes.extend(derived)
+    return report
+
+
+def _derive_unit_and_time(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """A process export without ``unit_id``/``ts``: units numbered by row order, and every
+    row stamped with the import time (one instant: the split logic sees no time axis and
+    stratifies, instead of inventing an order the plant never recorded). Notes say so."""
+    notes = []
+    if "unit_id" not in frame.columns:
+        frame = frame.with_row_index("unit_id", offset=1).with_columns(
+            pl.format("row-{}", pl.col("unit_id")).alias("unit_id"))
+        notes.append(f"no unit_id column: units numbered by row order (row-1..row-{frame.height})")
+    if "ts" not in frame.columns:
+        now = datetime.now(UTC).replace(microsecond=0)
+        frame = frame.with_columns(pl.lit(now).alias("ts"))
+        notes.append(f"no ts column: every row stamped with the import time {now.isoformat()} "
+                     "(not a time axis: training splits stratified, not by time)")
+    return frame, notes
 
 
 def import_sensor_readings(

@@ -84,6 +84,23 @@ def test_pass_fail_labels_and_parquet(lake, tmp_path):
     assert runs.get_column("machine_id").to_list() == ["import", "import"]
 
 
+def test_a_process_export_without_unit_id_or_ts_is_numbered_and_stamped_with_a_note(
+        lake, tmp_path):
+    from mfg_assets.ml.base import time_axis
+
+    rows = "".join(f"{80 + i % 20},{200 + i},{i % 3}\n" for i in range(40))
+    report = import_process_runs(lake, write(tmp_path / "export.csv",
+                                             "yield,temp,pressure\n" + rows), label="yield")
+    runs = lake.read(table("silver.process_runs"))
+    assert runs.height == 40
+    assert sorted(runs.get_column("unit_id")) == sorted(f"row-{i}" for i in range(1, 41))
+    assert runs.get_column("ts").n_unique() == 1  # the import time, one instant
+    assert any("no unit_id column" in n for n in report.notes), report.notes
+    assert any("no ts column" in n for n in report.notes), report.notes
+    # no invented order: the split logic sees no time axis and stratifies instead
+    assert time_axis(runs, "ts")[0] is False
+
+
 def test_sensor_readings_long_and_wide(lake, tmp_path):
     long = write(tmp_path / "long.csv", "machine_id,sensor,ts,value,unit\n"
                  "press-01,force,2026-11-01T08:00:00Z,10.5,kN\n"
@@ -127,7 +144,7 @@ def test_images_any_size_become_grayscale_png(lake, tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("unit_id,yield,temp\nu1,95,1\n", "missing columns ['ts']"),
+        ("unit_id,ts,temp\nu1,2026-11-01T08:00:00Z,1\n", "missing columns ['yield']"),
         ("unit_id,ts,yield,temp\nu1,2026-11-01T08:00:00Z,95,hot\n", "'temp'"),
         ("unit_id,ts,yield\nu1,yesterday,95\n", "'ts'"),
         ("unit_id,ts,yield\nu1,2026-11-01T08:00:00Z,140\n", "0..100"),
