@@ -54,6 +54,10 @@ class ModelFamily:
     # a note. Empty: the family has no baselines (unsupervised, forecasts): floors only.
     baseline_metrics: tuple[str, ...] = ()
     baseline_margin: float = 0.0
+    # The baselines that race the model (empty: every one reported); the others are shown
+    # next to it as references (an unsupervised detector is not raced against a classifier
+    # that needs the fault labels it was built to do without).
+    gate_baselines: tuple[str, ...] = ()
 
     def passes_floors(self, metrics: dict[str, float]) -> bool:
         """True when every floor is met (a floor on a lower-is-better metric is a ceiling)."""

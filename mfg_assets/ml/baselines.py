@@ -5,7 +5,13 @@ A model is only worth shipping when it beats what anyone could have had without 
 - classifiers: the majority class (the "always ok" guess that scores 90 % accuracy on a
   line with 10 % defects), and a logistic regression on standardized features (on
   downscaled pixels for images, :func:`downscale`);
-- regressors: the training mean, and a ridge regression on standardized features.
+- regressors: the training mean, and a ridge regression on standardized features;
+- detectors that score rows (sensor anomaly, edge health): a distance from the training
+  mean in standard deviations (:func:`zscore_scores`), a constant (the majority class) and a
+  logistic regression on standardized features (:func:`logistic_scores`), each thresholded
+  the way the model's own scores are;
+- forecasts: the last known value, the mean of the known history and the value one season
+  earlier (:func:`naive_forecasts`), over the same horizon as the model's.
 
 Missing values are imputed with the training median (the linear models need numbers).
 Metrics are reported under ``baseline.<name>.<metric>``, next to the model's own, so the
@@ -23,6 +29,7 @@ import numpy as np
 PREFIX = "baseline."
 CLASSIFIERS = ("majority", "logistic")
 REGRESSORS = ("mean", "ridge")
+FORECASTS = ("last", "mean", "seasonal")
 
 
 def key(baseline: str, metric: str) -> str:
@@ -101,3 +108,87 @@ def downscale(images: np.ndarray, side: int = 8) -> np.ndarray:
     cut = images[:, 0, : factor * side, : factor * side]
     pooled = cut.reshape(n, side, factor, side, factor).mean(axis=(2, 4))
     return pooled.reshape(n, side * side)
+
+
+# -- detectors: scores thresholded like the model's ------------------------------------
+
+
+def zscore_scores(x_train: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Mean squared distance of each row of ``x`` from the training rows' mean, in training
+    standard deviations (missing values count as the mean): what anyone gets by watching
+    each sensor for departures from its normal level."""
+    x_train, x = np.asarray(x_train, dtype=float), np.asarray(x, dtype=float)
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        return np.zeros(x.shape[0])
+    with np.errstate(all="ignore"):  # an all-missing training column: mean/std NaN
+        mean = np.nanmean(x_train, axis=0) if len(x_train) else np.zeros(x.shape[1])
+        std = np.nanstd(x_train, axis=0) if len(x_train) else np.ones(x.shape[1])
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    std = np.where(np.isfinite(std) & (std > 1e-9), std, 1.0)
+    z = np.nan_to_num((x - mean) / std, nan=0.0, posinf=0.0, neginf=0.0)
+    return (z**2).mean(axis=1)
+
+
+def logistic_scores(x_train: np.ndarray, y_train: np.ndarray, x_eval: list[np.ndarray],
+                    seed: int = 0) -> list[np.ndarray] | None:
+    """P(positive) of a class-weighted logistic regression on standardized features, fit on
+    ``(x_train, y_train)``, for each matrix of ``x_eval``; None when the training labels
+    hold one class only (nothing to fit: the baseline is then the majority class)."""
+    from sklearn.linear_model import LogisticRegression
+
+    y_train = np.asarray(y_train, dtype=bool)
+    if len(y_train) < 2 or y_train.all() or not y_train.any():
+        return None
+    logistic = _linear(LogisticRegression(max_iter=500, class_weight="balanced",
+                                          random_state=seed))
+    logistic.fit(x_train, y_train)  # type: ignore[attr-defined]
+    return [np.asarray(logistic.predict_proba(x)[:, 1], dtype=float)  # type: ignore[attr-defined]
+            if len(x) else np.empty(0) for x in x_eval]
+
+
+def binary(name: str, truth: np.ndarray, flag: np.ndarray,
+           score: np.ndarray | None) -> dict[str, float]:
+    """``baseline.<name>.<metric>`` of precision, recall, f1, auroc and false alarm rate."""
+    from mfg_assets.ml.base import binary_metrics
+
+    truth, flag = np.asarray(truth, dtype=bool), np.asarray(flag, dtype=bool)
+    if truth.size == 0:
+        return {}
+    out = binary_metrics(truth, flag, score)
+    out["false_alarm_rate"] = float(flag[~truth].mean()) if (~truth).any() else math.nan
+    return {key(name, metric): value for metric, value in out.items()}
+
+
+# -- forecasts ---------------------------------------------------------------------------
+
+
+def naive_forecasts(history_ds: np.ndarray, history_y: np.ndarray, ds: np.ndarray,
+                    season: np.timedelta64 | None) -> dict[str, np.ndarray]:
+    """Baseline name -> forecast at times ``ds`` from a series known up to its last point:
+    ``last`` (the last known value), ``mean`` (of the known history) and ``seasonal`` (the
+    known value one, two... seasons before each time; NaN everywhere when the history is
+    shorter than one season or ``season`` is None)."""
+    history_ds = np.asarray(history_ds, dtype="datetime64[us]")
+    history_y = np.asarray(history_y, dtype=float)
+    ds = np.asarray(ds, dtype="datetime64[us]")
+    order = np.argsort(history_ds)
+    history_ds, history_y = history_ds[order], history_y[order]
+    n = len(ds)
+    if len(history_y) == 0:
+        return {name: np.full(n, math.nan) for name in FORECASTS}
+    out = {"last": np.full(n, history_y[-1]), "mean": np.full(n, float(history_y.mean()))}
+    seasonal = np.full(n, math.nan)
+    if season is not None and history_ds[-1] - history_ds[0] >= season:
+        known = dict(zip(history_ds.tolist(), history_y.tolist(), strict=True))
+        for i, t in enumerate(ds):
+            back = t - season
+            while back > history_ds[-1]:  # beyond one season ahead: the season before
+                back -= season
+            # the same time of day one season back, else the nearest known point before it
+            found = known.get(back.tolist())
+            if found is None:
+                at = int(np.searchsorted(history_ds, back, side="right")) - 1
+                found = history_y[max(at, 0)]
+            seasonal[i] = found
+    out["seasonal"] = seasonal
+    return out

@@ -15,7 +15,11 @@ second. The alarm threshold is the validation threshold with the best F1.
 Metrics (test blocks): precision/recall/F1/AUROC/average precision of "fails within H h"
 per window; ``false_alarm_rate`` (share of healthy windows flagged, the quiet metric);
 ``event_recall`` (share of failures with an alarm at least ``min_lead_h`` before them) and
-``lead_h_median`` (median hours from the first alarm to the failure).
+``lead_h_median`` (median hours from the first alarm to the failure). Every evaluation also
+measures the majority class and a class-weighted logistic regression on the standardized
+health columns on the same windows (``baseline.<name>.<metric>``, :func:`baseline_metrics`),
+the logistic thresholded like the model (best validation F1); the gate asks the model to
+beat both.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_curve
 from threadpoolctl import threadpool_limits
 
-from mfg_assets.ml import families, plots
+from mfg_assets.ml import baselines, families, plots
 from mfg_assets.ml.base import (
     POSITIVES,
     Trained,
@@ -160,11 +164,13 @@ def _train(features: pl.DataFrame, p: dict[str, Any], seed: int) -> Trained:
         "split": {"method": "block", "block": p["block"], "on": "window_start"},
         "target": f"hours_to_failure <= {p['horizon_h']}",
         "feature_table": FEATURE_TABLE,
+        "seed": seed,
     }
     return Trained(
         model=model, params=p,
         metrics=metrics(model, validation, p["min_lead_h"]),
-        holdout_metrics=metrics(model, test, p["min_lead_h"]),
+        holdout_metrics={**metrics(model, test, p["min_lead_h"]),
+                         **baseline_metrics(model, data, seed)},
         figures=_figures(model, validation), info=info,
     )
 
@@ -172,9 +178,17 @@ def _train(features: pl.DataFrame, p: dict[str, Any], seed: int) -> Trained:
 def _best_threshold(model: EdgeHealthModel, rows: pl.DataFrame) -> float:
     """The validation threshold with the best F1 (0.5 without positives to tune on)."""
     y = rows.get_column(TARGET).to_numpy().astype(bool) if rows.height else np.array([])
-    if model.classifier is None or not y.any() or y.all():
+    if model.classifier is None:
         return 0.5
-    precision, recall, thresholds = precision_recall_curve(y, model.predict_proba(rows))
+    return best_f1_threshold(y, model.predict_proba(rows)) if rows.height else 0.5
+
+
+def best_f1_threshold(y: np.ndarray, score: np.ndarray) -> float:
+    """The threshold on ``score`` with the best F1 on labels ``y`` (0.5 without both
+    classes to tune on)."""
+    if not y.any() or y.all():
+        return 0.5
+    precision, recall, thresholds = precision_recall_curve(y, score)
     f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
@@ -211,9 +225,36 @@ def _event_metrics(rows: pl.DataFrame, min_lead_h: float) -> dict[str, float]:
 
 def evaluate(model: EdgeHealthModel, features: pl.DataFrame,
              info: dict[str, Any]) -> dict[str, float]:
-    """Metrics on the test blocks of ``features`` (see ``metrics``)."""
+    """Metrics on the test blocks of ``features`` (see ``metrics``), with the baselines'."""
     data = labelled(features, info["horizon_h"], info["split"]["block"])
-    return metrics(model, data.filter(pl.col("_split") == "test"), info["min_lead_h"])
+    return {**metrics(model, data.filter(pl.col("_split") == "test"), info["min_lead_h"]),
+            **baseline_metrics(model, data, info.get("seed", 0))}
+
+
+def baseline_metrics(model: EdgeHealthModel, data: pl.DataFrame,
+                     seed: int = 0) -> dict[str, float]:
+    """``baseline.<name>.<metric>`` on the test blocks of ``data`` (``labelled``), fit on
+    its train blocks over the model's columns: ``majority`` (never alarms, what a fleet
+    with rare failures rewards) and ``logistic`` (class-weighted, standardized columns,
+    thresholded at its best validation F1 as the model is)."""
+    test = data.filter(pl.col("_split") == "test")
+    if test.height < 2:  # as metrics(): nothing to judge on
+        return {}
+    truth = test.get_column(TARGET).to_numpy().astype(bool)
+    fit = data.filter(pl.col("_split") == "train")
+    validation = data.filter(pl.col("_split") == "validation")
+    y_fit = fit.get_column(TARGET).to_numpy().astype(bool)
+    majority = bool(y_fit.mean() > 0.5) if len(y_fit) else False
+    out = baselines.binary("majority", truth, np.full(len(truth), majority),
+                           np.full(len(truth), float(majority)))
+    fitted = baselines.logistic_scores(model.matrix(fit), y_fit,
+                                       [model.matrix(validation), model.matrix(test)], seed)
+    if fitted is None:  # one class among the training windows: the majority class again
+        return {**out, **{k.replace(".majority.", ".logistic."): v for k, v in out.items()}}
+    val_score, test_score = fitted
+    y_val = validation.get_column(TARGET).to_numpy().astype(bool)
+    threshold = best_f1_threshold(y_val, val_score) if len(y_val) else 0.5
+    return {**out, **baselines.binary("logistic", truth, test_score >= threshold, test_score)}
 
 
 def _figures(model: EdgeHealthModel, rows: pl.DataFrame) -> dict[str, bytes]:

@@ -12,6 +12,11 @@ search's metric), a refit on train + validation scores test (promotion's metric)
 the model kept. It never sees the test tail, so ``evaluate`` on any later snapshot of the
 table scores data the model has not seen.
 
+Every evaluation also scores naive forecasts of the same held-out points from the same
+known history (:func:`baseline_metrics`: the last known value, the known mean, and the
+value one day earlier where a day of history is known); the gate asks Prophet for a lower
+sMAPE than each of them.
+
 Series are independent, so they are fitted in a process pool (``workers``); with
 ``workers <= 1`` they are fitted one after another in this process (the benchmark compares
 both). Prophet is kept quiet (cmdstanpy logging) and quick (MAP fit, few uncertainty
@@ -31,7 +36,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from mfg_assets.ml import families, plots
+from mfg_assets.ml import baselines, families, plots
 from mfg_assets.ml.base import Trained, read_info, sample_params, write_info
 from mfg_assets.ml.features import SEP, sensors_of
 
@@ -272,7 +277,7 @@ def train(features: pl.DataFrame, params: dict[str, Any], seed: int = 0) -> Trai
         model=model,
         params=p,
         metrics=_metrics(_score(probe, data.filter(pl.col("_part") == "validation"))),
-        holdout_metrics=_metrics(tested),
+        holdout_metrics={**_metrics(tested), **baseline_metrics(data, tested)},
         figures={"forecast.png": _figure(model, data, cutoffs, p)},
         info=info,
     )
@@ -310,6 +315,18 @@ def _metrics(scored: pl.DataFrame) -> dict[str, float]:
     """MAPE and sMAPE over all held-out points, and the share inside the interval."""
     if scored.height == 0:
         return {"mape": math.nan, "smape": math.nan, "coverage": math.nan, "n_points": 0.0}
+    y = pl.col("y")
+    return {
+        **_errors(scored),
+        "coverage": float(
+            scored.select(((y >= pl.col("lower")) & (y <= pl.col("upper"))).mean()).item()
+        ),
+        "n_points": float(scored.height),
+    }
+
+
+def _errors(scored: pl.DataFrame) -> dict[str, float]:
+    """MAPE (over points not ~0) and sMAPE of ``yhat`` against ``y``."""
     y, yhat = pl.col("y"), pl.col("yhat")
     nonzero = scored.filter(y.abs() > 1e-9)
     return {
@@ -319,10 +336,6 @@ def _metrics(scored: pl.DataFrame) -> dict[str, float]:
                 (2 * (y - yhat).abs() / (y.abs() + yhat.abs()).clip(lower_bound=1e-9)).mean()
             ).item()
         ),
-        "coverage": float(
-            scored.select(((y >= pl.col("lower")) & (y <= pl.col("upper"))).mean()).item()
-        ),
-        "n_points": float(scored.height),
     }
 
 
@@ -331,7 +344,44 @@ def evaluate(
 ) -> dict[str, float]:
     """MAPE / sMAPE / coverage on the last ``holdout_frac`` of each series in ``features``."""
     data = split_tail(series(features, info["freq"]), info["holdout_frac"])
-    return _metrics(_score(model, data.filter(pl.col("_part") == "test")))
+    tested = _score(model, data.filter(pl.col("_part") == "test"))
+    return {**_metrics(tested), **baseline_metrics(data, tested)}
+
+
+# The season of the seasonal-naive baseline: a day (shifts, ambient temperature).
+SEASON = "24h"
+
+
+def baseline_metrics(data: pl.DataFrame, tested: pl.DataFrame) -> dict[str, float]:
+    """``baseline.<name>.smape`` / ``.mape`` of the naive forecasts (``baselines.
+    naive_forecasts``) of exactly the held-out points the model scored (``tested``), each
+    series forecast from its known part (train + validation) of ``data``, the history
+    the model was refit on. ``seasonal`` is reported only when every scored series has a
+    season of history (a baseline scored on some of the points is not comparable)."""
+    if tested.height == 0:
+        return {}
+    season = np.timedelta64(pd.Timedelta(SEASON).to_timedelta64(), "us")
+    known = data.filter(pl.col("_part") != "test")
+    parts = []
+    for (machine_id, sensor), rows in tested.group_by("machine_id", "sensor",
+                                                     maintain_order=True):
+        history = known.filter((pl.col("machine_id") == machine_id)
+                               & (pl.col("sensor") == sensor))
+        guesses = baselines.naive_forecasts(history.get_column("ds").to_numpy(),
+                                            history.get_column("y").to_numpy(),
+                                            rows.get_column("ds").to_numpy(), season)
+        parts.append(rows.select("y").with_columns(
+            pl.Series(f"_{name}", values, dtype=pl.Float64) for name, values in guesses.items()))
+    stacked = pl.concat(parts)
+    out: dict[str, float] = {}
+    for name in baselines.FORECASTS:
+        guess = stacked.get_column(f"_{name}")
+        if guess.is_nan().any():
+            continue
+        scored = stacked.select("y", guess.alias("yhat"))
+        for metric in ("mape", "smape"):
+            out[baselines.key(name, metric)] = _errors(scored)[metric]
+    return out
 
 
 def _figure(model: ForecastModel, data: pl.DataFrame, cutoffs: dict, p: dict[str, Any]) -> bytes:

@@ -93,13 +93,15 @@ def baseline_failures(family: ModelFamily,
                       metrics: dict[str, float]) -> tuple[list[str], list[str]]:
     """(failures, notes) of the model against the baselines measured with it on the same
     rows: on each of ``family.baseline_metrics`` it must beat the best baseline by
-    ``family.baseline_margin`` (absolute). A metric nothing could measure there (one class
-    only) is a note; a model with no baseline measured fails (it was not judged)."""
+    ``family.baseline_margin`` (absolute); only ``family.gate_baselines`` race it when the
+    family names them. A metric nothing could measure there (one class only) is a note; a
+    model with no baseline measured fails (it was not judged)."""
     failures, notes = [], []
     for metric in family.baseline_metrics:
         lower = family.metric_lower_is_better(metric)
         value = metrics.get(metric, math.nan)
-        found = {k: v for k, v in baselines.of(metrics, metric).items() if math.isfinite(v)}
+        found = {k: v for k, v in baselines.of(metrics, metric).items() if math.isfinite(v)
+                 and (not family.gate_baselines or k in family.gate_baselines)}
         if not found:
             if math.isfinite(value):
                 failures.append(f"no baseline measured for {metric}")

@@ -120,3 +120,92 @@ def test_one_pass_fail_class_says_so_instead_of_accuracy_one():
     assert any("only one passed class" in note for note in trained.info["split"]["notes"])
     failures, notes = baseline_failures(yield_model.FAMILY, held)
     assert not failures and any("balanced_accuracy not measurable" in n for n in notes)
+
+
+# -- sensor anomaly, failure forecast, edge health: baselines instead of constant floors --
+
+
+def test_anomaly_beating_its_zscore_baseline_is_promoted_below_the_old_floors():
+    """AUROC 0.68 and F1 0.45 failed the old constant floors (0.7 / 0.5); on a plant where
+    the per-machine z-score reaches 0.55 / 0.3 on the same windows the model is worth it."""
+    from mfg_assets.ml import families
+
+    family = gate_family(families.spec("sensor_anomaly").model, {})
+    assert family.floors == {} and family.gate_baselines == ("zscore",)
+    metrics = {"f1": 0.45, "auroc": 0.68, "false_alarm_rate": 0.02,
+               "baseline.zscore.f1": 0.3, "baseline.zscore.auroc": 0.55,
+               # a supervised reference that needs labels the autoencoder does without
+               "baseline.logistic.f1": 0.6, "baseline.logistic.auroc": 0.8}
+    old = ModelFamily("old", "f1", True, {"f1": 0.5, "auroc": 0.7}, "pytorch")
+    assert not promotion_decision(old, metrics, None, 0.01).passed
+    decision = promotion_decision(family, metrics, None, 0.01)
+    assert decision.passed, decision.reason
+    assert "auroc 0.68 vs zscore baseline 0.55" in decision.reason
+    # no better than the z-score on F1: refused, with the reason on one line
+    tie = promotion_decision(family, {**metrics, "f1": 0.3}, None, 0.01)
+    assert not tie.passed and tie.reason == (
+        "does not beat its baselines on the same rows: f1 0.3 vs zscore baseline 0.3 "
+        "(must beat it by 0)")
+    # a plant can still ask for a floor and a margin
+    strict = gate_family(families.spec("sensor_anomaly").model,
+                         {"sensor_anomaly": {"floors": {"f1": 0.5}, "baseline_margin": 0.2}})
+    assert "misses its floor" in promotion_decision(strict, metrics, None, 0.01).reason
+
+
+def test_forecast_gate_is_smape_against_naive_forecasts_and_a_calibrated_coverage():
+    from mfg_assets.ml import families
+
+    family = gate_family(families.spec("failure_forecast").model, {})
+    assert family.floors == {"coverage": 0.6} and family.baseline_metrics == ("smape",)
+    metrics = {"smape": 0.45, "coverage": 0.85, "baseline.last.smape": 0.6,
+               "baseline.mean.smape": 0.7, "baseline.seasonal.smape": math.nan}
+    assert promotion_decision(family, metrics, None, 0.01).passed  # old ceiling was 0.4
+    worse = promotion_decision(family, {**metrics, "baseline.last.smape": 0.44}, None, 0.01)
+    assert not worse.passed and "smape 0.45 vs last baseline 0.44" in worse.reason
+    overconfident = promotion_decision(family, {**metrics, "coverage": 0.3}, None, 0.01)
+    assert not overconfident.passed and "coverage=0.3 misses its floor" in overconfident.reason
+
+
+def test_naive_forecasts_last_mean_and_one_season_back():
+    day = np.timedelta64(24, "h")
+    start = np.datetime64("2026-11-01T00:00", "us")
+    history = start + np.arange(30) * np.timedelta64(1, "h")
+    y = np.arange(30, dtype=float)
+    ahead = history[-1] + np.array([1, 2, 30], dtype="timedelta64[h]")
+    guess = baselines.naive_forecasts(history, y, ahead, day)
+    assert guess["last"].tolist() == [29.0] * 3 and guess["mean"][0] == pytest.approx(14.5)
+    # 30 h -> 6 h one day back; 59 h -> 11 h two days back (one day back is not known)
+    assert guess["seasonal"].tolist() == [6.0, 7.0, 11.0]
+    short = baselines.naive_forecasts(history[:10], y[:10], ahead, day)
+    assert np.isnan(short["seasonal"]).all()
+
+
+def _series(hours: int, trend: bool) -> pl.DataFrame:
+    """One machine's 10-minute windows of a signal: a trend with a daily cycle, or a
+    level with noise (where the mean is the best forecast anyone can make)."""
+    n = hours * 6
+    k = np.arange(n)
+    rng = np.random.default_rng(1)
+    value = (1.0 + 0.1 * k / 6 + 0.3 * np.sin(2 * np.pi * k / 144) + rng.normal(0, 0.05, n)
+             if trend else 50 + rng.normal(0, 2.0, n))
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    return pl.DataFrame({
+        "machine_id": ["m1"] * n, "machine_type": ["t"] * n,
+        "window_start": [t0 + timedelta(minutes=10 * i) for i in range(n)],
+        "wear__mean": value,
+    }).with_columns(pl.col("window_start").dt.cast_time_unit("us"))
+
+
+def test_prophet_is_promoted_on_a_trend_and_refused_on_noise():
+    from mfg_assets.ml import forecast
+
+    family = gate_family(forecast.FAMILY, {})
+    params = {"workers": 1, "daily_seasonality": True}
+    trend = forecast.train(_series(48, trend=True), params, seed=0).holdout_metrics
+    assert set(baselines.of(trend, "smape")) == {"last", "mean", "seasonal"}
+    decision = promotion_decision(family, trend, None, 0.01)
+    assert decision.passed, decision.reason
+    noise = forecast.train(_series(48, trend=False), params, seed=0).holdout_metrics
+    refused = promotion_decision(family, noise, None, 0.01)
+    # the known mean forecasts noise at least as well
+    assert not refused.passed and "vs mean baseline" in refused.reason, noise
