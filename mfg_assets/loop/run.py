@@ -142,11 +142,23 @@ def wait_until_settled(instance, daemon, timeout_s: float, log: Callable[[str], 
     log(f"daemon still busy after {timeout_s:.0f}s: switching the drift on anyway")
 
 
+def _remove(root: Path, tries: int = 10) -> None:
+    """rmtree, retried: a process of the previous loop may still be closing its files."""
+    for attempt in range(tries):
+        if not root.exists():
+            return
+        try:
+            shutil.rmtree(root)
+        except OSError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(1.0)
+
+
 def run_loop(config: LoopConfig, root: Path | None = None,
              log: Callable[[str], None] = print) -> LoopResult:
     root = (root or get_settings().data_dir / "loop").resolve()
-    if root.exists():
-        shutil.rmtree(root)  # a fresh lakehouse, instance and registry per loop
+    _remove(root)  # a fresh lakehouse, instance and registry per loop
     root.mkdir(parents=True)
     env = {"MFG_DATA_DIR": str(root), "DAGSTER_HOME": str(root / "dagster"),
            "MLFLOW_TRACKING_URI": "", "MFG_BUNDLE_STORE": "", **config.env()}

@@ -4,6 +4,7 @@ stream plane: they are the same commands an operator runs)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -56,14 +57,31 @@ class Service:
             raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{tail}")
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        if self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
+        """SIGTERM to the whole group, then wait until every member is gone (SIGKILL after
+        ``timeout_s``). The daemon's run workers live in its group and outlive it for a
+        while, writing events into the instance: the next loop's fresh lakehouse could not
+        be deleted under them, and they would take CPU from its timings."""
+        self._signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while self._group_alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if self._group_alive():
+            self._signal(signal.SIGKILL)
+            deadline = time.monotonic() + 5.0
+            while self._group_alive() and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):  # the group is gone already
+            os.killpg(self.proc.pid, sig)
+
+    def _group_alive(self) -> bool:
+        self.proc.poll()  # reap the leader: a zombie still counts as a group member
         try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 def start_mosquitto(workdir: Path, stack: ExitStack) -> str:
