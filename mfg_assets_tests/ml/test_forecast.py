@@ -1,14 +1,19 @@
-"""Prophet forecasts per machine and sensor: holdout accuracy, time to a limit, pool."""
+"""Forecasts per machine and sensor: holdout accuracy, time to a limit, pool, and each
+series' method (Prophet or a naive forecaster) chosen on its validation part."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pandas as pd
 import polars as pl
 import pytest
 
-from mfg_assets.ml import forecast
+from mfg_assets.ml import baselines, features, forecast
+from mfg_assets.ml.gate import gate_family, promotion_decision
+from mfg_assets.sim import SimConfig
+from mfg_assets_tests.ml.simdata import simulate_silver
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -45,6 +50,71 @@ def test_forecasts_a_trend_and_when_it_crosses_the_limit(trained_rising):
     assert outlook["hours_to_limit"] == pytest.approx(expected, abs=3.0)
     assert outlook["hours_to_limit_upper"] <= outlook["hours_to_limit"]
     assert trained_rising.figures["forecast.png"].startswith(b"\x89PNG")
+
+
+def daily_profile(hours: int = 72) -> pl.DataFrame:
+    """A 'load' that repeats the same (seeded, step-shaped) hour-of-day profile every day."""
+    n = hours * 6
+    k = np.arange(n)
+    rng = np.random.default_rng(3)
+    profile = rng.uniform(5.0, 15.0, 24)
+    load = profile[(k // 6) % 24] + rng.normal(0, 0.05, n)
+    return pl.DataFrame(
+        {
+            "machine_id": ["m1"] * n,
+            "machine_type": ["t"] * n,
+            "window_start": [T0 + timedelta(minutes=10 * i) for i in range(n)],
+            "load__mean": load,
+        }
+    ).with_columns(pl.col("window_start").dt.cast_time_unit("us"))
+
+
+def test_a_trend_keeps_prophet(trained_rising):
+    # last value, mean and a day earlier all lag a rising trend: Prophet wins validation
+    assert trained_rising.info["methods"] == {"m1/wear": "prophet"}
+    scores = trained_rising.info["selection"]["m1/wear"]
+    assert scores["prophet"] == min(scores.values()), scores
+    assert trained_rising.holdout_metrics["series.prophet"] == 1.0
+    assert trained_rising.holdout_metrics["series.seasonal"] == 0.0
+
+
+def test_seasonal_naive_is_used_where_it_wins_on_validation(tmp_path):
+    # Prophet without a daily term (as a plant may configure it) cannot follow the profile;
+    # the value a day earlier can
+    result = forecast.train(daily_profile(), {"workers": 1, "daily_seasonality": False})
+    scores = result.info["selection"]["m1/load"]
+    assert scores["seasonal"] < 0.5 * min(scores["prophet"], scores["prophet_seasonal"]), scores
+    assert result.info["methods"] == {"m1/load": "seasonal"}
+    assert result.info["method_counts"]["seasonal"] == 1
+    assert result.holdout_metrics["series.seasonal"] == 1.0
+    assert "seasonal 1" in result.info["split"]["notes"][0]
+    held = result.holdout_metrics
+    # it forecasts exactly what the seasonal-naive baseline does, with an interval of its own
+    assert held["smape"] == pytest.approx(held["baseline.seasonal.smape"])
+    assert held["smape"] < 0.02 and held["coverage"] >= 0.6
+    cutoff = result.info["cutoffs"]["m1/load"]
+    fc = result.model.predict("m1/load", pd.date_range(cutoff, periods=3, freq="1h")[1:])
+    assert (fc["yhat_upper"] > fc["yhat"]).all() and (fc["yhat_lower"] < fc["yhat"]).all()
+    # the method travels with the saved model
+    forecast.save(result, tmp_path / "m")
+    model, info = forecast.load(tmp_path / "m")
+    assert model.method("m1/load") == "seasonal"
+    assert forecast.evaluate(model, daily_profile(), info) == pytest.approx(held)
+
+
+@pytest.mark.parametrize("hours", [48, 72])
+def test_family_gate_passes_on_the_simulator(hours):
+    # default seed; Prophet alone lost to the last value (48 h) and a day earlier (72 h)
+    silver = simulate_silver(SimConfig(duration_h=hours, sources=("welding", "press")))
+    windows = features.sensor_windows(
+        silver["silver.sensor_readings"], silver["silver.fault_labels"]
+    )
+    result = forecast.train(windows, {"workers": 1}, seed=0)
+    held = result.holdout_metrics
+    assert set(baselines.of(held, "smape")) == {"last", "mean", "seasonal"}
+    decision = promotion_decision(gate_family(forecast.FAMILY, {}), held, None, 0.01)
+    assert decision.passed, decision.reason
+    assert sum(result.info["method_counts"].values()) == len(result.info["series"])
 
 
 def test_simulated_temperatures_forecast_well(sensor_windows):
