@@ -3,7 +3,7 @@
 Dagster daemon (the closed loop of `mfg demo --scenario drift`).
 
     python benchmarks/bench_loop.py [--quick] [--runs N] [--seed N] [--timeout S]
-                                    [--control-watch S]
+                                    [--control-watch S] [--no-control]
 
 Each run seeds a fresh lakehouse under <data dir>/loop (72 h of history or more, see
 ``loop.scenario.history_hours``; a sensor-anomaly champion, bundles on two line edges),
@@ -39,6 +39,7 @@ from _report import report
 from mfg_assets.loop.run import LoopResult, run_loop
 from mfg_assets.loop.run import report as print_report
 from mfg_assets.loop.scenario import SCENARIO, LoopConfig
+from mfg_assets.settings import get_settings
 
 TARGET_S = 300.0
 
@@ -101,25 +102,34 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=LoopConfig.seed)
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--control-watch", type=float, default=360.0)
+    parser.add_argument("--no-control", action="store_true",
+                        help="only the scenario runs (the control's figures are then missing)")
     args = parser.parse_args()
     runs = 1 if args.quick else args.runs
     figures: dict[str, float] = {"load_avg_1m_start": os.getloadavg()[0]}
+    # One folder per loop: MLflow keeps its SQLite engine per tracking URI for the life of
+    # this process, and a lakehouse deleted and made again under the same path leaves that
+    # engine on a deleted file ("attempt to write a readonly database").
+    base = get_settings().data_dir / "loop"
 
-    control = run_loop(LoopConfig(seed=args.seed, scenario=None, control_watch_s=(
-        240.0 if args.quick else args.control_watch)))
-    print_report(control)
-    figures |= control_figures(control)
+    control = None
+    if not args.no_control:
+        control = run_loop(LoopConfig(seed=args.seed, scenario=None, control_watch_s=(
+            240.0 if args.quick else args.control_watch)), root=base / "control")
+        print_report(control)
+        figures |= control_figures(control)
     results = []
     for i in range(runs):
         print(f"\n== {SCENARIO} run {i + 1}/{runs}")
         result = run_loop(LoopConfig(seed=args.seed, scenario=SCENARIO,
-                                     timeout_s=600.0 if args.quick else args.timeout))
+                                     timeout_s=600.0 if args.quick else args.timeout),
+                          root=base / f"{SCENARIO}-{i + 1}")
         print_report(result)
         results.append(result)
     figures |= scenario_figures(results)
     figures["load_avg_1m_end"] = os.getloadavg()[0]
     report("bench_loop", figures)
-    clean = not control.drift_retrains and not control.untouched_declared
+    clean = control is None or (not control.drift_retrains and not control.untouched_declared)
     return 0 if clean and all(r.recovered for r in results) else 1
 
 
