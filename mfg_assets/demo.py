@@ -241,7 +241,7 @@ class Story:
             results = self.runner.run(plan.TRAIN, selection=plan.train_selection(self.families),
                                       run_config=_train_config(self.families),
                                       raise_on_error=False)
-            verdicts = gate_verdicts(results)
+            verdicts = plan.gate_verdicts(results)
             for name in self.families:
                 print(f"  model {name}: {self._gate_outcome(name)}"
                       f"{'; gate: ' + verdicts[name] if name in verdicts else ''}")
@@ -282,8 +282,8 @@ class Story:
                 results = self.runner.run(
                     plan.TRAIN, selection=plan.train_selection([LIVE_FAMILY]),
                     run_config=_train_config([LIVE_FAMILY], seed=1), raise_on_error=False)
-                verdict = gate_verdicts(results).get(LIVE_FAMILY, "the challenger did not reach "
-                                                     "its gate (see the run in the UI)")
+                verdict = plan.gate_verdicts(results).get(
+                    LIVE_FAMILY, "the challenger did not reach its gate (see the run in the UI)")
                 print(f"  challenger {LIVE_FAMILY}: gate: {verdict}")
                 print(f"  model {LIVE_FAMILY}: {self._gate_outcome(LIVE_FAMILY)}")
                 self.runner.run(plan.BUNDLES, list(LIVE_EDGES), raise_on_error=False,
@@ -462,7 +462,6 @@ class LiveLine:
                 print(f"  stopping {type(service).__name__}: {exc!r}")
 
 
-SILENT = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def _train_config(families, seed: int = 0) -> dg.RunConfig:
@@ -471,24 +470,7 @@ def _train_config(families, seed: int = 0) -> dg.RunConfig:
     ops = {model_key(f).to_python_identifier(): {"config": {"budget": DEMO_BUDGET,
                                                             "seed": seed}}
            for f in families}
-    return dg.RunConfig(ops=ops, **SILENT)
-
-
-def gate_verdicts(results: list[dg.ExecuteInProcessResult]) -> dict[str, str]:
-    """Family -> "<verdict>: <reason>" of each gate (beats_champion) that ran."""
-    from mfg_assets.defs.models import GATE
-
-    out = {}
-    for result in results:
-        for check in result.get_asset_check_evaluations():
-            if check.check_name != GATE:
-                continue
-            meta = check.metadata
-            verdict = meta["verdict"].value if "verdict" in meta else (
-                "passed" if check.passed else "refused")
-            reason = meta["reason"].value if "reason" in meta else (check.description or "")
-            out[check.asset_key.path[-1]] = f"{verdict}: {reason}"
-    return out
+    return dg.RunConfig(ops=ops, **plan.SILENT)
 
 
 def _recalibrated() -> dict:

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Training: a refused challenger fails its run by design (the gate is a blocking check);
+# callers print the gate's verdict (gate_verdicts) instead of Dagster's stack trace.
+SILENT = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 STEP_TAG = "mfg/plan_step"
 FAULT_LABELS = dg.AssetKey(table(SILVER_FAULT_LABELS).asset_key_path)
 LAKE_MAINTENANCE = dg.AssetKey(table(MONITORING_LAKE_MAINTENANCE).asset_key_path)
@@ -124,9 +127,26 @@ def train_selection(families: Iterable[str] | None = None) -> dg.AssetSelection:
 
 
 def train_config(budget: int, families: Iterable[str] = tuple(FAMILIES)) -> dg.RunConfig:
-    """Quiet logs, ``budget`` hyper-parameter trials per family."""
+    """Silent logs (print ``gate_verdicts`` of the results), ``budget`` trials per family."""
     ops = {model_key(f).to_python_identifier(): TrainConfig(budget=budget) for f in families}
-    return dg.RunConfig(ops=ops, **QUIET)
+    return dg.RunConfig(ops=ops, **SILENT)
+
+
+def gate_verdicts(results: Iterable[dg.ExecuteInProcessResult]) -> dict[str, str]:
+    """Family -> "<verdict>: <reason>" of each promotion gate that ran."""
+    from mfg_assets.defs.models import GATE
+
+    out = {}
+    for result in results:
+        for check in result.get_asset_check_evaluations():
+            if check.check_name != GATE:
+                continue
+            meta = check.metadata
+            verdict = meta["verdict"].value if "verdict" in meta else (
+                "passed" if check.passed else "refused")
+            reason = meta["reason"].value if "reason" in meta else (check.description or "")
+            out[check.asset_key.path[-1]] = f"{verdict}: {reason}"
+    return out
 
 
 def resources() -> dict[str, dg.ConfigurableResource]:

@@ -60,9 +60,11 @@ def seed(instance: dg.DagsterInstance, config: LoopConfig, history: SimConfig,
     runner.run(plan.SILVER, days)  # the history's days and the (still empty) live day
     log(f"seed: {messages} history messages -> bronze, silver {', '.join(days)} "
         f"({time.perf_counter() - started:.0f}s)")
-    runner.run(plan.TRAIN, selection=plan.train_selection(SEED_FAMILIES),
-               run_config=plan.train_config(config.retrain_budget, SEED_FAMILIES),
-               raise_on_error=False)
+    results = runner.run(plan.TRAIN, selection=plan.train_selection(SEED_FAMILIES),
+                         run_config=plan.train_config(config.retrain_budget, SEED_FAMILIES),
+                         raise_on_error=False)
+    for family, verdict in sorted(plan.gate_verdicts(results).items()):
+        log(f"seed: {family} gate {verdict}")
     if instance.get_latest_materialization_event(champion_key(FAMILY)) is None:
         raise RuntimeError(f"seed: the {FAMILY} challenger did not pass its gate on the "
                            "history; try another --seed or a longer history")
