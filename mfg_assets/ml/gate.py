@@ -128,6 +128,7 @@ def promotion_decision(
     champion_metrics: dict[str, float] | None,
     margin: float,
     floor_metrics: dict[str, float] | None = None,
+    first_model: bool | None = None,
 ) -> Decision:
     """Should the challenger become champion?
 
@@ -137,6 +138,11 @@ def promotion_decision(
       checked on ``floor_metrics`` when given (the challenger on a larger hold-out than the
       comparison's: a recent window with a handful of positives cannot say whether a model
       meets an absolute floor), else on ``challenger_metrics``.
+    - The FIRST model (no champion; ``first_model`` defaults to that) must beat the simple
+      baselines measured on the same rows. A later model is judged against the champion,
+      which once beat them: a drift retrain must win where the drift is, and a z-score
+      refitted on the drifted rows must not keep the fix off the line while the champion
+      that is worse there stays (the loop's retrain: F1 0.577 vs z-score 0.595).
     - With a champion, the challenger's primary metric must improve on the champion's, on
       the same hold-out set, by at least ``margin`` RELATIVE to the champion's value
       (0.01 = 1 % better; for lower-is-better metrics "better" means smaller). A tie never
@@ -155,7 +161,8 @@ def promotion_decision(
             for metric, (got, floor) in sorted(failures.items())
         )
         return Decision(False, missed)
-    beaten, compared = baseline_failures(family, floored)
+    first = champion_metrics is None if first_model is None else first_model
+    beaten, compared = baseline_failures(family, floored) if first else ([], [])
     if beaten:
         return Decision(False, "does not beat its baselines on the same rows: "
                         + "; ".join(beaten))
@@ -207,7 +214,7 @@ def quiet_window_decision(
     quiet, primary = family.quiet_metric, family.primary_metric
     if quiet is None:
         raise ValueError(f"{family.name} declares no quiet_metric")
-    floors = promotion_decision(family, challenger_whole, None, margin)
+    floors = promotion_decision(family, challenger_whole, None, margin, first_model=False)
     if not floors.passed:
         return Decision(False, f"on the whole hold-out: {floors.reason}")
     value, base = challenger_whole.get(primary, math.nan), champion_whole.get(primary, math.nan)
@@ -291,7 +298,7 @@ def segment_decision(
     if short:
         return Decision(False, f"waiting for evidence on drifted {where}: "
                         + ", ".join(short), waiting=True)
-    floors = promotion_decision(family, floor_metrics, None, margin)
+    floors = promotion_decision(family, floor_metrics, None, margin, first_model=False)
     if not floors.passed:
         return Decision(False, f"on the whole hold-out: {floors.reason}")
     lower_is_better = family.metric_lower_is_better(primary)

@@ -152,6 +152,35 @@ def test_anomaly_beating_its_zscore_baseline_is_promoted_below_the_old_floors():
     assert "misses its floor" in promotion_decision(strict, metrics, None, 0.01).reason
 
 
+def test_baselines_gate_the_first_model_and_the_champion_gates_a_drift_retrain():
+    """The loop's case: after weld-02's current sensor was replaced, the retrain wins on
+    weld-02 and keeps up elsewhere, while a z-score refitted on the same drifted rows edges
+    it on the whole hold-out. The champion once beat the baselines; the retrain is judged
+    against the champion, so the fix ships."""
+    from mfg_assets.ml import families
+    from mfg_assets.ml.gate import SegmentEvidence, segment_decision
+
+    family = gate_family(families.spec("sensor_anomaly").model, {})
+    whole = {"f1": 0.577, "auroc": 0.93, "baseline.zscore.f1": 0.595,
+             "baseline.zscore.auroc": 0.90}
+    # as a first model it would be refused on the z-score
+    assert "does not beat its baselines" in promotion_decision(family, whole, None, 0.01).reason
+    evidence = SegmentEvidence(
+        segments=("weld-02",), rows=146, positives=0,
+        challenger={"f1": 0.0, "false_alarm_rate": 0.05},
+        champion={"f1": 0.0, "false_alarm_rate": 0.9},
+        challenger_rest={"f1": 0.58}, champion_rest={"f1": 0.59})
+    decision = segment_decision(family, evidence, margin=0.01, tolerance=0.1,
+                                floor_metrics=whole)
+    assert decision.passed, decision.reason
+    # a plant's own floor still binds every model, drift retrains included
+    strict = gate_family(families.spec("sensor_anomaly").model,
+                         {"sensor_anomaly": {"floors": {"f1": 0.6}}})
+    refused = segment_decision(strict, evidence, margin=0.01, tolerance=0.1,
+                               floor_metrics=whole)
+    assert not refused.passed and "misses its floor" in refused.reason
+
+
 def test_forecast_gate_is_smape_against_naive_forecasts_and_a_calibrated_coverage():
     from mfg_assets.ml import families
 
