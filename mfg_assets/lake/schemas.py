@@ -436,6 +436,9 @@ class DriftRow(_Strict):
     family_drifted: pl.Boolean
     reason: str
     evidence_id: str
+    # the rows that carry the family's declaration (a persisted segment's drifted inputs,
+    # or drifted predictions/performance); null on rows written before the column existed
+    declared: pl.Boolean = pa.Field(nullable=True)
 
 
 class LakeMaintenance(_Strict):

@@ -107,7 +107,12 @@ def declarations(rows: pl.DataFrame, onset: datetime,
             drifted = set(now.filter(pl.col("kind") == "input", pl.col("drifted"))
                           ["segment"].to_list())
             if at >= onset:
-                found |= persistent(history, drifted, persistence)
+                if "declared" in now.columns and now["declared"].is_not_null().any():
+                    # what the report declared (open faults excluded), not a re-derivation
+                    found |= set(now.filter(pl.col("kind") == "input", pl.col("declared"))
+                                 ["segment"].to_list())
+                else:
+                    found |= persistent(history, drifted, persistence)
                 if now["family_drifted"].any():
                     declared[family] = declared.get(family, 0) + 1
                     first.setdefault(family, at)
@@ -199,8 +204,10 @@ class Watcher:
         spec = table(DRIFT_TABLE)
         if not self.lake.exists(spec):
             return Declarations({}, {}, {}, {})
-        rows = self.lake.scan(spec).select(
-            "family", "computed_at", "kind", "segment", "drifted", "family_drifted").collect()
+        scan = self.lake.scan(spec)
+        columns = ["family", "computed_at", "kind", "segment", "drifted", "family_drifted"]
+        rows = scan.select(*columns, *(["declared"] if "declared" in
+                                       scan.collect_schema().names() else [])).collect()
         return declarations(rows, self.timeline.onset)
 
     def _bronze(self) -> None:

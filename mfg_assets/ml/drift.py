@@ -405,6 +405,7 @@ class DriftReport:
     reason: str = ""
     reference_level: str = ""  # how the reference matched the recent window's calendar
     declared_segments: tuple[str, ...] = ()  # segments whose drift persisted
+    per_segment: bool = False  # declared per segment (persistence), not every drifted input
 
     def top(self, n: int = 3, kind: str | None = None) -> pl.DataFrame:
         rows = self.features if kind is None else self.features.filter(pl.col("kind") == kind)
@@ -450,6 +451,7 @@ def verdict(
         waiting = sorted(raw - declared)
         inputs = inputs.with_columns(pl.col("drifted") & pl.col("segment").is_in(sorted(declared)))
         report.declared_segments = tuple(sorted(declared))
+        report.per_segment = True
     drifted = pl.concat([inputs.filter(pl.col("drifted")),
                          features.filter(pl.col("drifted"), pl.col("kind") != "input")],
                         how="diagonal_relaxed")
@@ -695,6 +697,7 @@ def compute_drift(
             pl.lit(report.drifted).alias("family_drifted"),
             pl.lit(report.reason).alias("reason"),
             pl.lit(report.evidence_id).alias("evidence_id"),
+            declared_rows(report),
         ))
     schema = lake_table(DRIFT_TABLE)
     out = pl.concat(rows, how="diagonal_relaxed") if rows else schema.empty()
@@ -756,6 +759,20 @@ def report_drift(lake: Lake, settings: DriftSettings, registry: RegistryOpener =
     return DriftRun(reports, versions, write, {f: md for f, md in plots.items() if md})
 
 
+def declared_rows(report: DriftReport) -> pl.Expr:
+    """``declared``: the rows behind the family's verdict. Inputs count only in the segments
+    whose drift persisted (and were not in an open fault) where the report decides per
+    segment; without a calendar every drifted input counts. Consumers (the retrain's gate
+    segments, the loop's watch) read this, not the raw per-evaluation ``drifted``, which
+    also holds segments that drifted once or were excluded."""
+    if not report.drifted:
+        return pl.lit(False).alias("declared")
+    inputs = pl.col("kind") == "input"
+    counted = (pl.col("segment").is_in(list(report.declared_segments))
+               if report.per_segment else pl.lit(True))
+    return (pl.col("drifted") & (~inputs | counted)).alias("declared")
+
+
 def drift_history(lake: Lake, family: str, n: int) -> list[set[str]]:
     """Segments with a drifted input in each of the family's last ``n`` evaluations,
     oldest first (for persistence)."""
@@ -782,8 +799,10 @@ def latest_drift(lake: Lake) -> pl.DataFrame:
         pl.col("computed_at") == pl.col("computed_at").max().over("family"))
     drifted = latest.filter(pl.col("family_drifted"))
     # the segments whose inputs drifted: a drift retrain's gate judges there (ml/gate.py)
-    segments = (drifted.filter(pl.col("kind") == "input", pl.col("drifted"),
-                               pl.col("segment") != ALL)
+    # rows (or a table) older than the column: what drifted
+    counted = (pl.coalesce("declared", "drifted")
+               if "declared" in latest.collect_schema().names() else pl.col("drifted"))
+    segments = (drifted.filter(pl.col("kind") == "input", counted, pl.col("segment") != ALL)
                 .group_by("family").agg(pl.col("segment").unique().sort().alias("segments")))
     return (drifted.select("family", "evidence_id", "reason", "computed_at").unique()
             .join(segments, on="family", how="left")

@@ -23,6 +23,7 @@ def drift_rows(
             "reference_start": T1, "reference_end": T1, "recent_start": T1, "recent_end": T1,
             "reference_source": "oldest window", "family_drifted": any(p > 0.2 for p in psis),
             "reason": "test", "evidence_id": f"{family}-{computed_at:%d}",
+            "declared": psi > 0.2,
         }
         for k, psi in enumerate(psis)
     ]
