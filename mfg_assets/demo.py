@@ -365,7 +365,7 @@ class Story:
             self.runner.run(plan.FEATURES, raise_on_error=False)
 
     def _print_bundles(self) -> None:
-        with pl.Config(tbl_rows=20, tbl_cols=-1, fmt_str_lengths=40):
+        with _tables(tbl_rows=20, tbl_cols=-1, fmt_str_lengths=40):
             print(connect().sql(
                 "SELECT edge_id, model, model_version, precision, round(threshold, 4) AS "
                 "threshold FROM edge.bundles ORDER BY ALL").pl())
@@ -379,7 +379,7 @@ class Story:
 
     def _print_monitoring(self) -> None:
         con = connect()
-        with pl.Config(tbl_rows=20, tbl_cols=-1, fmt_str_lengths=60):
+        with _tables(tbl_rows=20, tbl_cols=-1, fmt_str_lengths=60):
             for sql in (
                 "SELECT family, bool_or(family_drifted) AS drifted, max(n_recent) AS recent, "
                 "round(max(psi), 3) AS max_psi FROM monitoring.drift WHERE computed_at = "
@@ -546,9 +546,15 @@ def stream_through_gateway(
     print(f"gateway committed {gateway.committed_batches} micro-batches to bronze")
 
 
+def _tables(**options) -> pl.Config:
+    """Tables as a person reads them: no polars shape line or dtype row around them."""
+    return pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
+                     tbl_hide_dtype_separator=True, **options)
+
+
 def _print_summary() -> None:
     con = connect()
-    with pl.Config(tbl_rows=30, tbl_cols=-1, fmt_str_lengths=50):
+    with _tables(tbl_rows=30, tbl_cols=-1, fmt_str_lengths=50):
         print(
             con.sql(
                 "SELECT machine_id, sensor, count(*) AS readings, round(avg(value), 2) AS mean "
