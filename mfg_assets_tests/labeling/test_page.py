@@ -156,7 +156,7 @@ def chromium(tmp_path):
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
          "--disable-background-networking", "--no-first-run", "--disable-component-update",
          "--disable-sync", f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
-         "--remote-allow-origins=*", "--window-size=1100,900", "about:blank"],
+         "--remote-allow-origins=*", "--window-size=1600,900", "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 30
