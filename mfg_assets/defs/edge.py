@@ -18,8 +18,8 @@ from mfg_assets.defs.automation import (
     DEPLOYMENT_PRIORITY,
     IN_FLIGHT,
     PRIORITY_TAG,
-    new_bundles_or_every,
     new_edge_or_new_champion,
+    on_new_bundles,
     rollout_cadence,
     sensor_interval,
 )
@@ -218,8 +218,8 @@ class RolloutConfig(dg.Config):
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-# Re-evaluate running canaries every ten minutes (MFG_ROLLOUT_CRON), react to new bundles at once.
-rollouts_condition = new_bundles_or_every(rollout_cadence(), BUNDLES_KEY)
+# React to new bundles at once; running canaries are re-evaluated by canary_evidence (below).
+rollouts_condition = on_new_bundles(BUNDLES_KEY)
 
 
 @dg.asset(
@@ -295,8 +295,9 @@ def evaluation_in_flight(instance: dg.DagsterInstance) -> bool:
     default_status=dg.DefaultSensorStatus.RUNNING,
     asset_selection=[ROLLOUTS_KEY],
     description="While a canary runs, re-evaluates edge/rollouts as soon as new predictions "
-    "or labels land, instead of at the next rollout cadence tick: the canary is promoted or "
-    "rolled back once its evidence suffices.",
+    "or labels land, and at the rollout cadence (MFG_ROLLOUT_CRON) when none do: the canary "
+    "is promoted or rolled back once its evidence suffices. Without a canary it requests "
+    "nothing (an idle lakehouse stays idle).",
 )
 def canary_evidence_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
     canaries = [r.rollout_id for r in ro.active_rollouts(lakehouse.lake()) if r.state == "canary"]
@@ -305,16 +306,34 @@ def canary_evidence_sensor(context: dg.SensorEvaluationContext, lakehouse: Lakeh
     ids = last_materializations(context.instance, [*CANARY_EVIDENCE, ROLLOUTS_KEY])
     evaluated = ids.pop(ROLLOUTS_KEY, None)
     newest = max(ids.values(), default=None)
-    if newest is None or (evaluated is not None and newest <= evaluated):
+    fresh = newest is not None and (evaluated is None or newest > evaluated)
+    tick = cadence_tick_due(context.instance, rollout_cadence())
+    if not fresh and tick is None:
         return dg.SkipReason("no new predictions or labels since the last evaluation")
     if evaluation_in_flight(context.instance):
         return dg.SkipReason("an evaluation of edge/rollouts is queued or running")
     return dg.RunRequest(
-        run_key=f"evidence-{newest}",
+        run_key=f"evidence-{newest}" if fresh else f"cadence-{tick.isoformat()}",
         asset_selection=[ROLLOUTS_KEY],
-        tags={PRIORITY_TAG: DEPLOYMENT_PRIORITY, "mfg/trigger": "canary_evidence",
+        tags={PRIORITY_TAG: DEPLOYMENT_PRIORITY,
+              "mfg/trigger": "canary_evidence" if fresh else "canary_cadence",
               "mfg/rollouts": ",".join(canaries)},
     )
+
+
+def cadence_tick_due(instance: dg.DagsterInstance, cron: str,
+                     now: datetime | None = None) -> datetime | None:
+    """The rollout cadence's latest tick when no evaluation ran since it, else None. (The
+    cadence lives here, not in the asset's automation condition: there it asked for a run
+    every tick whether a canary ran or not.) Dagster's own cron arithmetic, as the
+    automation conditions use it."""
+    from dagster._utils.schedules import get_latest_completed_cron_tick
+
+    tick = get_latest_completed_cron_tick(cron, now or datetime.now(UTC), "UTC")
+    last = instance.get_latest_materialization_event(ROLLOUTS_KEY)
+    if last is not None and datetime.fromtimestamp(last.timestamp, UTC) >= tick:
+        return None
+    return tick
 
 
 edge_assets = [bundles, rollouts]

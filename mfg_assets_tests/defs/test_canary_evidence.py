@@ -10,7 +10,7 @@ import pytest
 from dagster._core.test_utils import create_run_for_test
 
 from mfg_assets.defs.automation import DEPLOYMENT_PRIORITY, PRIORITY_TAG
-from mfg_assets.defs.edge import ROLLOUTS_KEY, canary_evidence_sensor
+from mfg_assets.defs.edge import ROLLOUTS_KEY, cadence_tick_due, canary_evidence_sensor
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.edge.store import BundleStore
 from mfg_assets.fleet import rollout as ro
@@ -70,3 +70,19 @@ def test_new_evidence_re_evaluates_a_running_canary_once(lake, store):
     ro.save(lake, replace(ro.load(lake, started.rollout_id), state="promoted"))
     landed(instance, PREDICTIONS)
     assert evaluate(instance, lake).skip_message == "no canary running"
+
+
+def test_the_cadence_is_due_only_when_no_evaluation_ran_since_its_last_tick():
+    """The rollout cadence moved from the asset's automation condition (a run every tick,
+    canary or not: `make dev` on an idle lakehouse re-evaluated rollouts every 10 minutes)
+    into this sensor, which asks only while a canary runs."""
+    from datetime import timedelta
+
+    instance = dg.DagsterInstance.ephemeral()
+    yearly = "0 0 1 1 *"  # no tick falls between an evaluation and a second later
+    now = datetime.now(UTC)
+    assert cadence_tick_due(instance, yearly, now) is not None  # never evaluated
+    landed(instance, ROLLOUTS_KEY)  # an evaluation now
+    assert cadence_tick_due(instance, yearly, now + timedelta(seconds=1)) is None
+    later = cadence_tick_due(instance, yearly, now + timedelta(days=400))
+    assert later is not None and later > now
