@@ -43,3 +43,21 @@ def test_sensor_reports_new_versions_once(lake):
     _append_quarantine_row(lake)
     newer = bronze_delta_versions(again)
     assert newer.asset_events[0].metadata["delta_version"].value == 1
+
+
+def test_first_tick_on_a_built_lakehouse_reports_only_what_runs_did_not_record(lake):
+    """`make dev` after `make demo`: the sensor starts without a cursor on a lakehouse whose
+    bronze runs recorded their Delta versions; it reports nothing they already recorded."""
+    from mfg_assets.defs.bronze import bronze_key
+
+    _append_quarantine_row(lake)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        asset_key=bronze_key("bronze.quarantine"), tags={"dagster/data_version": "0"}))
+    context = dg.build_sensor_context(
+        instance=instance, resources={"lakehouse": LakehouseResource(root=lake.root)})
+    assert isinstance(bronze_delta_versions(context), dg.SkipReason)
+    _append_quarantine_row(lake)  # a commit after the recorded one is still reported
+    result = bronze_delta_versions(dg.build_sensor_context(
+        instance=instance, resources={"lakehouse": LakehouseResource(root=lake.root)}))
+    assert result.asset_events[0].metadata["delta_version"].value == 1
