@@ -24,12 +24,18 @@ def rising(hours: int = 48, slope: float = 0.1) -> pl.DataFrame:
     k = np.arange(n)
     noise = np.random.default_rng(0).normal(0, 0.05, n)
     wear = 1.0 + slope * k / 6 + 0.3 * np.sin(2 * np.pi * k / (24 * 6)) + noise
+    return one_machine("wear__mean", wear)
+
+
+def one_machine(column: str, values: np.ndarray) -> pl.DataFrame:
+    """Sensor windows of one machine, one per 10 min from T0, with one feature column."""
+    n = len(values)
     return pl.DataFrame(
         {
             "machine_id": ["m1"] * n,
             "machine_type": ["t"] * n,
             "window_start": [T0 + timedelta(minutes=10 * i) for i in range(n)],
-            "wear__mean": wear,
+            column: values,
         }
     ).with_columns(pl.col("window_start").dt.cast_time_unit("us"))
 
@@ -59,14 +65,7 @@ def daily_profile(hours: int = 72) -> pl.DataFrame:
     rng = np.random.default_rng(3)
     profile = rng.uniform(5.0, 15.0, 24)
     load = profile[(k // 6) % 24] + rng.normal(0, 0.05, n)
-    return pl.DataFrame(
-        {
-            "machine_id": ["m1"] * n,
-            "machine_type": ["t"] * n,
-            "window_start": [T0 + timedelta(minutes=10 * i) for i in range(n)],
-            "load__mean": load,
-        }
-    ).with_columns(pl.col("window_start").dt.cast_time_unit("us"))
+    return one_machine("load__mean", load)
 
 
 def test_a_trend_keeps_prophet(trained_rising):
