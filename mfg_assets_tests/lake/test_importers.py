@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from mfg_assets.cli import main
@@ -243,3 +245,23 @@ def test_a_bad_file_among_many_is_named_by_its_line(lake, tmp_path):
     with pytest.raises(ImportRefused, match=r"1 images cannot be imported: line 22: "):
         import_images(lake, tmp_path / "imgs", labels)
     assert not lake.exists(table("silver.inspection_images"))
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(yields=st.lists(st.floats(0, 100, allow_nan=False), min_size=1, max_size=40),
+       extra=st.text(st.characters(categories=("L", "N")), min_size=1, max_size=12))
+def test_any_export_without_ids_lands_every_row_once(tmp_path_factory, yields, extra):
+    """Whatever the yields and whatever a parameter column is called (unicode included),
+    every row of an export without unit_id/ts lands exactly once under its own unit."""
+    from mfg_assets.lake.importers import PROCESS_KNOWN
+
+    assume(extra not in (*PROCESS_KNOWN, "yield"))
+    root = tmp_path_factory.mktemp("lake")
+    lake = Lake(str(root / "lake"), {})
+    frame = pl.DataFrame({"yield": yields, extra: [float(i) for i in range(len(yields))]})
+    frame.write_parquet(root / "export.parquet")
+    import_process_runs(lake, root / "export.parquet", label="yield")
+    runs = lake.read(table("silver.process_runs"))
+    assert runs.height == len(yields)
+    assert runs.get_column("unit_id").n_unique() == len(yields)
