@@ -2,7 +2,8 @@
 to a webhook.
 
 ``MFG_ALERT_WEBHOOK_URL`` (Slack/Teams/any JSON endpoint) receives one JSON message per
-failure; without it, alerts are only logged. Three sensors, all running by default:
+failure (sent by :func:`mfg_assets.monitoring.alerts.post_alert`); without it, alerts are
+only logged. Three sensors, all running by default:
 
 - ``failed_checks``: polls the event log for asset check evaluations that did not pass
   (silver ``schema``/``unique_key``, the models' ``beats_champion`` gate, ...), cursor = the
@@ -20,38 +21,9 @@ the run-sharded SQLite instance of ``make dev``, consolidated SQLite and Postgre
 """
 
 
-import json
-import logging
-import urllib.request
-from typing import Any
-
 import dagster as dg
 
-from mfg_assets.settings import get_settings
-
-WEBHOOK_ENV = "MFG_ALERT_WEBHOOK_URL"
-log = logging.getLogger(__name__)
-
-
-def post_alert(message: dict[str, Any], url: str | None = None, timeout_s: float = 5.0) -> bool:
-    """Log the alert and POST it as JSON to the webhook; False when not sent.
-
-    A dead webhook must not fail the sensor (the alert is in the log either way).
-    """
-    url = url if url is not None else get_settings().alerts.webhook_url
-    log.warning("ALERT %s", json.dumps(message, sort_keys=True, default=str))
-    if not url:
-        return False
-    request = urllib.request.Request(
-        url, data=json.dumps(message, default=str).encode(), method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return 200 <= response.status < 300
-    except OSError as exc:
-        log.error("alert webhook %s failed: %s", url, exc)
-        return False
+from mfg_assets.monitoring.alerts import WEBHOOK_ENV, post_alert
 
 
 def _records(instance: dg.DagsterInstance, event_type: dg.DagsterEventType, after: int | None,

@@ -284,7 +284,7 @@ def at_risk(model: EdgeHealthModel, features: pl.DataFrame) -> pl.DataFrame:
 
 def alert_messages(scored: pl.DataFrame, horizon_h: float,
                    model_version: str | None = None) -> list[dict[str, Any]]:
-    """One alert message (the shape ``defs.alerts.post_alert`` sends) per edge at risk."""
+    """One alert message (the shape ``monitoring.alerts.post_alert`` sends) per edge at risk."""
     messages = []
     for row in scored.filter(pl.col("alarm")).iter_rows(named=True):
         at: datetime = row["window_end"]

@@ -121,18 +121,6 @@ def test_failed_run_is_posted_with_its_error(webhook):
     assert "historian export truncated" in message["steps"]["features__alert_broken"]
 
 
-def test_a_dead_webhook_does_not_fail_the_sensor(monkeypatch):
-    server = HTTPServer(("127.0.0.1", 0), _Inbox)
-    port = server.server_address[1]
-    server.server_close()  # nothing listens there any more
-    assert alerts.post_alert({"kind": "test"}, url=f"http://127.0.0.1:{port}/hook") is False
-
-
-def test_without_webhook_alerts_are_only_logged(monkeypatch):
-    monkeypatch.delenv(alerts.WEBHOOK_ENV, raising=False)
-    assert alerts.post_alert({"kind": "test"}) is False
-
-
 def test_check_and_freshness_alerts_on_the_make_dev_instance(webhook, tmp_path, monkeypatch):
     """The run-sharded SQLite of `make dev`: the second tick (a cursor) used to raise
     'get_event_records on a run-sharded event log storage with a cursor that is not
