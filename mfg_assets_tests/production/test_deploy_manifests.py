@@ -8,10 +8,13 @@ every env var, secret and config map a pod names is one we define or document.
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 import mfg_assets.cli as cli
 import mfg_assets.edge.cli as edge_cli
@@ -138,6 +141,63 @@ def test_dockerfile_installs_cpu_torch_with_constraints():
     assert text.startswith("#") and "FROM python:3.11-slim" in text
     assert "download.pytorch.org/whl/cpu" in text and "-c constraints.txt" in text
     assert 'ENTRYPOINT ["mfg"]' in text
+
+
+def _extras() -> dict[str, set[str]]:
+    """pyproject's extras: name -> the distributions it installs, nested extras expanded."""
+    project = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())["project"]
+    declared = project["optional-dependencies"]
+
+    def dists(extra: str) -> set[str]:
+        out: set[str] = set()
+        for requirement in declared[extra]:
+            req = Requirement(requirement)
+            if canonicalize_name(req.name) == canonicalize_name(project["name"]):
+                for nested in req.extras:
+                    out |= dists(nested)
+            else:
+                out.add(canonicalize_name(req.name))
+        return out
+
+    return {extra: dists(extra) for extra in declared}
+
+
+def _installed_extras(dockerfile: str) -> set[str]:
+    """Extras of the project (``.``) that the Dockerfile's ``pip install`` lines install."""
+    text = dockerfile.replace("\\\n", " ")
+    extras: set[str] = set()
+    for line in text.splitlines():
+        if line.lstrip().startswith("RUN") and "pip install" in line:
+            for match in re.finditer(r"""(?:^|\s)['"]?\.\[([\w,\- ]+)\]['"]?""", line):
+                extras.update(e.strip() for e in match[1].split(","))
+    return extras
+
+
+def test_user_code_image_installs_the_extra_that_provides_dagster():
+    """The base dependencies are the edge's (no Dagster): an image built with ``pip install .``
+    cannot load the code location that the Helm chart starts from it. The extra that carries
+    Dagster is read from pyproject, so renaming or splitting it fails here, not in a cluster."""
+    needed = {"dagster", "dagster-postgres", "dagster-aws", "deltalake", "polars", "torch"}
+    extras = _extras()
+    assert not needed & {canonicalize_name(Requirement(r).name) for r in tomllib.loads(
+        (DEPLOY.parent / "pyproject.toml").read_text())["project"]["dependencies"]}, (
+        "the base dependencies changed: revisit which extra the image installs")
+    installed = _installed_extras((K8S / "Dockerfile").read_text())
+    assert installed, "the user code image installs no extra: `pip install .` is the edge only"
+    assert installed <= extras.keys(), installed - extras.keys()
+    provided = set().union(*(extras[e] for e in installed))
+    assert needed <= provided, f"missing from {sorted(installed)}: {sorted(needed - provided)}"
+    # the command the chart runs exists in that install
+    values = yaml.safe_load((K8S / "values.yaml").read_text())
+    deployment = values["dagster-user-deployments"]["deployments"][0]
+    assert deployment["dagsterApiGrpcArgs"][-1] == "mfg_assets.definitions"
+
+
+def test_the_extras_parser_reads_what_pip_reads():
+    assert _installed_extras("RUN pip install -c constraints.txt . \\\n && true") == set()
+    assert _installed_extras("RUN pip install -c c.txt '.[platform]' \\\n && x") == {"platform"}
+    assert _installed_extras('RUN pip install ".[platform,s3]"') == {"platform", "s3"}
+    assert "dagster" in _extras()["test"]  # test = ["mfg_assets[platform]", ...]
 
 
 def test_compute_logs_go_to_s3_named_by_settings_everywhere():
