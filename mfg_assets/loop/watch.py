@@ -20,6 +20,7 @@ from mfg_assets.defs.models import champion_key
 from mfg_assets.fleet.bundles import BUNDLES
 from mfg_assets.fleet.rollout import ROLLOUTS_TABLE
 from mfg_assets.lake.delta import Lake
+from mfg_assets.lake.names import BRONZE_SENSOR_READINGS, SILVER_SENSOR_READINGS
 from mfg_assets.lake.registry import table
 from mfg_assets.ml.drift_reference import Decision, persistent
 
@@ -159,7 +160,8 @@ class Watcher:
         if "bronze_commit" not in t.stages:
             self._bronze()
         if "silver" not in t.stages:
-            self._first_materialization("silver", dg.AssetKey(["silver", "sensor_readings"]))
+            self._first_materialization(
+                "silver", dg.AssetKey(table(SILVER_SENSOR_READINGS).asset_key_path))
         if "drift_detected" not in t.stages:
             self._drift()
         if "retrain_launched" not in t.stages:
@@ -211,7 +213,7 @@ class Watcher:
         return declarations(rows, self.timeline.onset)
 
     def _bronze(self) -> None:
-        spec = table("bronze.sensor_readings")
+        spec = table(BRONZE_SENSOR_READINGS)
         if not self.lake.exists(spec):
             return
         onset_ms = self.timeline.onset.timestamp() * 1000

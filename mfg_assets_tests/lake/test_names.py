@@ -14,7 +14,6 @@ PACKAGE = Path(__file__).resolve().parents[2] / "mfg_assets"
 # Folders the literal check skips. lake/ is where names are declared.
 SKIPPED = {
     "lake",
-    "loop",  # being edited concurrently; next pass
 }
 
 
@@ -73,6 +72,33 @@ def test_the_checker_sees_a_literal_and_skips_a_docstring() -> None:
     assert table_name_literals(source, {"silver.labels"}) == [(2, "silver.labels")]
 
 
+def asset_key_literals(source: str, registered: set[str]) -> list[tuple[int, str]]:
+    """Hand-spelled asset keys of registered tables: a two-string list or tuple literal
+    ``[layer, name]`` (``dg.AssetKey(["silver", "labels"])``, ``deps=[("silver", "labels")]``)
+    where ``TableSpec.asset_key_path`` (via ``table(names.X)``) says it once."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.List | ast.Tuple) and len(node.elts) == 2 and all(
+                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+            qualified = ".".join(e.value for e in node.elts)
+            if qualified in registered:
+                found.append((node.lineno, qualified))
+    return found
+
+
+def test_the_checker_sees_a_hand_spelled_asset_key() -> None:
+    source = (
+        'import dagster as dg\n'
+        'a = dg.AssetKey(["silver", "labels"])\n'
+        'b = dg.AssetKey(("silver", "labels"))\n'
+        'c = ["silver", "labels", "x"]\n'  # not a two-part key
+        'd = dg.AssetKey(["models", "labels"])\n'  # not a registered table
+        'e = dg.AssetKey(table(SILVER_LABELS).asset_key_path)\n'
+    )
+    assert asset_key_literals(source, {"silver.labels"}) == [
+        (2, "silver.labels"), (3, "silver.labels")]
+
+
 def test_no_table_name_literal_outside_lake() -> None:
     registered = {spec.qualified_name for spec in TABLES}
     found = []
@@ -80,6 +106,10 @@ def test_no_table_name_literal_outside_lake() -> None:
         relative = path.relative_to(PACKAGE)
         if relative.parts[0] in SKIPPED:
             continue
-        for line, value in table_name_literals(path.read_text(), registered):
+        source = path.read_text()
+        for line, value in table_name_literals(source, registered):
             found.append(f"mfg_assets/{relative}:{line}: {value!r}")
+        for line, value in asset_key_literals(source, registered):
+            found.append(f"mfg_assets/{relative}:{line}: asset key of {value!r} spelled by hand "
+                         "(use table(names.X).asset_key_path)")
     assert not found, "use mfg_assets.lake.names instead of:\n" + "\n".join(found)
