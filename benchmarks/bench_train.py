@@ -68,7 +68,7 @@ def fault_labels(config: SimConfig) -> pl.DataFrame:
 
 
 def build_features(silver: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
-    from mfg_assets.defs.features import FEATURE_SETS  # the assets' own builders and inputs
+    from mfg_assets.ml.features import FEATURE_SETS  # the assets' own builders and inputs
 
     return {fs.table: fs.build(*(silver[name] for name in fs.inputs)) for fs in FEATURE_SETS}
 

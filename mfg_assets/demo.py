@@ -44,6 +44,7 @@ from mfg_assets.lake.delta import Lake
 from mfg_assets.lake.names import EDGE_BUNDLES
 from mfg_assets.lake.registry import table
 from mfg_assets.ml.families import FAMILIES
+from mfg_assets.monitoring.dashboard import report_path
 from mfg_assets.settings import PACKAGE_DIR, Settings, get_settings
 from mfg_assets.sim import SimConfig, ground_truth, publish, write_replay
 from mfg_assets.uns.contract import load_contract
@@ -496,7 +497,7 @@ def _rollout_config() -> dict:
 
 
 def _next_steps(settings: Settings, with_models: bool) -> None:
-    report = settings.data_dir / "reports" / "dashboard.html"
+    report = report_path(settings.data_dir)
     print("\nwhat to open next:")
     print("  make dev                    Dagster UI on http://127.0.0.1:3000: the runs are the "
           "jobs demo_bronze, demo_silver, demo_train, ...")

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from mfg_assets.defs.cost import shared_cost_metadata
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.resources import LakehouseResource, UnsResource
 from mfg_assets.gateway.replay import load_pending
@@ -71,7 +70,7 @@ def bronze_from_replay(
     written = {name: mc.delta_bytes_added(lake.uri(table(name)), before[name],
                                           lake.version(table(name)), lake.storage_options)
                for name in BRONZE_TABLES}
-    costs = shared_cost_metadata(usage, written)
+    costs = mc.shared_cost_metadata(usage, written)
     for report in reports:
         context.log.info(
             f"{report.file}: {report.received} messages, {report.valid} valid, "

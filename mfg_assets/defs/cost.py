@@ -37,35 +37,6 @@ def _lakehouse(args: tuple, kwargs: dict) -> LakehouseResource | None:
     return None
 
 
-def cost_metadata(
-    usage: mc.Usage, metadata: dict[str, Any] | None, lake: Lake | None
-) -> dict[str, Any]:
-    """``usage`` plus the bytes of the Delta commit named in ``metadata``, as metadata."""
-    metadata = metadata or {}
-    name = metadata.get("dagster/table_name")
-    version = metadata.get("delta_version_written")
-    name = getattr(name, "value", name)
-    version = getattr(version, "value", version)
-    if lake is not None and isinstance(name, str) and isinstance(version, int):
-        usage.bytes_written = mc.delta_bytes_written(lake.uri(table(name)), version,
-                                                     lake.storage_options)
-    return usage.metadata()
-
-
-def shared_cost_metadata(usage: mc.Usage, bytes_by_asset: dict[str, int]) -> dict[str, dict]:
-    """``cost/*`` metadata for each asset of a multi-asset that ran as one body.
-
-    Each asset gets its own bytes; CPU and wall time are shared in proportion to bytes
-    (evenly when nothing was written), so the sums over the assets equal what was used.
-    """
-    total = sum(bytes_by_asset.values())
-    out = {}
-    for name, written in bytes_by_asset.items():
-        share = written / total if total else 1 / len(bytes_by_asset)
-        out[name] = mc.Usage(usage.cpu_s * share, usage.wall_s * share, written).metadata()
-    return out
-
-
 def with_cost(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate an asset body (under ``@dg.asset``) to add ``cost/*`` to its metadata.
 
@@ -82,9 +53,9 @@ def with_cost(fn: Callable[..., Any]) -> Callable[..., Any]:
         resource = _lakehouse(args, kwargs)
         lake = resource.lake() if resource is not None else None
         if result is None:
-            return dg.MaterializeResult(metadata=cost_metadata(usage, None, lake))
+            return dg.MaterializeResult(metadata=mc.cost_metadata(usage, None, lake))
         if isinstance(result, dg.MaterializeResult):
-            extra = cost_metadata(usage, dict(result.metadata or {}), lake)
+            extra = mc.cost_metadata(usage, dict(result.metadata or {}), lake)
             return result._replace(metadata={**(result.metadata or {}), **extra})
         return result  # an output value: leave it alone rather than guess
 

@@ -19,17 +19,12 @@ from mfg_assets.lake.names import (
 )
 from mfg_assets.lake.registry import table
 from mfg_assets.monitoring import dashboard as board
-from mfg_assets.settings import get_settings
 
 OWNER = "team:operations"
 # bronze.validation_results is written by the same loads as bronze.quarantine but is not an
 # asset of its own, so quarantine stands for both in the graph.
 INPUTS = (BRONZE_QUARANTINE, MONITORING_INSPECTION_STATS, MONITORING_DRIFT, EDGE_ROLLOUTS,
           MONITORING_COST)
-
-
-def default_report_path() -> Path:
-    return get_settings().data_dir / "reports" / "dashboard.html"
 
 
 class DashboardConfig(dg.Config):
@@ -51,7 +46,7 @@ def dashboard_asset(
     config: DashboardConfig, lakehouse: LakehouseResource
 ) -> dg.MaterializeResult:
     data = board.collect(lakehouse.lake())
-    path = Path(config.path) if config.path else default_report_path()
+    path = Path(config.path) if config.path else board.report_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(board.render_html(data), encoding="utf-8")
     compliance = data["compliance"] or {}

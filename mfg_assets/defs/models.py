@@ -37,10 +37,11 @@ from mfg_assets.defs.automation import (
 )
 from mfg_assets.defs.checkpoints import training_checkpoints
 from mfg_assets.defs.cost import with_cost
-from mfg_assets.defs.features import OWNER, feature_key, read_lineage
+from mfg_assets.defs.features import OWNER, feature_key
 from mfg_assets.defs.metadata import mlflow_figure, mlflow_model_link, mlflow_run_link
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.labeling.training import training_frame
+from mfg_assets.lake.lineage import read_lineage
 from mfg_assets.lake.registry import table
 from mfg_assets.ml.base import SplitRefused
 from mfg_assets.ml.families import FAMILIES, FamilySpec, family

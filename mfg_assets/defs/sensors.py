@@ -7,17 +7,8 @@ import dagster as dg
 from mfg_assets.defs.automation import sensor_interval
 from mfg_assets.defs.bronze import BRONZE_TABLES, bronze_key
 from mfg_assets.defs.resources import LakehouseResource
+from mfg_assets.lake.lineage import changed_versions
 from mfg_assets.lake.registry import table
-
-
-def changed_tables(lake, seen: dict[str, int]) -> dict[str, int]:
-    """Bronze tables whose Delta version moved past what was last reported."""
-    changed = {}
-    for name in BRONZE_TABLES:
-        version = lake.version(table(name))
-        if version is not None and version != seen.get(name):
-            changed[name] = version
-    return changed
 
 
 def recorded_versions(instance: dg.DagsterInstance) -> dict[str, int]:
@@ -45,7 +36,7 @@ def recorded_versions(instance: dg.DagsterInstance) -> dict[str, int]:
 def bronze_delta_versions(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
     seen = json.loads(context.cursor) if context.cursor else recorded_versions(context.instance)
     lake = lakehouse.lake()
-    changed = changed_tables(lake, seen)
+    changed = changed_versions(lake, BRONZE_TABLES, seen)
     if not changed:
         return dg.SkipReason("no new bronze commits")
     events = [

@@ -13,7 +13,7 @@ from mfg_assets.defs.partitions import daily
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.lake.names import BRONZE_GROUND_TRUTH, SILVER_FAULT_LABELS, SILVER_QUARANTINE
 from mfg_assets.lake.registry import TableSpec, table
-from mfg_assets.lake.silver import TYPERS, refine, type_fault_labels
+from mfg_assets.lake.silver import TYPERS, refine, schema_errors, type_fault_labels
 
 # Above this share of refused rows a partition is suspicious even though nothing was lost.
 QUARANTINE_WARN_SHARE = 0.01
@@ -99,15 +99,15 @@ def materialize_silver_partition(
 
 
 def run_checks(spec: TableSpec, written: pl.DataFrame, rejected: int) -> list[dg.AssetCheckResult]:
-    schema_errors = _schema_errors(spec, written)
+    errors = schema_errors(spec, written)
     duplicates = written.height - written.unique(subset=list(spec.key)).height
     total = written.height + rejected
     share = rejected / total if total else 0.0
     return [
         dg.AssetCheckResult(
             check_name="schema",
-            passed=not schema_errors,
-            metadata={"errors": schema_errors[:2000] or "none"},
+            passed=not errors,
+            metadata={"errors": errors[:2000] or "none"},
         ),
         dg.AssetCheckResult(
             check_name="unique_key",
@@ -121,14 +121,6 @@ def run_checks(spec: TableSpec, written: pl.DataFrame, rejected: int) -> list[dg
             metadata={"rows_quarantined": rejected, "share": float(share)},
         ),
     ]
-
-
-def _schema_errors(spec: TableSpec, frame: pl.DataFrame) -> str:
-    try:
-        spec.schema.validate(frame, lazy=True)
-    except Exception as exc:  # pandera raises SchemaErrors; any failure is a failed check
-        return str(exc)
-    return ""
 
 
 silver_assets = [silver_asset(name) for name in TYPERS]

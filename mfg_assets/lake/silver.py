@@ -60,6 +60,15 @@ class RefineResult:
         return self.valid.height + self.rejected.height + self.duplicates
 
 
+def schema_errors(spec: TableSpec, frame: pl.DataFrame) -> str:
+    """Pandera's report of every way ``frame`` breaks ``spec``'s schema; "" when it holds."""
+    try:
+        spec.schema.validate(frame, lazy=True)
+    except Exception as exc:  # pandera raises SchemaErrors; any failure is a failed check
+        return str(exc)
+    return ""
+
+
 def _src(bronze: pl.DataFrame) -> list[pl.Expr]:
     return [
         pl.col("message_id").alias("_src_message_id"),

@@ -13,10 +13,30 @@ produces the same windows for the same time span.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
 import polars as pl
+
+from mfg_assets.lake.delta import Lake, WriteResult
+from mfg_assets.lake.lineage import read_commit
+from mfg_assets.lake.names import (
+    FEATURES_ASSEMBLY_IMAGES,
+    FEATURES_EDGE_TELEMETRY,
+    FEATURES_IMAGE_DATASET,
+    FEATURES_PROCESS_UNITS,
+    FEATURES_SENSOR_WINDOWS,
+    SILVER_EDGE_TELEMETRY,
+    SILVER_FAULT_LABELS,
+    SILVER_IMAGE_BOXES,
+    SILVER_INSPECTION_IMAGES,
+    SILVER_PROCESS_PARAMETERS,
+    SILVER_PROCESS_RUNS,
+    SILVER_SENSOR_READINGS,
+)
+from mfg_assets.lake.registry import table
 
 SEP = "__"  # wide feature columns are named <sensor>__<stat>
 PARAM_PREFIX = "param__"  # process parameters pivoted wide: param__<name>
@@ -473,3 +493,77 @@ def _label_device_failures(windows: pl.DataFrame, labels: pl.DataFrame | None) -
     )
     return windows.join(nxt, on=["edge_id", "window_start"], how="left").join(
         failed, on=["edge_id", "window_start"], how="left")
+
+
+# -- the feature tables: which builder makes which table from which silver tables ---------
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """A feature table: the silver tables it reads and the builder that turns them into it."""
+
+    table: str  # the feature table (layer.name) in the lake registry
+    inputs: tuple[str, ...]  # silver tables, in the builder's argument order
+    build: Callable[..., pl.DataFrame]
+    description: str
+
+
+FEATURE_SETS = (
+    FeatureSet(
+        FEATURES_SENSOR_WINDOWS,
+        (SILVER_SENSOR_READINGS, SILVER_FAULT_LABELS),
+        sensor_windows,
+        "Per machine and 10-minute window: statistics and spectrum of every sensor, with the "
+        "ground-truth fault label. Input of the anomaly model.",
+    ),
+    FeatureSet(
+        FEATURES_PROCESS_UNITS,
+        (SILVER_PROCESS_RUNS, SILVER_PROCESS_PARAMETERS),
+        process_units,
+        "One row per produced unit: its process parameters (point in time) and measured "
+        "yield. Input of the yield model.",
+    ),
+    FeatureSet(
+        FEATURES_IMAGE_DATASET,
+        (SILVER_INSPECTION_IMAGES,),
+        image_dataset,
+        "Labelled inspection images with a deterministic, time-ordered train/validation/"
+        "test split per camera. Input of the vision model.",
+    ),
+    FeatureSet(
+        FEATURES_ASSEMBLY_IMAGES,
+        (SILVER_INSPECTION_IMAGES, SILVER_IMAGE_BOXES),
+        assembly_images,
+        "Assembly images with their imported part boxes and a time-ordered split per "
+        "camera. Input of the part detection model.",
+    ),
+    FeatureSet(
+        FEATURES_EDGE_TELEMETRY,
+        (SILVER_EDGE_TELEMETRY, SILVER_FAULT_LABELS),
+        edge_telemetry,
+        "Per edge device and 10-minute window: heartbeats, CPU, memory and temperature, "
+        "trends, log problems and log-template counts, firmware and bundle, with the time to "
+        "the device's next ground-truth failure. Input of the edge_health model.",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class FeatureBuild:
+    versions: dict[str, int | None]  # silver table -> the Delta version read
+    frame: pl.DataFrame  # what was written
+    write: WriteResult
+
+
+def build_feature_set(lake: Lake, feature_set: FeatureSet) -> FeatureBuild:
+    """Read the inputs at pinned versions, build, overwrite the feature table; the versions
+    read go into its commit (:func:`mfg_assets.lake.lineage.read_commit`)."""
+    versions: dict[str, int | None] = {}
+    frames = []
+    for name in feature_set.inputs:
+        spec = table(name)
+        versions[name] = lake.version(spec)
+        frames.append(lake.read(spec, versions[name]))
+    frame = feature_set.build(*frames)
+    write = lake.overwrite(table(feature_set.table), frame, **read_commit(versions))
+    return FeatureBuild(versions, frame, write)

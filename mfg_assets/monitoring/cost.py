@@ -19,9 +19,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import polars as pl
 from deltalake import DeltaTable
+
+from mfg_assets.lake.delta import Lake
+from mfg_assets.lake.registry import table
 
 try:  # POSIX; elsewhere fall back to this process's CPU time only
     import resource
@@ -109,6 +113,35 @@ def delta_bytes_added(
     now = files(version)
     before = files(since) if since is not None and since >= 0 else {}
     return int(sum(size for path, size in now.items() if path not in before))
+
+
+def cost_metadata(
+    usage: Usage, metadata: dict[str, Any] | None, lake: Lake | None
+) -> dict[str, Any]:
+    """``usage`` plus the bytes of the Delta commit named in ``metadata``, as metadata."""
+    metadata = metadata or {}
+    name = metadata.get("dagster/table_name")
+    version = metadata.get("delta_version_written")
+    name = getattr(name, "value", name)
+    version = getattr(version, "value", version)
+    if lake is not None and isinstance(name, str) and isinstance(version, int):
+        usage.bytes_written = delta_bytes_written(lake.uri(table(name)), version,
+                                                  lake.storage_options)
+    return usage.metadata()
+
+
+def shared_cost_metadata(usage: Usage, bytes_by_asset: dict[str, int]) -> dict[str, dict]:
+    """``cost/*`` metadata for each asset of a multi-asset that ran as one body.
+
+    Each asset gets its own bytes; CPU and wall time are shared in proportion to bytes
+    (evenly when nothing was written), so the sums over the assets equal what was used.
+    """
+    total = sum(bytes_by_asset.values())
+    out = {}
+    for name, written in bytes_by_asset.items():
+        share = written / total if total else 1 / len(bytes_by_asset)
+        out[name] = Usage(usage.cpu_s * share, usage.wall_s * share, written).metadata()
+    return out
 
 
 # -- the monthly projection --------------------------------------------------------------

@@ -43,6 +43,7 @@ from mfg_assets.lake.names import (
     SILVER_SENSOR_READINGS,
 )
 from mfg_assets.lake.registry import table
+from mfg_assets.settings import get_settings
 
 BRONZE_MESSAGE_TABLES = ("sensor_readings", "process_runs", "inspection_images",
                          "edge_telemetry", "edge_predictions")
@@ -299,6 +300,12 @@ def _rollouts_by_edge(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict
         for edge in [*json.loads(r["canary_edges"]), *json.loads(r["control_edges"])]:
             out[edge] = (r["updated_at"], text)
     return out
+
+
+def report_path(data_dir: Path | None = None) -> Path:
+    """Where the static report goes: ``<data dir>/reports/dashboard.html``."""
+    root = data_dir if data_dir is not None else get_settings().data_dir
+    return root / "reports" / "dashboard.html"
 
 
 def collect(lake: Lake | None = None) -> dict[str, Any]:

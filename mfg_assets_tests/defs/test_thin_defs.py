@@ -18,16 +18,7 @@ from mfg_assets.settings import PACKAGE_DIR
 DEFS = PACKAGE_DIR / "defs"
 
 # module:name -> why it may stay. Keep it short; every entry is a debt or a real exception.
-ALLOWED: dict[str, str] = {
-    # Outside issue 14 (modules of other owners); each is a follow-up, not a licence.
-    "cost:cost_metadata": "follow-up: cost figures of a commit, belongs in monitoring/cost.py",
-    "cost:shared_cost_metadata": "follow-up: cost shares, belongs in monitoring/cost.py",
-    "dashboard:default_report_path": "follow-up: a default path, belongs in settings.py",
-    "features:FeatureSet": "follow-up: the feature-set registry, belongs in ml/features.py",
-    "features:read_lineage": "follow-up: lineage of a Delta commit, belongs in lake/",
-    "sensors:changed_tables": "follow-up: a Delta version diff, belongs in lake/",
-    "silver:_schema_errors": "follow-up: pandera error text, belongs in lake/",
-}
+ALLOWED: dict[str, str] = {}
 
 
 def _imports(tree: ast.Module) -> tuple[set[str], dict[str, tuple[str, str]]]:

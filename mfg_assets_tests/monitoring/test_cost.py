@@ -95,3 +95,28 @@ def test_usage_rates_per_day_and_demand_from_tables():
     assert mc.inference_demand(predictions, images) == mc.Demand(2.0, 2)
     # no edge predictions yet: the image rate is what the cloud would score
     assert mc.inference_demand(predictions.clear(), images) == mc.Demand(10.0, 0)
+
+
+def test_cost_metadata_adds_the_bytes_of_the_commit_the_metadata_names(lake):
+    from mfg_assets_tests.lake.test_delta import PARAMS, params_frame
+
+    write = lake.append(PARAMS, params_frame(datetime(2026, 11, 1).date(), ["u1", "u2"]))
+    expected = mc.delta_bytes_written(lake.uri(PARAMS), write.version)
+    assert expected > 0
+    usage = mc.Usage(cpu_s=1.23456, wall_s=2.0)
+    meta = mc.cost_metadata(usage, {"dagster/table_name": PARAMS.qualified_name,
+                                    "delta_version_written": write.version}, lake)
+    assert meta == {mc.CPU_S: 1.2346, mc.WALL_S: 2.0, mc.BYTES_WRITTEN: expected}
+    # no commit named, or no lake: CPU and wall only
+    assert mc.cost_metadata(mc.Usage(1.0, 2.0), None, lake)[mc.BYTES_WRITTEN] == 0
+    assert mc.cost_metadata(mc.Usage(1.0, 2.0), {"delta_version_written": 0}, None)[
+        mc.BYTES_WRITTEN] == 0
+
+
+def test_shared_cost_splits_cpu_and_wall_by_bytes_and_sums_to_what_was_used():
+    usage = mc.Usage(cpu_s=10.0, wall_s=20.0)
+    shares = mc.shared_cost_metadata(usage, {"a": 300, "b": 100})
+    assert shares["a"] == {mc.CPU_S: 7.5, mc.WALL_S: 15.0, mc.BYTES_WRITTEN: 300}
+    assert shares["b"] == {mc.CPU_S: 2.5, mc.WALL_S: 5.0, mc.BYTES_WRITTEN: 100}
+    even = mc.shared_cost_metadata(usage, {"a": 0, "b": 0})  # nothing written: even shares
+    assert even["a"][mc.CPU_S] == even["b"][mc.CPU_S] == 5.0
