@@ -16,8 +16,11 @@ How it fits together (plain Python, no Dagster):
   Without a scope, :func:`resumable` does nothing (tests, notebooks, the search outside
   Dagster).
 - A checkpoint holds the model, optimizer, epoch, torch's global RNG and the loop's own
-  generators: a resumed loop continues the same random stream, so it ends with the same
-  weights as an uninterrupted one (bit-identical on CPU).
+  generators, and where a loop has them its learning-rate scheduler and its own state
+  (``loop``: early stopping's best epoch and weights, whether it stopped): a resumed loop
+  continues the same random stream and schedule, so it ends with the same weights as an
+  uninterrupted one (bit-identical on CPU). A loop that stops early says so
+  (``final=True``): that epoch is saved at once, and a retry finds the loop finished.
 
 Where checkpoints live: in MLflow, as artifacts of one run per resume key (experiment
 ``mfg-checkpoints``, tag ``mfg.resume_key``), not in a local folder. A spot retry usually
@@ -116,11 +119,15 @@ class MlflowStore:
         self.run_id = run_id
 
     @classmethod
-    def open(cls, client: MlflowClient, key: str, tags: Mapping[str, str] | None = None
-             ) -> tuple[MlflowStore, bool]:
-        """The store of ``key``: its unfinished run if one exists (True), else a new run."""
+    def open(cls, client: MlflowClient, key: str, tags: Mapping[str, str] | None = None,
+             artifact_location: str | None = None) -> tuple[MlflowStore, bool]:
+        """The store of ``key``: its unfinished run if one exists (True), else a new run.
+        ``artifact_location``: where a new checkpoint experiment keeps its artifacts (the
+        registry's artifact root; None: the tracking server's default, which for a bare
+        sqlite store is ``./mlruns`` in the working directory)."""
         found = client.get_experiment_by_name(EXPERIMENT)
-        experiment = found.experiment_id if found else client.create_experiment(EXPERIMENT)
+        experiment = (found.experiment_id if found else
+                      client.create_experiment(EXPERIMENT, artifact_location=artifact_location))
         runs = client.search_runs([experiment], f"tags.`{RESUME_KEY_TAG}` = '{key}'",
                                   order_by=["attributes.start_time DESC"], max_results=1)
         if runs:
@@ -185,9 +192,10 @@ def scope(store: CheckpointStore, key: str, min_interval_s: float = 0.0) -> Iter
 
 @contextmanager
 def mlflow_scope(client: MlflowClient, key: str, tags: Mapping[str, str] | None = None,
-                 min_interval_s: float = 0.0) -> Iterator[Scope]:
+                 min_interval_s: float = 0.0, artifact_location: str | None = None
+                 ) -> Iterator[Scope]:
     """:func:`scope` on the MLflow run of ``key`` (found again by a retry of the same work)."""
-    store, found = MlflowStore.open(client, key, tags)
+    store, found = MlflowStore.open(client, key, tags, artifact_location)
     if found:
         log.info("resuming from checkpoints of MLflow run %s (key %s)", store.run_id, key[:12])
     try:
@@ -219,14 +227,17 @@ class Checkpoint:
         self._save_cost = 0.0
         self._saving = False
         self._stop = False
+        self.loop: dict[str, Any] = {}  # the loop's own state, as restored (empty: fresh)
 
     @property
     def active(self) -> bool:
         return self.scope is not None
 
     def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                generators: Sequence[torch.Generator] = ()) -> int:
-        """Load the newest readable checkpoint into the objects; the epoch to start at."""
+                generators: Sequence[torch.Generator] = (),
+                scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> int:
+        """Load the newest readable checkpoint into the objects (the loop's own state into
+        :attr:`loop`); the number of epochs already done, where the loop starts."""
         if self.scope is None:
             return 0
         import torch
@@ -244,6 +255,9 @@ class Checkpoint:
             return 0
         model.load_state_dict(best["model"])
         optimizer.load_state_dict(best["optimizer"])
+        if scheduler is not None and best.get("scheduler") is not None:
+            scheduler.load_state_dict(best["scheduler"])
+        self.loop = dict(best.get("loop") or {})
         torch.set_rng_state(best["torch_rng"])
         for generator, saved in zip(generators, best["generators"], strict=True):
             generator.set_state(saved)
@@ -255,8 +269,13 @@ class Checkpoint:
         return epoch
 
     def epoch_done(self, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                   generators: Sequence[torch.Generator] = ()) -> None:
-        """``epoch`` epochs are complete: snapshot them, save when due (always at the end)."""
+                   generators: Sequence[torch.Generator] = (),
+                   scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                   loop: Mapping[str, Any] | None = None, final: bool = False) -> None:
+        """``epoch`` epochs are complete: snapshot them, save when due (always at the end:
+        the last epoch, or ``final`` when the loop stops early). ``loop``: the loop's own
+        state (tensors, numbers, strings, lists and dicts of them), given back by
+        :meth:`restore` as :attr:`loop`."""
         if self.scope is None:
             return
         import torch
@@ -264,11 +283,13 @@ class Checkpoint:
         buffer = io.BytesIO()
         torch.save({"epoch": epoch, "writes": self._writes + 1, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                    "generators": [g.get_state() for g in generators]}, buffer)
+                    "generators": [g.get_state() for g in generators],
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "loop": dict(loop or {})}, buffer)
         self._snapshot = (epoch, buffer.getvalue())
         since = time.monotonic() - self._last_save
         due = since >= max(self.scope.min_interval_s, OVERHEAD * self._save_cost)
-        if due or epoch >= self.epochs or self._stop:
+        if due or final or epoch >= self.epochs or self._stop:
             self.save()
         if self._stop:
             raise self._preempted()

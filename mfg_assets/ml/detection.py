@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mfg_assets.edge import detection as post
-from mfg_assets.ml import families
+from mfg_assets.ml import checkpoint, families
 from mfg_assets.ml.base import Trained, read_info, sample_params, torch_session, write_info
 from mfg_assets.ml.vision import decode
 
@@ -245,23 +245,17 @@ def train(features: pl.DataFrame, params: dict[str, Any], seed: int = 0) -> Trai
         steps = p["epochs"] * math.ceil(len(x) / p["batch_size"])
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=p["lr"],
                                                        total_steps=steps)
-        generator = torch.Generator().manual_seed(int(torch.initial_seed()) % (2**31))
+        seed = int(torch.initial_seed()) % (2**31)
+        generator = torch.Generator().manual_seed(seed)
         net.train()
-        for _ in range(p["epochs"]):
-            order = torch.randperm(len(x), generator=generator)
-            for start in range(0, len(x), p["batch_size"]):
-                idx = order[start : start + p["batch_size"]]
-                heat, wh, off, mask = (t[idx] for t in targets)
-                logits, size_out, off_out = net(x[idx])
-                n_obj = mask.sum().clamp(min=1.0)
-                loss = (_focal(logits, heat)
-                        + p["size_weight"] * F.l1_loss(size_out * mask, wh,
-                                                       reduction="sum") / n_obj
-                        + (F.l1_loss(off_out * mask, off, reduction="sum") / n_obj))
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                schedule.step()
+        # inside a checkpoint scope (a Dagster run) each epoch is checkpointed and a retry
+        # of the same run resumes where the last one stopped (ml/checkpoint.py)
+        what = {"family": FAMILY.name, "params": {k: v for k, v in p.items() if k != "threads"},
+                "seed": seed, "rows": len(x), "size": size, "classes": classes}
+        with checkpoint.resumable(what, p["epochs"]) as ckpt:
+            for epoch in range(ckpt.restore(net, optimiser, [generator], schedule), p["epochs"]):
+                _epoch(net, optimiser, schedule, generator, x, targets, p)
+                ckpt.epoch_done(epoch + 1, net, optimiser, [generator], schedule)
         net.eval()
     info: dict[str, Any] = {
         "classes": classes,
@@ -281,6 +275,25 @@ def train(features: pl.DataFrame, params: dict[str, Any], seed: int = 0) -> Trai
     metrics = metrics_on(model, validation, info)
     holdout = metrics_on(model, _part(features, "test"), info)
     return Trained(model, p, metrics, holdout, {}, info)
+
+
+def _epoch(net: CenterNet, optimiser: torch.optim.Optimizer,
+           schedule: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
+           x: torch.Tensor, targets: list[torch.Tensor], p: dict[str, Any]) -> None:
+    """One pass over the training images in the generator's order."""
+    order = torch.randperm(len(x), generator=generator)
+    for start in range(0, len(x), p["batch_size"]):
+        idx = order[start : start + p["batch_size"]]
+        heat, wh, off, mask = (t[idx] for t in targets)
+        logits, size_out, off_out = net(x[idx])
+        n_obj = mask.sum().clamp(min=1.0)
+        loss = (_focal(logits, heat)
+                + p["size_weight"] * F.l1_loss(size_out * mask, wh, reduction="sum") / n_obj
+                + (F.l1_loss(off_out * mask, off, reduction="sum") / n_obj))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
 
 
 def _targets_scaled(rows: pl.DataFrame, boxes: list, classes: list[str], size: int) -> tuple:

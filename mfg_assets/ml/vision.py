@@ -51,7 +51,7 @@ from PIL import Image
 from sklearn.metrics import confusion_matrix
 from torch import nn
 
-from mfg_assets.ml import baselines, families, plots
+from mfg_assets.ml import baselines, checkpoint, families, plots
 from mfg_assets.ml.base import (
     SPLITS,
     Trained,
@@ -400,44 +400,55 @@ def _train_multiclass(features: pl.DataFrame, p: dict[str, Any], size: int) -> T
         optimiser, max_lr=p["lr"], total_steps=steps, pct_start=0.15
     )
     weight = _class_weights(y, len(classes)) if p["class_weights"] else None
-    generator = torch.Generator().manual_seed(int(torch.initial_seed()) % (2**31))
-    best, best_state, best_epoch, stale, epoch = -math.inf, None, 0, 0, 0
-    first_loss, learning = math.nan, False
+    seed = int(torch.initial_seed()) % (2**31)
+    generator = torch.Generator().manual_seed(seed)
     log.info("vision: %d training images at %d px (%s), %d validation; decoded in %.1fs",
              len(x), size, ", ".join(classes), len(x_val), decoded)
-    for epoch in range(1, p["epochs"] + 1):
-        started = time.monotonic()
-        net.train()
-        total = 0.0
-        for idx in _batches(len(x), p["batch_size"], generator):
-            batch = _augment(x[idx], generator) if p["augment"] else x[idx]
-            loss = F.cross_entropy(net(batch), y[idx], weight=weight)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            total += float(loss.detach()) * len(idx)
-        net.eval()
-        mean_loss = total / max(len(x), 1)
-        first_loss = mean_loss if epoch == 1 else first_loss
-        learning = learning or mean_loss < p["learning_loss_ratio"] * first_loss
-        probs = _probabilities(net, x_val)
-        score = _defect_metrics(y_val, _decide(probs, normal_index, 0.5), probs, normal_index)
-        balanced = score["balanced_accuracy"]
-        log.info("vision epoch %d/%d: loss %.4f, validation balanced accuracy %.3f, "
-                 "defect recall %.3f (%.1fs)", epoch, p["epochs"], mean_loss,
-                 balanced, score["recall_defect"], time.monotonic() - started)
-        if math.isnan(balanced) or balanced > best:
-            best, best_epoch, stale = balanced, epoch, 0
-            best_state = copy.deepcopy(net.state_dict())
-        else:
-            stale += 1
-            if stale >= p["patience"] and epoch >= p["min_epochs"] and learning:
+    # Early stopping's state travels in the checkpoint: a resumed loop stops where an
+    # uninterrupted one would, and one that had stopped is not trained further.
+    state: dict[str, Any] = {"best": -math.inf, "best_state": None, "best_epoch": 0,
+                             "stale": 0, "first_loss": math.nan, "learning": False,
+                             "stopped": False}
+    what = {"family": FAMILY.name, "mode": "multiclass", "params": _unit_params(p),
+            "seed": seed, "rows": len(x), "size": size, "classes": classes}
+    with checkpoint.resumable(what, p["epochs"]) as ckpt:
+        epoch = done = ckpt.restore(net, optimiser, [generator], schedule)
+        state.update(ckpt.loop)
+        last = done if state["stopped"] else p["epochs"]  # stopped early: nothing left
+        for epoch in range(done + 1, last + 1):
+            started = time.monotonic()
+            net.train()
+            total = 0.0
+            for idx in _batches(len(x), p["batch_size"], generator):
+                batch = _augment(x[idx], generator) if p["augment"] else x[idx]
+                loss = F.cross_entropy(net(batch), y[idx], weight=weight)
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                schedule.step()
+                total += float(loss.detach()) * len(idx)
+            net.eval()
+            mean_loss = total / max(len(x), 1)
+            state["first_loss"] = mean_loss if epoch == 1 else state["first_loss"]
+            state["learning"] = (state["learning"]
+                                 or mean_loss < p["learning_loss_ratio"] * state["first_loss"])
+            probs = _probabilities(net, x_val)
+            score = _defect_metrics(y_val, _decide(probs, normal_index, 0.5), probs,
+                                    normal_index)
+            balanced = score["balanced_accuracy"]
+            log.info("vision epoch %d/%d: loss %.4f, validation balanced accuracy %.3f, "
+                     "defect recall %.3f (%.1fs)", epoch, p["epochs"], mean_loss,
+                     balanced, score["recall_defect"], time.monotonic() - started)
+            _early_stopping(state, balanced, epoch, net, p)
+            ckpt.epoch_done(epoch, net, optimiser, [generator], schedule, state,
+                            final=state["stopped"])
+            if state["stopped"]:
                 log.info("vision: stopping early, no better than epoch %d for %d epochs",
-                         best_epoch, stale)
+                         state["best_epoch"], state["stale"])
                 break
-    if best_state is not None:
-        net.load_state_dict(best_state)
+    best_epoch = state["best_epoch"]
+    if state["best_state"] is not None:
+        net.load_state_dict(state["best_state"])
     net.eval()
     probs = _probabilities(net, x_val)
     threshold = defect_threshold(1.0 - probs[:, normal_index], y_val != normal_index,
@@ -472,6 +483,25 @@ def _train_multiclass(features: pl.DataFrame, p: dict[str, Any], size: int) -> T
             matrix, classes, "Validation images"
         )
     return Trained(net, p, metrics, holdout, figures, info)
+
+
+def _unit_params(p: dict[str, Any]) -> dict[str, Any]:
+    """The params that make a training loop distinct: not how many threads run it nor
+    where decoded images are cached (a retry on another machine resumes all the same)."""
+    return {k: v for k, v in p.items() if k not in ("threads", "disk_cache")}
+
+
+def _early_stopping(state: dict[str, Any], balanced: float, epoch: int, net: nn.Module,
+                    p: dict[str, Any]) -> None:
+    """Keep the best epoch's weights; stop after ``patience`` epochs without a better
+    validation balanced accuracy, never before ``min_epochs`` nor while still at chance."""
+    if math.isnan(balanced) or balanced > state["best"]:
+        state.update(best=balanced, best_epoch=epoch, stale=0,
+                     best_state=copy.deepcopy(net.state_dict()))
+        return
+    state["stale"] += 1
+    state["stopped"] = bool(state["stale"] >= p["patience"] and epoch >= p["min_epochs"]
+                            and state["learning"])
 
 
 def _class_weights(y: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -594,15 +624,20 @@ def _train_one_class(features: pl.DataFrame, p: dict[str, Any], size: int) -> Tr
     x = torch.from_numpy(decode(train_rows.get_column("png").to_list(), size))
     net = ConvAutoencoder(p["channels"], p["patch"])
     optimiser = torch.optim.AdamW(net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
-    generator = torch.Generator().manual_seed(int(torch.initial_seed()) % (2**31))
+    seed = int(torch.initial_seed()) % (2**31)
+    generator = torch.Generator().manual_seed(seed)
     net.train()
-    for _ in range(p["epochs"]):
-        for idx in _batches(len(x), p["batch_size"], generator):
-            batch = _augment(x[idx], generator) if p["augment"] else x[idx]
-            loss = ((net.reconstruct(batch) - batch) ** 2).mean()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
+    what = {"family": FAMILY.name, "mode": "one_class", "params": _unit_params(p),
+            "seed": seed, "rows": len(x), "size": size}
+    with checkpoint.resumable(what, p["epochs"]) as ckpt:
+        for epoch in range(ckpt.restore(net, optimiser, [generator]), p["epochs"]):
+            for idx in _batches(len(x), p["batch_size"], generator):
+                batch = _augment(x[idx], generator) if p["augment"] else x[idx]
+                loss = ((net.reconstruct(batch) - batch) ** 2).mean()
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            ckpt.epoch_done(epoch + 1, net, optimiser, [generator])
     net.eval()
     validation, test = _part(features, "validation"), _part(features, "test")
     val_normal = validation.filter(pl.col("label") == normal)
