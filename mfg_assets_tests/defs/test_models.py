@@ -136,3 +136,8 @@ def test_models_train_then_the_gate_decides_the_champion(lakehouse, data_dir):
     errors = absolute_errors(scorer.unseen(units), scorer)
     assert errors.size > 10
     assert errors.mean() == pytest.approx(holdout(instance, "process_yield")["mae"], rel=0.5)
+
+
+def test_production_default_gates_on_the_whole_holdout():
+    """The Dagster config's default: only the drift sensor narrows the gate's window."""
+    assert TrainConfig().gate_recent_hours == 0.0

@@ -19,7 +19,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mfg_assets.defs.models import TrainConfig
 from mfg_assets.ml.base import POSITIVES, Trained
 from mfg_assets.ml.gate import gate_decision, gate_evidence, recent_rows, unscorable
 from mfg_assets.ml.registry import ModelRegistry
@@ -205,7 +204,3 @@ def test_unscorable_names_metrics_the_window_loses():
     whole = {"f1": 0.6, "auroc": 0.9, "extra": math.nan}
     assert unscorable(whole, {"f1": 0.0, "auroc": math.nan}, None) == ["auroc"]
     assert unscorable(whole, {"f1": 0.5, "auroc": 0.8}, {"f1": 0.4, "auroc": 0.7}) == []
-
-
-def test_production_default_gates_on_the_whole_holdout():
-    assert TrainConfig().gate_recent_hours == 0.0
