@@ -407,37 +407,72 @@ def window_matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
     return x.fill_null(float("nan")).to_numpy().astype(np.float32)
 
 
+def window_ids(frame: pl.DataFrame) -> pl.DataFrame:
+    """Feature rows -> the scored rows' id columns (ts, source_id, asset_id, truth)."""
+    return frame.select(
+        pl.col("window_start").alias("ts"),
+        # the id an edge publishes for the window (edge/windows.py CompletedWindow)
+        pl.concat_str(pl.col("machine_id"), pl.lit("/"), pl.col("window_start")
+                      .dt.epoch("ms").cast(pl.String)).alias("source_id"),
+        pl.col("machine_id").alias("asset_id"),
+        pl.col("is_fault").cast(pl.String).str.to_lowercase().alias("truth"),
+    )
+
+
+def rows_matrix(frame: pl.DataFrame, columns: list[str], rows: pl.Series) -> np.ndarray:
+    """``window_matrix`` of the rows where ``rows`` (a boolean mask) is true, without
+    gathering the frame first: the mask is applied to the model's columns only, and the
+    float32 conversion is one numpy pass (the same values: NaN where missing)."""
+    present = [pl.col(c).cast(pl.Float64) if c in frame.columns
+               else pl.lit(None, pl.Float64).alias(c) for c in columns]
+    x = frame.select(e.filter(rows) for e in present).to_numpy()
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
 def score_windows(model: ExportedModel, chunks: Iterable[pl.DataFrame], threshold: float | None,
                   *, clock: Clock, onnx_threads: int, batch_size: int, **_: Any
                   ) -> Iterator[tuple[pl.DataFrame, dict[str, int]]]:
+    """Per chunk and machine type: that type's rows of its model's columns as float32,
+    scored ``batch_size`` rows per call; the scores, decisions and thresholds put back in
+    the chunk's row order, and the chunk's id columns built once (one polars pass per
+    chunk, not a gathered frame per type)."""
     predictors: dict[str, Predictor] = {}
     for chunk in chunks:
-        frames, unscored = [], {}
-        for machine_type, mine in chunk.group_by("machine_type", maintain_order=True):
-            name = str(machine_type[0])
+        unscored: dict[str, int] = {}
+        n = chunk.height
+        types = chunk.get_column("machine_type")
+        scores = np.full(n, np.nan)
+        decisions = np.full(n, None, dtype=object)
+        thresholds = np.full(n, np.nan)
+        known = np.zeros(n, dtype=bool)
+        for name in types.unique(maintain_order=True).to_list():
+            mask = (types.is_null() if name is None else types == name).fill_null(False)
             if name not in model.parts:
-                unscored[f"machine type {name} unknown to the model"] = mine.height
+                unscored[f"machine type {name} unknown to the model"] = int(mask.sum())
                 continue
             if name not in predictors:
                 predictors[name] = model.predictor(name, threshold, onnx_threads)
             predictor = predictors[name]
             with clock("prepare"):
-                x = window_matrix(mine, model.parts[name].preprocessing["columns"])
-            scores, decisions = [], []
+                rows = np.flatnonzero(mask.to_numpy())
+                x = rows_matrix(chunk, model.parts[name].preprocessing["columns"], mask)
             with clock("score"):
                 for part in _batches(len(x), batch_size):
-                    s, d = _score(predictor, x[part])
-                    scores += s
-                    decisions += d
-            frames.append(_scored(mine.select(
-                pl.col("window_start").alias("ts"),
-                # the id an edge publishes for the window (edge/windows.py CompletedWindow)
-                pl.concat_str(pl.col("machine_id"), pl.lit("/"), pl.col("window_start")
-                              .dt.epoch("ms").cast(pl.String)).alias("source_id"),
-                pl.col("machine_id").alias("asset_id"),
-                pl.col("is_fault").cast(pl.String).str.to_lowercase().alias("truth"),
-            ), scores, decisions, predictor.threshold))
-        yield (pl.concat(frames) if frames else _EMPTY_SCORED), unscored
+                    s, d = predictor.decide_arrays(x[part])
+                    scores[rows[part]] = s
+                    decisions[rows[part]] = d
+            thresholds[rows] = predictor.threshold
+            known[rows] = True
+        if not known.any():
+            yield _EMPTY_SCORED, unscored
+            continue
+        with clock("prepare"):
+            scored = window_ids(chunk).with_columns(
+                pl.Series("score", scores, pl.Float64),
+                pl.Series("decision", decisions.tolist(), pl.String),
+                pl.Series("threshold", thresholds, pl.Float64),
+            )
+        yield (scored if known.all() else scored.filter(pl.Series(known))), unscored
 
 
 _EMPTY_SCORED = pl.DataFrame(schema={

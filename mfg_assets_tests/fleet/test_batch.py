@@ -265,3 +265,39 @@ def test_images_are_decoded_once_each_on_a_pool_and_scored_in_order(lake, tmp_pa
     for source_id, score, decision in rows.select("source_id", "score", "decision").rows():
         expected = edge.predict_image(by_id[source_id])
         assert abs(score - expected.score) < 1e-5 and decision == expected.value
+
+
+def test_rows_matrix_is_window_matrix_of_the_masked_rows():
+    frame = windows(12).with_columns(pl.col("current__mean").cast(pl.Int64, strict=False))
+    columns = ["current__mean", "voltage__mean", "force__mean", "not_in_table"]
+    mask = pl.col("machine_type") == "welder"
+    got = batch.rows_matrix(frame, columns, frame.select(mask).to_series())
+    expected = batch.window_matrix(frame.filter(mask), columns)
+    assert got.dtype == np.float32 and got.flags["C_CONTIGUOUS"]
+    assert got.shape == (4, 4) and np.isnan(got[:, 2:]).all()  # press column, absent column
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_windows_of_mixed_and_missing_types_keep_their_own_scores(lake, tmp_path):
+    frame = days_of_windows(DAY, 1, per_day=12).with_columns(
+        pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("oven"))
+        .otherwise(pl.col("machine_type")).alias("machine_type"))  # a press window -> oven
+    lake.overwrite(table("features.sensor_windows"), frame)
+    model = batch.exported_model(StandInRegistry(), "sensor_anomaly", cache_dir=tmp_path / "o")
+    outcome = batch.predict_day(lake, model, DAY, batch_size=3)
+    assert outcome.unscored == {"machine type robot unknown to the model": 3,
+                                "machine type oven unknown to the model": 1}
+    rows = lake.read_partition(batch.predictions_table("sensor_anomaly"), DAY)
+    assert rows.height == outcome.scored == 8
+    assert rows.select("ts", "source_id").rows() == sorted(rows.select("ts", "source_id").rows())
+    for kind in ("welder", "press"):
+        mine = frame.filter(pl.col("machine_type") == kind)
+        scores, decisions = model.predictor(kind).decide_arrays(
+            batch.window_matrix(mine, COLUMNS[kind]))
+        got = batch.window_ids(mine).with_columns(score=pl.Series(scores),
+                                                  decision=pl.Series(decisions.tolist()))
+        joined = rows.join(got, on="source_id", suffix="_edge")
+        assert joined.height == mine.height
+        np.testing.assert_allclose(joined["score"], joined["score_edge"], rtol=1e-6)
+        assert joined["decision"].to_list() == joined["decision_edge"].to_list()
+        assert (joined["threshold"] == 0.8).all()
