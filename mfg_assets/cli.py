@@ -690,9 +690,8 @@ def _run_train(args: argparse.Namespace) -> int:
     selection = dg.AssetSelection.assets(feature_key(entry.feature_table), key,
                                          champion_key(args.family))
     # the summary below says what happened: a refused gate is a verdict, not a stack trace
-    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     config = dg.RunConfig(ops={key.to_python_identifier(): TrainConfig(
-        budget=args.budget, seed=args.seed)}, **quiet)
+        budget=args.budget, seed=args.seed)}, **plan.SILENT)
     from mfg_assets.console import progress
 
     steps = {feature_key(entry.feature_table).to_python_identifier(): "features",

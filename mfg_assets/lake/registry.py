@@ -316,20 +316,20 @@ TABLES: tuple[TableSpec, ...] = (
         None,
         "Nightly lakehouse maintenance per table: compaction/Z-order and VACUUM figures.",
     ),
-    # batch inference over history (fleet/batch.py): one table per ONNX-exportable family
+    # batch inference over history (fleet/batch.py): one table per ONNX-exportable family,
+    # named predictions.<family>; which feature table each family reads is ml/families.py's
+    # to say (the lake does not import the model rooms)
     *(
         _spec(
             qualified_name,
             schemas.BatchPrediction,
             ("source_id",),
             "date",
-            f"Daily: every {source} row re-scored by a {family} model version (the champion by "
-            "default) through the edge's ONNX session, beside the edge's own prediction.",
+            f"Daily: every row of the {qualified_name.split('.', 1)[1]} family's feature "
+            "table re-scored by a model version (the champion by default) through the edge's "
+            "ONNX session, beside the edge's own prediction.",
         )
-        for qualified_name, family, source in (
-            (PREDICTIONS_SENSOR_ANOMALY, "sensor_anomaly", FEATURES_SENSOR_WINDOWS),
-            (PREDICTIONS_VISION_DEFECT, "vision_defect", FEATURES_IMAGE_DATASET),
-        )
+        for qualified_name in (PREDICTIONS_SENSOR_ANOMALY, PREDICTIONS_VISION_DEFECT)
     ),
 )
 
