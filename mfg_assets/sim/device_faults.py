@@ -18,12 +18,12 @@ shape (``kind`` "fault", the device id in ``machine_id``) so they flow into
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from mfg_assets.sim.config import SimConfig
+from mfg_assets.sim.config import Edge, PlantLayout, SimConfig
 from mfg_assets.sim.rng import rng_for
 
 HOUR_MS = 3_600_000
@@ -77,6 +77,20 @@ class DeviceFault:
             "end_ms": min(self.end_ms, run_end_ms),
             "truncated": self.end_ms > run_end_ms,
         }
+
+
+def edge_fleet(n_edges: int, plant: PlantLayout | None = None) -> PlantLayout:
+    """``plant`` with ``n_edges`` edge devices (half line edges, half camera edges, two
+    firmware versions) in place of its four: a fleet large enough that a few weeks of device
+    faults give dozens of failures to judge an edge-health model on."""
+    if n_edges < 1:
+        raise ValueError(f"a fleet needs at least one edge, got {n_edges}")
+    base = plant or PlantLayout()
+    edges = tuple(
+        Edge(f"edge-{i + 1:02d}", base.weld_area, base.weld_line, f"cell{i + 1:02d}",
+             "2.4.0" if i % 3 == 2 else "2.3.1", "camera" if i % 2 else "line")
+        for i in range(n_edges))
+    return replace(base, edges=edges)
 
 
 def _pick(rng: np.random.Generator) -> str:

@@ -1,5 +1,11 @@
 """Edge health: log templates, point-in-time health features, and a model that sees a device
-failure hours ahead on a simulated multi-day fleet (figures printed for the issue note)."""
+failure hours ahead on a simulated plant-like fleet (figures printed for the issue note).
+
+The fleet is twelve edges over twelve days with about one device fault per edge every two
+days: some seventy failures, a couple of dozen of them in the test blocks. Four edges over
+six days (seven failures, 25 positive test windows) cannot judge a model: its validation
+blocks held about two failure courses, and the best-F1 threshold there fell to 1e-5.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +17,16 @@ import polars as pl
 import pytest
 
 from mfg_assets.lake.registry import table
-from mfg_assets.ml import edge_health, families, features
+from mfg_assets.ml import drift, edge_health, families, features
 from mfg_assets.ml.gate import gate_family, promotion_decision
 from mfg_assets.sim import SimConfig
+from mfg_assets.sim.device_faults import edge_fleet
 from mfg_assets_tests.ml.simdata import simulate_silver
 
-# Six days of four edges, heartbeats every 2 minutes, about one device fault per edge-2-days.
-FLEET = SimConfig(seed=1, duration_h=24 * 6, telemetry_period_s=120.0, sources=("telemetry",),
-                  device_fault_rate_per_day=0.5, fault_rate_per_day=0.0)
+# Twelve days of twelve edges, heartbeats every 2 minutes, one device fault per edge-2-days.
+EDGES = 12
+FLEET = SimConfig(seed=1, duration_h=24 * 12, telemetry_period_s=120.0, sources=("telemetry",),
+                  device_fault_rate_per_day=0.5, fault_rate_per_day=0.0, plant=edge_fleet(EDGES))
 
 
 @pytest.fixture(scope="module")
@@ -91,19 +99,25 @@ def test_time_to_failure_comes_from_the_ground_truth(silver, windows):
 
 def test_failure_within_four_hours_is_predicted_and_judged_against_baselines(trained, windows):
     test = trained.holdout_metrics
-    print(f"\nedge_health on {FLEET.duration_h / 24:g} simulated days, 4 edges, horizon "
-          f"{trained.info['horizon_h']:g} h, test windows: precision {test['precision']:.3f} "
-          f"recall {test['recall']:.3f} f1 {test['f1']:.3f} auroc {test['auroc']:.3f} "
-          f"false alarms {test['false_alarm_rate']:.4f}; failures caught >= "
-          f"{trained.info['min_lead_h']:g} h ahead {test['event_recall']:.2f}, median lead "
+    events = _test_failures(windows, trained.info)
+    print(f"\nedge_health on {FLEET.duration_h / 24:g} simulated days, {EDGES} edges, horizon "
+          f"{trained.info['horizon_h']:g} h, threshold {trained.info['threshold']:.3f}, test "
+          f"windows: precision {test['precision']:.3f} recall {test['recall']:.3f} f1 "
+          f"{test['f1']:.3f} auroc {test['auroc']:.3f} false alarms "
+          f"{test['false_alarm_rate']:.4f}; failures caught >= {trained.info['min_lead_h']:g} h "
+          f"ahead {test['event_recall']:.2f} of {events}, median lead "
           f"{test['lead_h_median']:.2f} h ({test['positives']:.0f} positive windows); "
-          f"baselines f1: majority {test['baseline.majority.f1']:.3f}, logistic "
-          f"{test['baseline.logistic.f1']:.3f}")
-    assert test["positives"] >= families.spec("edge_health").model.min_positives
-    assert test["event_recall"] >= 0.6 and test["false_alarm_rate"] < 0.05
+          f"baselines: majority f1 {test['baseline.majority.f1']:.3f}, logistic f1 "
+          f"{test['baseline.logistic.f1']:.3f} auroc {test['baseline.logistic.auroc']:.3f}")
+    assert events >= 20, "too few failures in the test blocks to judge a model on"
+    assert test["positives"] >= 10 * families.spec("edge_health").model.min_positives
+    assert test["event_recall"] >= 0.7 and test["false_alarm_rate"] < 0.01
+    assert test["precision"] > 0.8 and test["recall"] > 0.8
     # the baselines are measured on the same windows: "never fails" finds nothing
     assert test["baseline.majority.f1"] == 0.0 and test["baseline.majority.auroc"] == 0.5
-    assert test["f1"] > 0.5 and math.isfinite(test["baseline.logistic.f1"])
+    assert math.isfinite(test["baseline.logistic.f1"])
+    passed = promotion_decision(gate_family(edge_health.FAMILY, {}), test, None, 0.01)
+    assert passed.passed, passed.reason
     # the labels matter: trained on shuffled labels the same model is refused by the gate
     rng = np.random.default_rng(0)
     shuffled = windows.with_columns(pl.Series(
@@ -112,6 +126,59 @@ def test_failure_within_four_hours_is_predicted_and_judged_against_baselines(tra
     refused = promotion_decision(gate_family(edge_health.FAMILY, {}), noise.holdout_metrics,
                                  None, 0.01)
     assert not refused.passed and "baseline" in refused.reason, refused.reason
+
+
+def _test_failures(windows: pl.DataFrame, info: dict) -> int:
+    """Failures with a positive window in the test blocks (what event recall counts)."""
+    rows = edge_health.labelled(windows, info["horizon_h"], info["split"]["block"])
+    ahead = rows.filter(pl.col("_split") == "test", pl.col(edge_health.TARGET))
+    return ahead.select(pl.struct(
+        "edge_id", (pl.col("window_end") + pl.duration(
+            seconds=pl.col("hours_to_failure") * 3600.0)).dt.truncate("1m"))
+        .n_unique()).item()
+
+
+def test_the_threshold_comes_from_out_of_fold_training_and_validation_windows(windows):
+    """Folds are whole days; each fold is scored by a model fit without it."""
+    params = {**edge_health.DEFAULT_PARAMS, "max_iter": 50}
+    data = edge_health.labelled(windows, 4.0, "1h").filter(pl.col("_split") == "train")
+    y = data.get_column(edge_health.TARGET).to_numpy().astype(bool)
+    x = data.select(pl.col("mem__mean")).to_numpy()
+    seen: list[int] = []
+
+    def fit_score(x_fit, y_fit, x_out):
+        seen.append(len(x_fit))
+        return [np.full(len(x_out[0]), float(y_fit.mean()))]
+
+    labels, scores = edge_health.out_of_fold(x, y, data, 3, fit_score)
+    assert len(labels) == len(scores) == data.height and len(seen) == 3
+    assert sum(seen) == 2 * data.height  # every row is fit on twice and scored once
+    days = data.get_column("window_start").dt.epoch("d") % 3
+    assert data.group_by(days).len().height == 3
+    assert edge_health.out_of_fold(x, y, data, 0, fit_score)[0].size == 0
+    # the trained model records how it was thresholded
+    model = edge_health.train(windows, params, seed=0)
+    assert "out-of-fold" in model.info["threshold_from"]
+    assert 0.05 < model.info["threshold"] < 0.95
+
+
+def test_edge_health_drift_is_computed_on_its_health_columns(windows):
+    """The family's drift inputs: ml/drift.py's family drift over features.edge_telemetry,
+    per edge, on exactly the model's inputs; an edge whose cabinet runs hot drifts there."""
+    recent = timedelta(hours=24)
+    last = windows.get_column("window_start").max() - recent
+    edge = windows.get_column("edge_id").unique().sort()[0]
+    hot = windows.with_columns(pl.when((pl.col("edge_id") == edge)
+                                       & (pl.col("window_start") > last))
+                               .then(pl.col(c) + 15.0).otherwise(pl.col(c)).alias(c)
+                               for c in ("temp__mean", "temp__max"))
+    report = drift.family_drift("edge_health", hot, recent)
+    measured = report.features.filter(pl.col("kind") == "input")
+    assert set(measured.get_column("feature")) == set(edge_health.health_columns(windows))
+    assert set(measured.get_column("segment")) == set(windows.get_column("edge_id"))
+    flagged = measured.filter(pl.col("drifted"), pl.col("feature").str.starts_with("temp__"))
+    assert edge in set(flagged.get_column("segment"))
+    assert report.drifted
 
 
 def test_the_horizon_is_a_parameter(windows):
