@@ -122,6 +122,10 @@ def normalise(x: np.ndarray, how: dict[str, Any]) -> np.ndarray:
     raise ValueError(f"unknown normalisation {kind!r}")
 
 
+# decide()'s texts of False/True, picked by index: no string built per row
+_FALSE_TRUE = np.array(["false", "true"], dtype=object)
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -240,7 +244,7 @@ class Predictor:
             index = np.where(scores <= self.threshold, self.normal_index, defects.argmax(axis=1))
             return scores.astype(np.float64), names[index]
         scores = out.reshape(len(out), -1)[:, 0].astype(np.float64)
-        return scores, np.where(scores > self.threshold, "true", "false").astype(object)
+        return scores, _FALSE_TRUE[(scores > self.threshold).astype(np.intp)]
 
     def _detections(self, dets: np.ndarray) -> Prediction:
         """``ok`` or ``missing_part`` (the vision vocabulary), with the slots and boxes."""
