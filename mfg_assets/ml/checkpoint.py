@@ -39,6 +39,9 @@ time uploading than learning); the last epoch and a SIGTERM always save.
 SIGTERM (what a spot VM or a Kubernetes node drain sends, with a grace period) saves the
 newest epoch snapshot at once and raises :class:`Preempted`, an ordinary error: the step
 and run fail cleanly (MLflow runs closed as FAILED) and the run retry picks the work up.
+Under Dagster's multiprocess executor the pod's SIGTERM reaches the run worker, which
+interrupts each step process with SIGINT: that also saves first, then raises what the
+interrupted handler raises (Dagster's step interrupt; KeyboardInterrupt elsewhere).
 """
 
 from __future__ import annotations
@@ -227,6 +230,8 @@ class Checkpoint:
         self._save_cost = 0.0
         self._saving = False
         self._stop = False
+        self._signal: int | None = None  # the signal that stopped the loop
+        self._chained: dict[int, Any] = {}  # signal -> the handler it goes on to after saving
         self.loop: dict[str, Any] = {}  # the loop's own state, as restored (empty: fresh)
 
     @property
@@ -292,7 +297,7 @@ class Checkpoint:
         if due or final or epoch >= self.epochs or self._stop:
             self.save()
         if self._stop:
-            raise self._preempted()
+            self._stop_now()
 
     def save(self) -> None:
         """Write the newest snapshot (if not written yet) to the next slot."""
@@ -313,29 +318,54 @@ class Checkpoint:
 
     def _preempted(self) -> Preempted:
         epoch = self.scope.saved.get(self.name, 0) if self.scope else 0
-        return Preempted(f"training preempted (SIGTERM): {self.name} saved at epoch {epoch} "
+        cause = signal.Signals(self._signal).name if self._signal else "stopped"
+        return Preempted(f"training preempted ({cause}): {self.name} saved at epoch {epoch} "
                          f"of {self.epochs}; a retry of the same run resumes there")
 
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
+    def _on_signal(self, signum: int, frame: Any) -> None:
         self._stop = True
+        self._signal = signum
         if self._saving:
-            return  # the save in progress finishes, then epoch_done raises
+            return  # the save in progress finishes, then epoch_done stops
         self.save()
-        raise self._preempted()
+        self._stop_now()
+
+    def _stop_now(self) -> None:
+        """After the save: SIGTERM raises :class:`Preempted`; SIGINT goes on to the handler
+        it interrupted (Dagster's step interrupt, or KeyboardInterrupt)."""
+        interrupted = self._chained.get(self._signal) if self._signal else None
+        if callable(interrupted):
+            interrupted(self._signal, None)
+        raise self._preempted()  # the handler only took note: stop training all the same
+
+
+def _interrupt_handler(current: Any) -> Any:
+    """What SIGINT should go on to after the save (None: SIGINT is ignored, leave it)."""
+    if current == signal.SIG_IGN:
+        return None
+    return current if callable(current) else signal.default_int_handler
 
 
 @contextmanager
 def resumable(unit: Mapping[str, Any], epochs: int) -> Iterator[Checkpoint]:
     """A :class:`Checkpoint` for the training loop ``unit`` describes (its family, params,
-    seed, sub-model: whatever makes it distinct within the work), with a SIGTERM handler that
-    saves and raises :class:`Preempted` while the loop runs (main thread only)."""
+    seed, sub-model: whatever makes it distinct within the work), with signal handlers while
+    the loop runs (main thread only): SIGTERM saves and raises :class:`Preempted`; SIGINT
+    saves, then goes on to the handler it replaced. The second matters under Dagster's
+    multiprocess executor: Kubernetes sends SIGTERM to the run worker (the pod's process),
+    which interrupts each step process with SIGINT (Dagster's step interrupt)."""
     active = current()
     checkpoint = Checkpoint(active, _digest(dict(unit), 8), epochs)
     if active is None or threading.current_thread() is not threading.main_thread():
         yield checkpoint
         return
-    previous = signal.signal(signal.SIGTERM, checkpoint._on_sigterm)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, checkpoint._on_signal)}
+    interrupt = _interrupt_handler(signal.getsignal(signal.SIGINT))
+    if interrupt is not None:
+        checkpoint._chained[signal.SIGINT] = interrupt
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, checkpoint._on_signal)
     try:
         yield checkpoint
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

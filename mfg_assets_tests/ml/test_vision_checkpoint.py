@@ -18,6 +18,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
+from dagster._core.errors import DagsterExecutionInterruptedError, raise_execution_interrupts
 from mlflow import MlflowClient
 
 from mfg_assets.ml import checkpoint, detection, vision
@@ -70,18 +71,19 @@ class CrashingStore(checkpoint.DirectoryStore):
 
 
 class TermAtEpoch(logging.Handler):
-    """Sends this process SIGTERM when the loop logs the end of epoch ``at`` (before that
-    epoch's checkpoint): what a spot VM's preemption notice does mid-training."""
+    """Sends this process SIGTERM (or ``signum``) when the loop logs the end of epoch ``at``
+    (before that epoch's checkpoint): what a spot VM's preemption notice does mid-training."""
 
-    def __init__(self, at: int) -> None:
+    def __init__(self, at: int, signum: int = signal.SIGTERM) -> None:
         super().__init__()
         self.at = at
+        self.signum = signum
 
     def emit(self, record: logging.LogRecord) -> None:
         found = EPOCH_LOG.match(record.getMessage())
         if found and int(found.group(1)) == self.at:
             self.at = -1
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), self.signum)
 
 
 def test_sigterm_saves_to_mlflow_and_the_retry_trains_only_the_rest(images, tmp_path, caplog):
@@ -95,12 +97,14 @@ def test_sigterm_saves_to_mlflow_and_the_retry_trains_only_the_rest(images, tmp_
     caplog.set_level(logging.INFO, logger=vision.log.name)
     try:
         with (pytest.raises(checkpoint.Preempted, match="saved at epoch 3 of 6"),
-              checkpoint.mlflow_scope(client, "k", artifact_location=where) as first):
+              checkpoint.mlflow_scope(client, "k", artifact_location=where,
+                                      min_interval_s=3600) as first):  # no epoch saves
             vision.train(images, VISION, seed=0)
     finally:
         vision.log.removeHandler(term)
     assert signal.getsignal(signal.SIGTERM) == before  # handler restored
-    assert list(first.saved.values()) == [3]  # epoch 4 was cut off before its checkpoint
+    # saved by the SIGTERM (epochs are not saved within the hour); epoch 4 was cut off
+    assert list(first.saved.values()) == [3]
     (run,) = client.search_runs([client.get_experiment_by_name(checkpoint.EXPERIMENT)
                                  .experiment_id])
     assert run.info.status == "FAILED"  # kept for the retry
@@ -118,6 +122,34 @@ def test_sigterm_saves_to_mlflow_and_the_retry_trains_only_the_rest(images, tmp_
     assert (resumed.info["epochs_run"], resumed.info["best_epoch"]) == (
         plain.info["epochs_run"], plain.info["best_epoch"])
     assert client.get_run(run.info.run_id).info.lifecycle_stage == "deleted"  # work done
+
+
+def test_dagsters_step_interrupt_saves_first_then_interrupts(images, tmp_path, caplog):
+    """Kubernetes sends SIGTERM to the run worker; under the multiprocess executor that
+    interrupts the step process with SIGINT, which Dagster's step code turns into
+    DagsterExecutionInterruptedError. The loop saves its newest epoch before that."""
+    caplog.set_level(logging.INFO, logger=vision.log.name)  # the epoch lines are INFO
+    plain = vision.train(images, VISION, seed=0)
+    store = checkpoint.DirectoryStore(tmp_path)
+    interrupt = TermAtEpoch(at=4, signum=signal.SIGINT)
+    vision.log.addHandler(interrupt)
+    try:
+        with (raise_execution_interrupts(),
+              pytest.raises(DagsterExecutionInterruptedError),
+              checkpoint.scope(store, "k", min_interval_s=3600) as first):  # no epoch saves
+            inside = signal.getsignal(signal.SIGINT)
+            vision.train(images, VISION, seed=0)
+        assert first.saved == {name: 3 for name in first.saved} and first.saved
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        vision.log.removeHandler(interrupt)
+    assert inside is not signal.default_int_handler  # Dagster's own handler was in place
+    caplog.clear()
+    with checkpoint.scope(store, "k") as retry:
+        resumed = vision.train(images, VISION, seed=0)
+    assert list(retry.resumed.values()) == [3]
+    assert _epochs_trained(caplog) == [4, 5, 6]
+    _same_weights(resumed.model, plain.model)
 
 
 def test_early_stopping_resumes_and_a_stopped_loop_stays_stopped(images, tmp_path, caplog):
