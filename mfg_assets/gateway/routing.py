@@ -389,7 +389,9 @@ class Router:
                 {
                     m.get("name"): m.get("value")
                     for m in event.document.get("metrics", [])
-                    if isinstance(m.get("value"), str | int | float | bool)
+                    # a metric known only by its alias has no name to key the detail by
+                    if m.get("name") is not None
+                    and isinstance(m.get("value"), str | int | float | bool)
                 }
             ).decode()
         )
