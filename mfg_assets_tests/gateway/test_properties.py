@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 
 import polars as pl
 import psutil
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from mfg_assets.gateway.routing import DEFAULT_CHANNEL_TABLES, Router
@@ -25,67 +26,136 @@ from mfg_assets_tests.gateway.harness import (
     wait_for,
     wait_online,
 )
-from mfg_assets_tests.gateway.payloads import CONTRACT, messages
-
-DATA_TABLES = set(DEFAULT_CHANNEL_TABLES.values())  # every table a JSON channel lands in
-ROUTER = Router(CONTRACT, source="property")
-
-
-# 1,000 generated messages: ~1-2 min on a busy 2-core machine; part of make test (issue 13)
-@settings(
-    max_examples=int(os.environ.get("MFG_PROPERTY_EXAMPLES", "1000")),
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+from mfg_assets_tests.gateway.payloads import (
+    CONTRACT,
+    Message,
+    families,
+    identity,
+    quarantine_identity,
 )
-@given(message=messages())
-def test_router_turns_every_message_into_one_bronze_or_quarantine_row(message):
-    topic, payload, kind = message
-    landed = ROUTER.route(topic, payload, T0)  # never raises
-    batch = ROUTER.take("property")  # and every row converts to its table's schema
-    rows = {name: frame.height for name, frame in batch.tables.items()}
-    data_rows = sum(rows.get(name, 0) for name in DATA_TABLES)
-    quarantined = rows.get("bronze.quarantine", 0)
-    assert (data_rows, quarantined) == ((1, 0) if landed else (0, 1)), (rows, landed)
-    if kind in ("odd_segment", "wrong_depth", "raw"):
-        assert not landed or (kind == "raw" and payload.startswith(b"{"))
-    if quarantined:
-        row = batch.tables["bronze.quarantine"].row(0, named=True)
-        assert row["reason"] and row["reason_code"] != "internal", row  # a reason, not a bug
-    else:
-        frame = next(batch.tables[name] for name in DATA_TABLES if name in batch.tables)
-        years = frame.get_column("event_date").dt.year()
-        assert years.min() >= 1970 and years.max() <= 9999  # nothing wrapped around
+
+# every table a message lands in as data (JSON channels, Sparkplug DATA, Sparkplug events)
+DATA_TABLES = {*DEFAULT_CHANNEL_TABLES.values(), "bronze.device_events"}
+ROUTER_MESSAGES = int(os.environ.get("MFG_PROPERTY_MESSAGES", "6000"))  # make test
+ROUTER_MESSAGES_SLOW = 60_000
+SEED = 20261101
 
 
-def _generated(count: int) -> list[tuple[str, bytes, str]]:
-    """``count`` messages, deterministic (derandomized hypothesis), one asset topic each."""
-    found: list[tuple[str, bytes, str]] = []
+def generate(count: int, strategy, name: str) -> list[list[Message]]:
+    """Families drawn until they hold at least ``count`` messages. Seeded: hypothesis with
+    a fixed seed per round and no example database, so every run routes the same ones."""
+    found: list[list[Message]] = []
+    total = 0
 
-    @settings(
-        max_examples=count,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(st.data())
-    def collect(data):
-        found.append(data.draw(messages(unique=f"m{len(found)}")))
+    def draw(data: st.DataObject) -> None:
+        nonlocal total
+        family = data.draw(strategy(f"{name}{len(found)}-"))
+        found.append(family)
+        total += len(family)
 
-    collect()
+    for round_ in range(1000):
+        if total >= count:
+            break
+        run = settings(
+            max_examples=max(10, (count - total) // 20),  # families hold ~20 messages
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )(seed(SEED + round_)(given(st.data())(draw)))
+        run()
     return found
 
 
-@pytest.mark.integration  # ~70 s of CPU; part of make test (issue 13)
+def row_identities(tables: dict[str, pl.DataFrame]) -> tuple[Counter[str], Counter[str]]:
+    """(identities of data rows, identities of quarantine rows) in ``tables``."""
+    data: Counter[str] = Counter()
+    for name in DATA_TABLES & set(tables):
+        frame = tables[name]
+        if name == "bronze.device_events":  # a rebirth request is the gateway's, not a landing
+            frame = frame.filter(pl.col("event_type") != "REBIRTH_REQUEST")
+        data.update(frame.get_column("message_id").to_list())
+    quarantined: Counter[str] = Counter()
+    if "bronze.quarantine" in tables:
+        frame = tables["bronze.quarantine"]
+        assert frame.get_column("reason").str.len_chars().min() > 0  # a reason each
+        codes = set(frame.get_column("reason_code"))
+        assert "internal" not in codes, frame.filter(pl.col("reason_code") == "internal").rows()
+        quarantined.update(
+            quarantine_identity(topic, kept)
+            for topic, kept in frame.select("topic", "payload").iter_rows()
+        )
+    return data, quarantined
+
+
+def route_family(router: Router, family: list[Message]) -> None:
+    """Route ``family`` as one batch; each message is exactly one bronze/device-event row
+    (when route() said it landed) or one quarantine row with a reason (when it did not)."""
+    landed: Counter[str] = Counter()
+    refused: Counter[str] = Counter()
+    for k, (topic, payload, kind) in enumerate(family):
+        ok = router.route(topic, payload, T0 + k)  # never raises
+        (landed if ok else refused)[identity(topic, payload)] += 1
+        if kind in ("odd_segment", "wrong_depth"):
+            assert not ok, (topic, kind)
+        if kind == "raw":
+            assert not ok or payload.startswith(b"{"), (topic, payload[:80])
+    batch = router.take("property")  # every row converts to its table's schema
+    data, quarantined = row_identities(batch.tables)
+    assert data == landed and quarantined == refused, (family, data, quarantined)
+    for name in DATA_TABLES & set(batch.tables):
+        years = batch.tables[name].get_column("event_date").dt.year()
+        assert years.min() >= 1970 and years.max() <= 9999  # nothing wrapped around
+
+
+def route_generated(count: int) -> int:
+    router = Router(CONTRACT, source="property")
+    routed = 0
+    for family in generate(count, families, f"r{count}-"):
+        route_family(router, family)
+        routed += len(family)
+    return routed
+
+
+def test_router_turns_every_message_into_one_bronze_or_quarantine_row():
+    # ~6,000 messages (JSON channels and Sparkplug B) from the contract's schemas, seeded
+    assert route_generated(ROUTER_MESSAGES) >= ROUTER_MESSAGES
+
+
+@pytest.mark.slow
+def test_router_turns_sixty_thousand_messages_into_one_row_each():
+    assert route_generated(ROUTER_MESSAGES_SLOW) >= ROUTER_MESSAGES_SLOW
+
+
+GATEWAY_MESSAGES = 2000
+
+
+def distinct_generated(count: int) -> list[Message]:
+    """At least ``count`` distinct generated messages (JSON and Sparkplug B), seeded."""
+    found: dict[str, Message] = {}
+    for family in generate(count + 100, families, "g"):
+        for topic, payload, kind in family:
+            found.setdefault(identity(topic, payload), (topic, payload, kind))
+    assert len(found) >= count, len(found)
+    return list(found.values())
+
+
+def lake_identities(lake) -> tuple[Counter[str], Counter[str]]:
+    tables = {
+        name: lake.read(table(name))
+        for name in (*DATA_TABLES, "bronze.quarantine")
+        if lake.exists(table(name))
+    }
+    return row_identities(tables)
+
+
+@pytest.mark.integration  # ~60 s; part of make test (issue 13)
 def test_gateway_on_a_real_broker_lands_each_generated_message_once(broker, lake, data_dir):
-    # 700 generated (the slow part), each sent three times under distinct asset ids
-    generated = [
-        (topic.replace(f"/m{k}/", f"/m{k}r{copy}/"), payload, kind)
-        for copy in range(3)
-        for k, (topic, payload, kind) in enumerate(_generated(700))
-    ]
-    assert len(generated) >= 2000 and len({t for t, _, _ in generated}) == len(generated)
+    generated = distinct_generated(GATEWAY_MESSAGES)
+    expected = Counter(identity(topic, payload) for topic, payload, _ in generated)
+    assert len(expected) == len(generated) >= GATEWAY_MESSAGES
+    sparkplug_share = sum(topic.startswith("spBv1.0/") for topic, _, _ in generated)
+    assert sparkplug_share >= 150, sparkplug_share  # a share of them Sparkplug B
     gateway = start_gateway(broker.url, data_dir, "gw-prop", "--batch-interval", "0.5")
     publisher = connect_client(broker.url, "prop-publisher")
     process = psutil.Process(gateway.pid)
@@ -96,21 +166,17 @@ def test_gateway_on_a_real_broker_lands_each_generated_message_once(broker, lake
             peak[0] = max(peak[0], process.memory_info().rss)
             time.sleep(0.05)
 
+    def handled() -> int:
+        data, quarantined = lake_identities(lake)
+        return sum(min(1, data[k] + quarantined[k]) for k in expected)
+
     try:
         wait_online(broker.url, "gw-prop")
         baseline = process.memory_info().rss
         sampler = threading.Thread(target=sample)
         sampler.start()
         publish_all(publisher, [(topic, payload) for topic, payload, _ in generated])
-
-        def handled() -> int:
-            return sum(
-                lake.row_count(table(n))
-                for n in (*DATA_TABLES, "bronze.quarantine")
-                if lake.exists(table(n))
-            )
-
-        wait_for(lambda: handled() >= len(generated), 90, "every message landed or quarantined")
+        wait_for(lambda: handled() >= len(expected), 90, "every message landed or quarantined")
         time.sleep(1.0)  # a message landing twice would show up now
         assert gateway.poll() is None, "gateway died"
     finally:
@@ -118,14 +184,11 @@ def test_gateway_on_a_real_broker_lands_each_generated_message_once(broker, lake
         publisher.disconnect()
         assert stop(gateway) == 0
     assert peak[0] - baseline < 300 * 1024 * 1024, (baseline, peak[0])  # bounded memory
-    seen: list[str] = []
-    for name in (*DATA_TABLES, "bronze.quarantine"):
-        if lake.exists(table(name)):
-            seen += lake.read(table(name)).get_column("topic").to_list()
-    assert sorted(seen) == sorted(t for t, _, _ in generated)  # each exactly once
-    quarantine = lake.read(table("bronze.quarantine"))
-    assert quarantine.get_column("reason").str.len_chars().min() > 0
-    assert "internal" not in set(quarantine.get_column("reason_code"))
+    data, quarantined = lake_identities(lake)  # (reasons checked there)
+    # each exactly once: as data or quarantined (rows of the gateway's own STATE and rebirth
+    # commands, which it hears too, are no generated message's)
+    assert {k: data[k] + quarantined[k] for k in expected} == dict(expected)
+    assert sum(quarantined[k] for k in expected) > 0 and sum(data[k] for k in expected) > 0
     # bronze -> silver with the production function: every reading once, or refused with why
     bronze = lake.read(table("bronze.sensor_readings"))
     typed = type_sensor_readings(bronze)
