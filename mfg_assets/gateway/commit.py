@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import polars as pl
 
@@ -21,6 +22,7 @@ from mfg_assets.gateway.routing import Batch, Router
 from mfg_assets.lake.delta import Lake
 from mfg_assets.lake.names import BRONZE_INGEST_BATCHES
 from mfg_assets.lake.registry import table
+from mfg_assets.monitoring.alerts import post_alert
 
 log = logging.getLogger("mfg.gateway")
 
@@ -162,9 +164,45 @@ def _quarantine_failed(
     for topic, payload, _mid, _qos, received_ms in items:
         router.quarantine_message(topic, payload, received_ms, "write", reason)
     batch = router.take(f"gw-{uuid.uuid4().hex[:16]}")
-    # raises when the quarantine cannot be written either: nothing acknowledged, redelivered
-    write_with_retries(lake, batch, retries=retries, stopping=lambda: False, backoff_s=backoff_s)
+    quarantined = False
+    try:
+        # raises when the quarantine cannot be written either: nothing acknowledged,
+        # redelivered (and alerted all the same)
+        write_with_retries(
+            lake, batch, retries=retries, stopping=lambda: False, backoff_s=backoff_s
+        )
+        quarantined = True
+    finally:
+        post_alert(write_failed_alert(failed, items, quarantined), timeout_s=ALERT_TIMEOUT_S)
     return batch
+
+
+# The webhook is called on the writer thread (rarely: after every retry failed); a slow one
+# must not hold ingest up for long.
+ALERT_TIMEOUT_S = 2.0
+
+
+def write_failed_alert(
+    failed: WriteFailed, items: Sequence[Item], quarantined: bool
+) -> dict[str, Any]:
+    """The alert for a batch the lake refused: what on-call needs to find the messages."""
+    topics = sorted({item[0] for item in items})
+    return {
+        "kind": "gateway_write_failed",
+        "messages": len(items),
+        "attempts": failed.attempts,
+        "error": _describe(failed.error),
+        "quarantined": quarantined,  # False: not acknowledged, the broker redelivers
+        "topics": topics[:20],
+        "text": (
+            f"gateway: a Delta write failed {failed.attempts} times; its {len(items)} messages "
+            + (
+                "were quarantined as write_failed (bronze.quarantine) and acknowledged"
+                if quarantined
+                else "could not be quarantined either and stay unacknowledged"
+            )
+        ),
+    }
 
 
 def record_batch(lake: Lake, batch: Batch) -> None:

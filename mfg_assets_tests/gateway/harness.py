@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import orjson
@@ -121,3 +126,40 @@ def silver_sensor_rows(lake: Lake) -> pl.DataFrame:
     """Bronze -> silver with the production functions: what silver would hold."""
     typed = type_sensor_readings(lake.read(table("bronze.sensor_readings")))
     return refine(table("silver.sensor_readings"), typed, run_id="test").valid
+
+
+@contextmanager
+def webhook_inbox() -> Iterator[tuple[str, list[dict]]]:
+    """A local alert webhook (a real HTTP server): (URL, JSON messages received so far)."""
+    received: list[dict] = []
+
+    class Inbox(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Inbox)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def scrape(port: int) -> dict[str, float]:
+    """A gateway's /metrics as {sample name: value} (samples without labels)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples

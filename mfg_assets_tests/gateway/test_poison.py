@@ -7,6 +7,7 @@ must check what the lake can represent itself, not rely on the contract to refus
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import orjson
@@ -15,7 +16,7 @@ import pytest
 import yaml
 from deltalake import write_deltalake
 
-from mfg_assets.gateway.commit import commit_items
+from mfg_assets.gateway.commit import WriteFailed, commit_items
 from mfg_assets.gateway.replay import write_batch
 from mfg_assets.gateway.routing import LAKE_MAX_MS, Router
 from mfg_assets.lake.delta import Lake
@@ -23,16 +24,19 @@ from mfg_assets.lake.registry import table
 from mfg_assets.settings import DEFAULT_CONTRACT
 from mfg_assets.uns import sparkplug
 from mfg_assets.uns.contract import Contract, load_contract
+from mfg_assets_tests.brokers import free_port
 from mfg_assets_tests.gateway.harness import (
     T0,
     bronze_rows,
     connect_client,
     publish_all,
+    scrape,
     sensor_messages,
     start_gateway,
     stop,
     wait_for,
     wait_online,
+    webhook_inbox,
 )
 
 TOPIC = "acme/detroit/body/weld1/cell01/weld-01/sensors"
@@ -100,20 +104,21 @@ def test_sparkplug_timestamps_the_lake_cannot_hold_are_quarantined(unbounded):
     assert batch.tables["bronze.sensor_readings"].height == 1
 
 
-def _break_table(lake: Lake, name: str) -> None:
+def _break_table(lake: Lake, name: str, column: str = "message_id") -> None:
     """A real Delta table in the way, whose schema no append of ours can merge into."""
-    write_deltalake(lake.uri(table(name)), pa.table({"message_id": pa.array([1], pa.int64())}))
+    write_deltalake(lake.uri(table(name)), pa.table({column: pa.array([1], pa.int64())}))
 
 
 def test_a_batch_the_lake_refuses_is_quarantined_as_write_failed_after_bounded_retries(
-    lake, caplog
+    lake, caplog, monkeypatch
 ):
     contract = load_contract(DEFAULT_CONTRACT)
     router = Router(contract, source="test")
     _break_table(lake, "bronze.sensor_readings")
     items = [(t, p, k, 1, T0) for k, (t, p) in enumerate(sensor_messages(5))]
     failures: list[int] = []
-    with caplog.at_level(logging.ERROR, logger="mfg.gateway"):
+    with webhook_inbox() as (url, alerts), caplog.at_level(logging.ERROR, logger="mfg.gateway"):
+        monkeypatch.setenv("MFG_ALERT_WEBHOOK_URL", url)
         done = commit_items(
             router,
             lake,
@@ -131,6 +136,57 @@ def test_a_batch_the_lake_refuses_is_quarantined_as_write_failed_after_bounded_r
     assert set(quarantine.get_column("reason_code")) == {"write_failed"}
     assert quarantine.get_column("reason").str.contains("after 3 attempts").all()
     assert any("ALERT" in r.message and r.levelno == logging.ERROR for r in caplog.records)
+    (alert,) = alerts  # one alert for the batch, posted to the webhook
+    assert alert["kind"] == "gateway_write_failed" and alert["quarantined"] is True
+    assert (alert["messages"], alert["attempts"]) == (5, 3)
+    assert alert["topics"] == [TOPIC] and alert["error"]
+
+
+def test_a_batch_whose_quarantine_fails_too_still_alerts_and_is_not_acknowledged(lake, monkeypatch):
+    router = Router(load_contract(DEFAULT_CONTRACT), source="test")
+    _break_table(lake, "bronze.sensor_readings")
+    _break_table(lake, "bronze.quarantine", "quarantine_id")
+    items = [(t, p, k, 1, T0) for k, (t, p) in enumerate(sensor_messages(3))]
+    with webhook_inbox() as (url, alerts):
+        monkeypatch.setenv("MFG_ALERT_WEBHOOK_URL", url)
+        with pytest.raises(WriteFailed):  # nothing acknowledged: the broker redelivers
+            commit_items(router, lake, items, retries=1, stopping=lambda: False, backoff_s=0.01)
+    (alert,) = alerts
+    assert alert["quarantined"] is False and alert["messages"] == 3
+
+
+@pytest.mark.integration
+def test_a_gateway_whose_lake_refuses_a_batch_alerts_and_counts_it(
+    broker, lake, data_dir, monkeypatch
+):
+    """The real gateway: one alert on the webhook, and its /metrics say how many writes
+    failed (first try + 5 retries) and how many messages were quarantined as write_failed."""
+    _break_table(lake, "bronze.sensor_readings")
+    port = free_port()
+    with webhook_inbox() as (url, alerts):
+        monkeypatch.setenv("MFG_ALERT_WEBHOOK_URL", url)  # the gateway inherits it
+        gateway = start_gateway(broker.url, data_dir, "gw-refused", "--metrics-port", str(port))
+        publisher = connect_client(broker.url, "refused-publisher")
+        try:
+            wait_online(broker.url, "gw-refused")
+            publish_all(publisher, sensor_messages(5))
+            # 5 retries, backoff 0.5 s doubling: ~16 s until the messages are quarantined
+            wait_for(lambda: len(alerts) >= 1, 60, "the write_failed alert")
+            wait_for(lambda: bronze_rows(lake, "bronze.quarantine") >= 5, 30, "quarantined")
+            time.sleep(1.0)  # the counters are updated after the commit
+            metrics = scrape(port)
+            assert gateway.poll() is None, "gateway died"
+        finally:
+            publisher.disconnect()
+            assert stop(gateway) == 0
+    (alert,) = alerts
+    assert alert["kind"] == "gateway_write_failed" and alert["quarantined"] is True
+    quarantine = lake.read(table("bronze.quarantine"))
+    failed = quarantine.filter(quarantine["reason_code"] == "write_failed")
+    assert failed.filter(failed["topic"] == TOPIC).height == 5
+    # (the gateway's own STATE message may share the refused batch: counted the same)
+    assert metrics["mfg_gateway_messages_write_failed_total"] == failed.height == alert["messages"]
+    assert metrics["mfg_gateway_write_failures_total"] == 6 == alert["attempts"]
 
 
 @pytest.mark.integration
