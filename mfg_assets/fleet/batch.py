@@ -272,32 +272,31 @@ def feature_chunks(lake: Lake, family: str, days: list[date], version: int | Non
     """``family``'s feature rows whose time falls on ``days`` (UTC), ``columns`` only, in
     chunks of ``rows`` rows (the last one shorter).
 
-    One streamed pass over the table's files: the filter on the time column goes to the
-    Parquet reader, whose row-group statistics skip what lies outside the range, and only
-    a chunk or two is ever in memory, however many days the range holds.
+    One streamed pass over the table's files with polars' streaming engine: the filter on
+    the time column goes to the Parquet reader (row groups outside the range skipped, the
+    other columns decoded for the rows that pass), and chunks are handed over as they come,
+    however many days the range holds. (pyarrow's dataset scanner did the same 3-4x slower,
+    with a higher peak, on a plant's 30 days of sensor windows: 432,000 rows x 52 columns
+    in one row group, 1.6-1.9 s against 0.4-0.5 s.)
     """
     entry = families.spec(family)
     spec = table(entry.feature_table)
     ts = entry.drift.ts
     if not lake.exists(spec):
         return
-    dataset = lake.table(spec, version).to_pyarrow_dataset()
-    kind = dataset.schema.field(ts).type
+    scan = pl.scan_delta(lake.uri(spec), version=version, storage_options=lake.storage_options)
+    names = scan.collect_schema().names()
+    present = [c for c in dict.fromkeys(columns) if c in names]
     start = datetime.combine(days[0], datetime.min.time(), UTC)
     end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC)
-    where = (pc.field(ts) >= pa.scalar(start, kind)) & (pc.field(ts) < pa.scalar(end, kind))
-    present = [c for c in dict.fromkeys(columns) if c in dataset.schema.names]
-    # a range with gaps (days picked in the UI): drop the rows of the days between
-    gaps = (days[-1] - days[0]).days != len(days) - 1
-    wanted = pl.Series(days, dtype=pl.Date).implode()
+    where = (pl.col(ts) >= start) & (pl.col(ts) < end)
+    if (days[-1] - days[0]).days != len(days) - 1:  # a range with gaps (days picked in the UI)
+        where &= pl.col(ts).dt.date().is_in(pl.Series(days, dtype=pl.Date).implode())
     pending: list[pl.DataFrame] = []
     held = 0
-    for record_batch in dataset.to_batches(columns=present, filter=where, batch_size=rows):
-        if record_batch.num_rows == 0:
+    for frame in scan.filter(where).select(present).collect_batches(chunk_size=rows):
+        if frame.height == 0:
             continue
-        frame = pl.DataFrame(pl.from_arrow(record_batch))
-        if gaps:
-            frame = frame.filter(pl.col(ts).dt.date().is_in(wanted))
         pending.append(frame)
         held += frame.height
         while held >= rows:
