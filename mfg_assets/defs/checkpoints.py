@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-from mfg_assets.ml.checkpoint import Scope, mlflow_scope, resume_key
+from mfg_assets.ml.checkpoint import EXPERIMENT, Scope, mlflow_scope, resume_key
 from mfg_assets.ml.registry import ModelRegistry
 
 RESUMED_TAG = "mfg/resumed_from"
@@ -30,7 +30,9 @@ def training_checkpoints(context: dg.AssetExecutionContext, registry: ModelRegis
     key = resume_key(asset.to_user_string(), partition, data_versions,
                      {**config.model_dump(), "code_version": code_version})
     tags = {"dagster.run_id": context.run.run_id, "mfg.asset": asset.to_user_string()}
-    with mlflow_scope(registry.client, key, tags) as scope:
+    # under the registry's artifact root: MLflow's own default is ./mlruns of the cwd
+    with mlflow_scope(registry.client, key, tags,
+                      artifact_location=registry.artifact_location(EXPERIMENT)) as scope:
         try:
             yield scope
         finally:

@@ -127,8 +127,12 @@ class ModelRegistry:
         found = self.client.get_experiment_by_name(name)
         if found is not None:
             return found.experiment_id
-        location = f"{self.artifact_root}/{name}" if self.artifact_root else None
-        return self.client.create_experiment(name, artifact_location=location)
+        return self.client.create_experiment(name, artifact_location=self.artifact_location(name))
+
+    def artifact_location(self, experiment: str) -> str | None:
+        """Where an experiment's artifacts go: under the configured artifact root (the
+        embedded default is data/mlflow/artifacts), else MLflow's own default."""
+        return f"{self.artifact_root}/{experiment}" if self.artifact_root else None
 
     @contextmanager
     def run(

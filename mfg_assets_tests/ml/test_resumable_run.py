@@ -113,6 +113,9 @@ def test_killed_training_run_resumes_from_its_checkpoint_on_retry(data_dir, tmp_
         saved = _saved_epochs(registry)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # the checkpoints live in the lakehouse's MLflow artifact store, not ./mlruns of the cwd
+    where = registry.client.get_experiment_by_name(checkpoint.EXPERIMENT).artifact_location
+    assert where == f"{registry.artifact_root}/{checkpoint.EXPERIMENT}"
     killed_s, killed_cpu = time.monotonic() - started, _cpu_s() - cpu
     (killed,) = [r for r in instance.get_runs() if r.run_id != reference.run_id]
     assert killed.status == dg.DagsterRunStatus.STARTED  # nothing of its own reported the end
