@@ -548,13 +548,17 @@ def predict_days(
     scored = pl.concat(frames, how="vertical_relaxed") if frames else _EMPTY_SCORED
     outcome.rows = scored.height + sum(outcome.unscored.values())
     with clock("edge_join"):
+        # sorted before the edge columns exist (fewer to move); the join keeps that order
+        # and adds no row (one edge prediction per source id at most)
+        scored = scored.sort("ts", "source_id")
         edges = edge_side(lake, family, days, scored.get_column("source_id"))
-        frame = scored.join(edges, on="source_id", how="left").with_columns(
+        frame = scored.join(edges, on="source_id", how="left", maintain_order="left"
+                            ).with_columns(
             pl.col("ts").dt.date().alias("date"),
             pl.lit(model.model_name).alias("model_name"),
             pl.lit(model.version).alias("model_version"),
             pl.lit(now or datetime.now(UTC)).dt.cast_time_unit("us").alias("scored_at"),
-        ).sort("ts", "source_id")
+        )
     outcome.scored = frame.height
     counts = dict(frame.group_by("date").len().iter_rows())
     outcome.per_day = {d.isoformat(): int(counts.get(d, 0)) for d in days}
