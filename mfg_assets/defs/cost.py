@@ -20,7 +20,6 @@ from pydantic import Field
 
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.resources import LakehouseResource
-from mfg_assets.lake.delta import Lake
 from mfg_assets.lake.names import MONITORING_COST, SILVER_EDGE_PREDICTIONS, SILVER_INSPECTION_IMAGES
 from mfg_assets.lake.registry import table
 from mfg_assets.monitoring import cost as mc
@@ -121,14 +120,6 @@ class CostConfig(dg.Config):
         return mc.Prices(**{k: v for k, v in self.model_dump().items() if k in fields})
 
 
-def build_cost(lake: Lake, usage: pl.DataFrame, config: CostConfig) -> list[mc.CostLine]:
-    predictions = lake.read(table(SILVER_EDGE_PREDICTIONS)).select("date", "edge_id")
-    images = lake.read(table(SILVER_INSPECTION_IMAGES)).select("date")
-    demand = mc.inference_demand(predictions, images)
-    rates = mc.usage_rates(usage)
-    return mc.project_month(rates, demand, config.prices(), config.retrain_runs_per_month)
-
-
 @dg.asset(
     key=dg.AssetKey(table(COST_TABLE).asset_key_path),
     deps=[dg.AssetKey(table(SILVER_EDGE_PREDICTIONS).asset_key_path),
@@ -147,7 +138,7 @@ def cost_asset(
     lake = lakehouse.lake()
     since = datetime.now(UTC).timestamp() - config.window_days * 86400
     usage = recorded_usage(context.instance, datetime.fromtimestamp(since, UTC))
-    lines = build_cost(lake, usage, config)
+    lines = mc.project_lake(lake, usage, config.prices(), config.retrain_runs_per_month)
     spec = table(COST_TABLE)
     write = lake.overwrite(spec, mc.cost_frame(lines))
     meta = table_metadata(lake, spec, write)

@@ -8,8 +8,7 @@ Dagster wiring only, over the fleet room: ``edge/bundles`` (partitioned by edge 
 which is what the ``approve_rollout`` job launches.
 """
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 import dagster as dg
 from pydantic import Field
@@ -25,7 +24,7 @@ from mfg_assets.defs.automation import (
 )
 from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.features import feature_key
-from mfg_assets.defs.metadata import table_metadata
+from mfg_assets.defs.metadata import as_metadata, table_metadata
 from mfg_assets.defs.models import MlflowResource, champion_key
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.edge.store import BundleStore, default_store_uri
@@ -37,7 +36,13 @@ from mfg_assets.fleet.bundles import (
     bundle_summary,
     discover_edges,
 )
-from mfg_assets.fleet.deploy import DeploySettings, rollout_summary, run_rollouts
+from mfg_assets.fleet.deploy import (
+    DeploySettings,
+    as_of,
+    rollout_summary,
+    run_policy,
+    run_rollouts,
+)
 from mfg_assets.lake.names import (
     FEATURES_SENSOR_WINDOWS,
     SILVER_EDGE_PREDICTIONS,
@@ -46,7 +51,6 @@ from mfg_assets.lake.names import (
 )
 from mfg_assets.lake.registry import table
 from mfg_assets.ml.families import edge_served, spec
-from mfg_assets.settings import get_settings
 
 OWNER = "team:edge-platform"
 EDGE_FAMILIES = edge_served()
@@ -68,20 +72,6 @@ class BundleStoreResource(dg.ConfigurableResource):
 
 def edge_resources() -> dict[str, dg.ConfigurableResource]:
     return {"bundle_store": BundleStoreResource(uri=default_store_uri())}
-
-
-def as_metadata(facts: dict[str, Any], *, md: tuple[str, ...] = (),
-                paths: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A fleet summary (plain data) as Dagster metadata: dicts as JSON, named keys as
-    markdown or paths, the rest as they are."""
-    def value(key: str, v: Any) -> Any:
-        if key in md:
-            return dg.MetadataValue.md(v)
-        if key in paths:
-            return dg.MetadataValue.path(v)
-        return dg.MetadataValue.json(v) if isinstance(v, dict | list) else v
-
-    return {k: value(k, v) for k, v in facts.items()}
 
 
 @dg.sensor(
@@ -163,13 +153,6 @@ def bundles(
     return dg.MaterializeResult(metadata=meta)
 
 
-# The evidence a canary needs before a decision, per group. Production keeps the policy's
-# 50/30; the closed-loop demo and test lower it in settings (MFG_ROLLOUT_MIN_PREDICTIONS,
-# MFG_ROLLOUT_MIN_LABELLED), because their live plant produces a few predictions per edge
-# and minute and the loop has minutes, not hours. Read when a run builds its policy (never at
-# import: a config default fixed at import would need a fresh interpreter to change).
-
-
 class RolloutConfig(dg.Config):
     canary_fraction: float = Field(default=0.25, gt=0.0, lt=1.0,
                                    description="Share of a model's edges in the canary.")
@@ -198,24 +181,13 @@ class RolloutConfig(dg.Config):
                        "now). For replays of past data.")
 
     def settings(self) -> DeploySettings:
-        evidence = get_settings().rollout
-        policy = ro.RolloutPolicy(
-            canary_fraction=self.canary_fraction,
-            window=timedelta(minutes=self.window_minutes),
-            min_predictions=self.min_predictions or evidence.min_predictions
-            or ro.RolloutPolicy.min_predictions,
-            min_labelled=self.min_labelled or evidence.min_labelled
-            or ro.RolloutPolicy.min_labelled,
-            max_accuracy_drop=self.max_accuracy_drop,
-        )
+        policy = run_policy(self.canary_fraction, self.window_minutes, self.max_accuracy_drop,
+                            self.min_predictions, self.min_labelled)
         return DeploySettings(policy, tuple(self.canary_edges), self.require_approval,
-                               self.approve, self.operator, self.rollout_id)
+                              self.approve, self.operator, self.rollout_id)
 
     def now(self) -> datetime:
-        if not self.as_of:
-            return datetime.now(UTC)
-        moment = datetime.fromisoformat(self.as_of.replace("Z", "+00:00"))
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return as_of(self.as_of)
 
 
 # React to new bundles at once; running canaries are re-evaluated by canary_evidence (below).

@@ -35,6 +35,21 @@ def table_metadata(lake: Lake, spec: TableSpec, write: WriteResult | None) -> di
 
 # -- numbers and links a person reads in the asset catalog -------------------------------
 
+
+def as_metadata(facts: dict[str, Any], *, md: tuple[str, ...] = (),
+                paths: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A room's summary (plain data: a bundle, a rollout, a gate verdict) as Dagster
+    metadata: dicts and lists as JSON, named keys as markdown or paths, the rest as is."""
+    def value(key: str, v: Any) -> Any:
+        if key in md:
+            return dg.MetadataValue.md(v)
+        if key in paths:
+            return dg.MetadataValue.path(v)
+        return dg.MetadataValue.json(v) if isinstance(v, dict | list) else v
+
+    return {k: value(k, v) for k, v in facts.items()}
+
+
 def mlflow_run_link(run_id: str) -> dg.MetadataValue:
     return dg.MetadataValue.url(f"{mlflow_ui_url()}/#/runs/{run_id}")
 

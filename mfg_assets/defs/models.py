@@ -22,14 +22,12 @@ always be closed; so a small ``ConfigurableResource`` hands out an explicit ``Ml
 
 
 import base64
-import json
 from collections.abc import Iterable
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from mfg_assets.console import rounded_all
 from mfg_assets.defs.automation import (
     MODELS_FRESHNESS,
     promote_when_gate_passes,
@@ -38,7 +36,12 @@ from mfg_assets.defs.automation import (
 from mfg_assets.defs.checkpoints import training_checkpoints
 from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.features import OWNER, feature_key
-from mfg_assets.defs.metadata import mlflow_figure, mlflow_model_link, mlflow_run_link
+from mfg_assets.defs.metadata import (
+    as_metadata,
+    mlflow_figure,
+    mlflow_model_link,
+    mlflow_run_link,
+)
 from mfg_assets.defs.resources import LakehouseResource
 from mfg_assets.labeling.training import training_frame
 from mfg_assets.lake.lineage import read_lineage
@@ -54,6 +57,8 @@ from mfg_assets.ml.gate import (
     NotPromotable,
     WaitingForEvidence,
     challenge,
+    challenge_summary,
+    gate_summary,
     promote,
 )
 from mfg_assets.ml.registry import ModelRegistry, registered_name
@@ -207,31 +212,12 @@ def challenger_asset(entry: FamilySpec) -> dg.AssetsDefinition:
 
 
 def challenger_metadata(outcome: Challenge, feature_rows: int) -> dict[str, Any]:
-    """What a person reading the catalog wants to see of a search and its verdict."""
+    """What a person reading the catalog wants to see of a search and its verdict
+    (:func:`mfg_assets.ml.gate.challenge_summary`), with links to MLflow and its figures."""
     result = outcome.result
-    meta: dict[str, Any] = {
-        "mlflow_run_id": result.parent_run_id,
-        "mlflow_best_trial_run_id": result.best_run_id,
-        "mlflow_run": mlflow_run_link(result.parent_run_id),  # `make mlflow` serves the UI
-        "registered_model": result.model_name,
-        "model_version": result.version,
-        "mlflow_model": mlflow_model_link(result.model_name, result.version),
-        "model_artifacts": dg.MetadataValue.path(result.artifact_uri),
-        "data_versions": dg.MetadataValue.json(result.data_versions),
-        "best_params": dg.MetadataValue.json(json.loads(json.dumps(result.params, default=str))),
-        "trials": len(result.trials),
-        "trials_failed": sum(1 for t in result.trials if t.error),
-        "feature_rows": feature_rows,
-        **{f"holdout/{k}": v for k, v in rounded_all(result.holdout_metrics).items()},
-        **{f"validation/{k}": v for k, v in rounded_all(result.metrics).items()},
-        "gate": outcome.decision.reason,
-        "gate_verdict": outcome.decision.verdict,
-    }
-    split = result.info.get("split")
-    if split:  # how the rows were split, and rows / class balance per part
-        meta["split"] = split.get("reason", split.get("method", ""))
-        meta["split_parts"] = dg.MetadataValue.json(json.loads(json.dumps(
-            {k: split[k] for k in ("method", "parts", "notes") if k in split}, default=str)))
+    meta = as_metadata(challenge_summary(outcome, feature_rows), paths=("model_artifacts",))
+    meta["mlflow_run"] = mlflow_run_link(result.parent_run_id)  # `make mlflow` serves the UI
+    meta["mlflow_model"] = mlflow_model_link(result.model_name, result.version)
     for name, png in result.figures.items():
         stem = name.removesuffix(".png")
         # inline on the asset page (served by the MLflow UI), and the bytes themselves
@@ -244,37 +230,14 @@ def challenger_metadata(outcome: Challenge, feature_rows: int) -> dict[str, Any]
 
 
 def gate_result(outcome: Challenge, margin: float) -> dg.AssetCheckResult:
-    decision, evidence = outcome.decision, outcome.evidence
     return dg.AssetCheckResult(
         check_name=GATE,
-        passed=decision.passed,
+        passed=outcome.decision.passed,
         # waiting for evidence is a warning, not a refusal: the champion step runs, leaves
         # the alias where it is, and the run does not count as a failed retrain
-        severity=dg.AssetCheckSeverity.WARN if decision.waiting else dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "verdict": decision.verdict,
-            "reason": decision.reason,
-            "challenger_version": outcome.result.version,
-            "champion_version": evidence.champion_version or "none",
-            "gate_window": evidence.scope,
-            "gate_rows": evidence.rows,
-            "challenger_holdout": dg.MetadataValue.json(evidence.challenger),
-            "recent_window_quiet_metric": dg.MetadataValue.json(evidence.quiet or {}),
-            "challenger_floor_metrics": dg.MetadataValue.json(
-                evidence.floors if evidence.floors is not None else evidence.challenger),
-            "champion_holdout": dg.MetadataValue.json(evidence.champion or {}),
-            # the simple baselines measured with the challenger on the same rows
-            "baselines": dg.MetadataValue.json({
-                k: v for k, v in (evidence.floors or evidence.challenger).items()
-                if k.startswith("baseline.")}),
-            "drifted_segments": dg.MetadataValue.json(
-                {} if evidence.segment is None else {
-                    "segments": list(evidence.segment.segments),
-                    "rows": evidence.segment.rows, "positives": evidence.segment.positives,
-                    "challenger_rest": evidence.segment.challenger_rest,
-                    "champion_rest": evidence.segment.champion_rest}),
-            "margin_relative": margin,
-        },
+        severity=(dg.AssetCheckSeverity.WARN if outcome.decision.waiting
+                  else dg.AssetCheckSeverity.ERROR),
+        metadata=as_metadata(gate_summary(outcome, margin)),
     )
 
 

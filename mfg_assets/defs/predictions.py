@@ -15,9 +15,8 @@ from pydantic import Field
 
 from mfg_assets.defs.automation import rescore_latest_on_new_champion
 from mfg_assets.defs.cost import with_cost
-from mfg_assets.defs.edge import as_metadata
 from mfg_assets.defs.features import OWNER, feature_key
-from mfg_assets.defs.metadata import table_metadata
+from mfg_assets.defs.metadata import as_metadata, table_metadata
 from mfg_assets.defs.models import MlflowResource, champion_key
 from mfg_assets.defs.partitions import daily
 from mfg_assets.defs.resources import LakehouseResource

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -28,6 +28,7 @@ from mfg_assets.lake.names import (
 )
 from mfg_assets.lake.registry import table
 from mfg_assets.ml.families import FAMILIES
+from mfg_assets.settings import get_settings
 
 
 @dataclass
@@ -51,6 +52,36 @@ class DeploySettings:
     approve: bool = False
     operator: str = "operator"
     rollout_id: str = ""
+
+
+def run_policy(canary_fraction: float = ro.RolloutPolicy.canary_fraction,
+               window_minutes: float = 60.0,
+               max_accuracy_drop: float = ro.RolloutPolicy.max_accuracy_drop,
+               min_predictions: int | None = None,
+               min_labelled: int | None = None) -> ro.RolloutPolicy:
+    """The rollout policy of one run. The evidence a canary needs per group: the given
+    minimums, else the environment's (``MFG_ROLLOUT_MIN_PREDICTIONS``,
+    ``MFG_ROLLOUT_MIN_LABELLED``: the closed-loop demo and test lower them, their live plant
+    produces a few predictions per edge and minute), else the policy's 50/30. Read when a run
+    starts, never at import (a default fixed at import needs a fresh interpreter to change).
+    """
+    evidence = get_settings().rollout
+    return ro.RolloutPolicy(
+        canary_fraction=canary_fraction,
+        window=timedelta(minutes=window_minutes),
+        min_predictions=min_predictions or evidence.min_predictions
+        or ro.RolloutPolicy.min_predictions,
+        min_labelled=min_labelled or evidence.min_labelled or ro.RolloutPolicy.min_labelled,
+        max_accuracy_drop=max_accuracy_drop,
+    )
+
+
+def as_of(text: str) -> datetime:
+    """The moment a rollout step evaluates: ``text`` (ISO, UTC when naive), empty: now."""
+    if not text:
+        return datetime.now(UTC)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def newest_bundles(lake: Lake) -> pl.DataFrame:

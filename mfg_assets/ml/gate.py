@@ -15,6 +15,7 @@ All of the policy in one place, unit-tested without Dagster:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -622,3 +623,62 @@ def promote(registry: ModelRegistry, family: str) -> Promotion:
     return Promotion(name, str(challenger.version),
                      None if previous is None else str(previous.version),
                      challenger.run_id or "", challenger.tags.get(GATE_REASON_TAG, ""))
+
+
+# -- what a person reads of a challenge (the Dagster layer shows it as metadata) ----------
+
+
+def challenge_summary(outcome: Challenge, feature_rows: int) -> dict[str, Any]:
+    """The search and its verdict as plain facts: ids, metrics, trials, the split."""
+    from mfg_assets.console import rounded_all
+
+    result = outcome.result
+    summary: dict[str, Any] = {
+        "mlflow_run_id": result.parent_run_id,
+        "mlflow_best_trial_run_id": result.best_run_id,
+        "registered_model": result.model_name,
+        "model_version": result.version,
+        "model_artifacts": result.artifact_uri,
+        "data_versions": result.data_versions,
+        "best_params": json.loads(json.dumps(result.params, default=str)),
+        "trials": len(result.trials),
+        "trials_failed": sum(1 for t in result.trials if t.error),
+        "feature_rows": feature_rows,
+        **{f"holdout/{k}": v for k, v in rounded_all(result.holdout_metrics).items()},
+        **{f"validation/{k}": v for k, v in rounded_all(result.metrics).items()},
+        "gate": outcome.decision.reason,
+        "gate_verdict": outcome.decision.verdict,
+    }
+    split = result.info.get("split")
+    if split:  # how the rows were split, and rows / class balance per part
+        summary["split"] = split.get("reason", split.get("method", ""))
+        summary["split_parts"] = json.loads(json.dumps(
+            {k: split[k] for k in ("method", "parts", "notes") if k in split}, default=str))
+    return summary
+
+
+def gate_summary(outcome: Challenge, margin: float) -> dict[str, Any]:
+    """The gate's verdict and the evidence behind it, as plain facts."""
+    decision, evidence = outcome.decision, outcome.evidence
+    segment = evidence.segment
+    return {
+        "verdict": decision.verdict,
+        "reason": decision.reason,
+        "challenger_version": outcome.result.version,
+        "champion_version": evidence.champion_version or "none",
+        "gate_window": evidence.scope,
+        "gate_rows": evidence.rows,
+        "challenger_holdout": evidence.challenger,
+        "recent_window_quiet_metric": evidence.quiet or {},
+        "challenger_floor_metrics": (evidence.floors if evidence.floors is not None
+                                     else evidence.challenger),
+        "champion_holdout": evidence.champion or {},
+        # the simple baselines measured with the challenger on the same rows
+        "baselines": {k: v for k, v in (evidence.floors or evidence.challenger).items()
+                      if k.startswith("baseline.")},
+        "drifted_segments": {} if segment is None else {
+            "segments": list(segment.segments), "rows": segment.rows,
+            "positives": segment.positives, "challenger_rest": segment.challenger_rest,
+            "champion_rest": segment.champion_rest},
+        "margin_relative": margin,
+    }

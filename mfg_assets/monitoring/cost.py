@@ -25,6 +25,7 @@ import polars as pl
 from deltalake import DeltaTable
 
 from mfg_assets.lake.delta import Lake
+from mfg_assets.lake.names import SILVER_EDGE_PREDICTIONS, SILVER_INSPECTION_IMAGES
 from mfg_assets.lake.registry import table
 
 try:  # POSIX; elsewhere fall back to this process's CPU time only
@@ -299,3 +300,13 @@ def inference_demand(predictions: pl.DataFrame, images: pl.DataFrame) -> Demand:
     edges = predictions.get_column("edge_id").n_unique() if predictions.height else 0
     rate = per_day(predictions) or per_day(images)
     return Demand(predictions_per_day=rate, edge_devices=int(edges))
+
+
+def project_lake(lake: Lake, usage: pl.DataFrame, prices: Prices,
+                 retrain_runs_per_month: float | None = None) -> list[CostLine]:
+    """The month's projection from recorded ``usage`` and the plant's prediction volume in
+    the lakehouse (edge predictions, inspection images)."""
+    predictions = lake.read(table(SILVER_EDGE_PREDICTIONS)).select("date", "edge_id")
+    images = lake.read(table(SILVER_INSPECTION_IMAGES)).select("date")
+    return project_month(usage_rates(usage), inference_demand(predictions, images), prices,
+                         retrain_runs_per_month)
