@@ -11,9 +11,9 @@ from mfg_assets.defs.cost import with_cost
 from mfg_assets.defs.metadata import table_metadata
 from mfg_assets.defs.partitions import daily
 from mfg_assets.defs.resources import LakehouseResource
-from mfg_assets.lake.names import BRONZE_GROUND_TRUTH, SILVER_FAULT_LABELS, SILVER_QUARANTINE
+from mfg_assets.lake.names import BRONZE_GROUND_TRUTH, SILVER_FAULT_LABELS
 from mfg_assets.lake.registry import TableSpec, table
-from mfg_assets.lake.silver import TYPERS, refine, schema_errors, type_fault_labels
+from mfg_assets.lake.silver import TYPERS, check_partition, load_partition, type_fault_labels
 
 # Above this share of refused rows a partition is suspicious even though nothing was lost.
 QUARANTINE_WARN_SHARE = 0.01
@@ -74,51 +74,37 @@ def materialize_silver_partition(
     typer: Callable[[pl.DataFrame], pl.DataFrame],
 ) -> dg.MaterializeResult:
     lake = lakehouse.lake()
-    day = context.partition_key
-    bronze_version = lake.version(bronze)
-    raw = lake.read_partition(bronze, day)
-    result = refine(spec, typer(raw), run_id=context.run.run_id, partition_key=day)
-    write = lake.overwrite_partition(spec, result.valid, day, run_id=context.run.run_id)
-    quarantine = table(SILVER_QUARANTINE)
-    lake.replace_where(
-        quarantine,
-        result.rejected,
-        f"stage = '{spec.qualified_name}' AND partition_key = '{day}'",
-    )
-    written = lake.read_partition(spec, day)  # checks look at what was committed
-    meta = table_metadata(lake, spec, write)
+    load = load_partition(lake, spec, bronze, typer, context.partition_key, context.run.run_id)
+    meta = table_metadata(lake, spec, load.write)
     meta |= {
-        "bronze_delta_version": bronze_version,
-        "bronze_messages": raw.height,
-        "rows_quarantined": result.rejected.height,
-        "duplicates_removed": result.duplicates,
+        "bronze_delta_version": load.bronze_version,
+        "bronze_messages": load.bronze_messages,
+        "rows_quarantined": load.result.rejected.height,
+        "duplicates_removed": load.result.duplicates,
     }
     return dg.MaterializeResult(
-        metadata=meta, check_results=run_checks(spec, written, result.rejected.height)
+        metadata=meta, check_results=run_checks(spec, load.written, load.result.rejected.height)
     )
 
 
 def run_checks(spec: TableSpec, written: pl.DataFrame, rejected: int) -> list[dg.AssetCheckResult]:
-    errors = schema_errors(spec, written)
-    duplicates = written.height - written.unique(subset=list(spec.key)).height
-    total = written.height + rejected
-    share = rejected / total if total else 0.0
+    checks = check_partition(spec, written, rejected)
     return [
         dg.AssetCheckResult(
             check_name="schema",
-            passed=not errors,
-            metadata={"errors": errors[:2000] or "none"},
+            passed=not checks.schema_errors,
+            metadata={"errors": checks.schema_errors[:2000] or "none"},
         ),
         dg.AssetCheckResult(
             check_name="unique_key",
-            passed=duplicates == 0,
-            metadata={"duplicate_rows": duplicates, "key": ",".join(spec.key)},
+            passed=checks.duplicates == 0,
+            metadata={"duplicate_rows": checks.duplicates, "key": ",".join(spec.key)},
         ),
         dg.AssetCheckResult(
             check_name="quarantine_share",
-            passed=share <= QUARANTINE_WARN_SHARE,
+            passed=checks.share <= QUARANTINE_WARN_SHARE,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"rows_quarantined": rejected, "share": float(share)},
+            metadata={"rows_quarantined": rejected, "share": float(checks.share)},
         ),
     ]
 

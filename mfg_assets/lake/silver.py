@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 import pandera.polars as pa
 import polars as pl
 
+from mfg_assets.lake.delta import Lake, WriteResult
+from mfg_assets.lake.names import SILVER_QUARANTINE
 from mfg_assets.lake.registry import TableSpec, table
 
 SRC_COLUMNS = ("_src_message_id", "_src_topic", "_src_payload", "_src_received_at")
@@ -561,3 +563,46 @@ def type_fault_labels(ground_truth: pl.DataFrame) -> pl.DataFrame:
         _ms_to_ts(record.field("end_ms")).alias("end"),
         "ingest_batch_id",
     ).unique(subset=["fault_id"], keep="first", maintain_order=True)
+
+
+# -- one silver partition: bronze day in, silver day and its quarantine out ---------------
+
+
+@dataclass(frozen=True)
+class PartitionLoad:
+    bronze_version: int | None  # the bronze table's version when the day was read
+    bronze_messages: int
+    result: RefineResult
+    write: WriteResult
+    written: pl.DataFrame  # the committed partition, read back: what the checks look at
+
+
+def load_partition(lake: Lake, spec: TableSpec, bronze: TableSpec,
+                   typer: Callable[[pl.DataFrame], pl.DataFrame], day: str,
+                   run_id: str) -> PartitionLoad:
+    """Type and refine one bronze day, replace the silver day and the day's quarantine rows
+    of this table (idempotent: a re-run replaces both)."""
+    bronze_version = lake.version(bronze)
+    raw = lake.read_partition(bronze, day)
+    result = refine(spec, typer(raw), run_id=run_id, partition_key=day)
+    write = lake.overwrite_partition(spec, result.valid, day, run_id=run_id)
+    lake.replace_where(table(SILVER_QUARANTINE), result.rejected,
+                       f"stage = '{spec.qualified_name}' AND partition_key = '{day}'")
+    return PartitionLoad(bronze_version, raw.height, result, write,
+                         lake.read_partition(spec, day))
+
+
+@dataclass(frozen=True)
+class PartitionChecks:
+    schema_errors: str  # "" when the schema holds
+    duplicates: int  # rows sharing the registry key with another
+    rejected: int
+    share: float  # of the rows in, refused
+
+
+def check_partition(spec: TableSpec, written: pl.DataFrame, rejected: int) -> PartitionChecks:
+    """The figures the silver checks judge: schema, unique key, quarantined share."""
+    duplicates = written.height - written.unique(subset=list(spec.key)).height
+    total = written.height + rejected
+    return PartitionChecks(schema_errors(spec, written), duplicates, rejected,
+                           rejected / total if total else 0.0)
