@@ -23,6 +23,7 @@ the run-sharded SQLite instance of ``make dev``, consolidated SQLite and Postgre
 
 import dagster as dg
 
+from mfg_assets.monitoring import alerts
 from mfg_assets.monitoring.alerts import WEBHOOK_ENV, post_alert
 
 
@@ -47,24 +48,14 @@ def check_failures(instance: dg.DagsterInstance, after: int | None, limit: int =
     for storage_id, entry in records:
         last = storage_id
         evaluation = entry.dagster_event.event_specific_data
-        if evaluation.passed:
-            continue
-        meta = {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}
-        messages.append({
-            "kind": "asset_check_failed",
-            "asset": evaluation.asset_key.to_user_string(),
-            "check": evaluation.check_name,
-            "severity": str(getattr(evaluation.severity, "value", evaluation.severity)),
-            "run_id": entry.run_id or None,  # "" for a runless (reported) evaluation
-            "partition": evaluation.partition,
-            "text": f"check {evaluation.check_name} failed on "
-                    f"{evaluation.asset_key.to_user_string()}",
-            "metadata": meta,
-        })
+        if not evaluation.passed:
+            messages.append(alerts.check_failed(
+                evaluation.asset_key.to_user_string(), evaluation.check_name,
+                str(getattr(evaluation.severity, "value", evaluation.severity)),
+                entry.run_id or None,  # "" for a runless (reported) evaluation
+                evaluation.partition,
+                {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}))
     return messages, last
-
-
-BAD_FRESHNESS = ("WARN", "FAIL")
 
 
 def freshness_changes(instance: dg.DagsterInstance, after: int | None, limit: int = 100):
@@ -74,22 +65,11 @@ def freshness_changes(instance: dg.DagsterInstance, after: int | None, limit: in
     for storage_id, entry in records:
         last = storage_id
         change = entry.dagster_event.event_specific_data
-        new, old = str(change.new_state.value), str(change.previous_state.value)
-        if new in BAD_FRESHNESS:
-            kind = "freshness_failed" if new == "FAIL" else "freshness_warning"
-        elif new == "PASS" and old in BAD_FRESHNESS:
-            kind = "freshness_recovered"
-        else:
-            continue  # UNKNOWN -> PASS and the like: nothing to tell anyone
-        asset = change.key.to_user_string()
-        messages.append({
-            "kind": kind,
-            "asset": asset,
-            "state": new,
-            "previous_state": old,
-            "changed_at": change.state_change_timestamp,
-            "text": f"{asset} freshness {old} -> {new}",
-        })
+        message = alerts.freshness_changed(
+            change.key.to_user_string(), str(change.new_state.value),
+            str(change.previous_state.value), change.state_change_timestamp)
+        if message is not None:
+            messages.append(message)
     return messages, last
 
 
@@ -151,7 +131,7 @@ def step_errors(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
         while error is not None and error.cause is not None:  # Dagster wraps the user error
             error = error.cause
         text = error.message if error else entry.dagster_event.message or ""
-        errors[entry.step_key or "?"] = text.strip().splitlines()[0][:500] if text else ""
+        errors[entry.step_key or "?"] = alerts.first_line(text)
     return errors
 
 
