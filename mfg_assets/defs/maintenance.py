@@ -1,16 +1,13 @@
 """Lakehouse maintenance on a schedule: compaction, Z-order on hot columns, VACUUM."""
 
-from datetime import UTC, datetime
-
 import dagster as dg
-import polars as pl
 
 from mfg_assets.defs.automation import on_cadence
 from mfg_assets.defs.bronze import OWNER
 from mfg_assets.defs.resources import LakehouseResource
-from mfg_assets.lake.maintenance import DEFAULT_RETENTION_HOURS, maintain
+from mfg_assets.lake.maintenance import DEFAULT_RETENTION_HOURS, maintain_layers
 from mfg_assets.lake.names import MONITORING_LAKE_MAINTENANCE
-from mfg_assets.lake.registry import table, tables
+from mfg_assets.lake.registry import table
 
 MAINTENANCE_TABLE = MONITORING_LAKE_MAINTENANCE
 
@@ -34,16 +31,8 @@ class MaintenanceConfig(dg.Config):
 def lake_maintenance(
     context: dg.AssetExecutionContext, config: MaintenanceConfig, lakehouse: LakehouseResource
 ) -> dg.MaterializeResult:
-    lake = lakehouse.lake()
-    run_at = datetime.now(UTC)
-    reports = []
-    for spec in (s for layer in config.layers for s in tables(layer)):
-        if lake.exists(spec):
-            reports.append(maintain(lake, spec, retention_hours=config.retention_hours))
-            context.log.info(f"{spec.qualified_name}: {reports[-1]}")
-    rows = pl.DataFrame([{"run_at": run_at, **r.row()} for r in reports],
-                        schema=table(MAINTENANCE_TABLE).polars_schema)
-    write = lake.append(table(MAINTENANCE_TABLE), rows)
+    reports, rows, write = maintain_layers(lakehouse.lake(), config.layers,
+                                           config.retention_hours, context.log.info)
     return dg.MaterializeResult(metadata={
         "tables": len(reports),
         "files_before": sum(r.files_before for r in reports),

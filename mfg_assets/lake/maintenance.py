@@ -8,13 +8,16 @@ machine sit together. Plain functions over registered tables; Dagster schedules 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 
 import polars as pl
 from deltalake import WriterProperties
 
-from mfg_assets.lake.delta import Lake
-from mfg_assets.lake.registry import TableSpec
+from mfg_assets.lake.delta import Lake, WriteResult
+from mfg_assets.lake.names import MONITORING_LAKE_MAINTENANCE
+from mfg_assets.lake.registry import TableSpec, table, tables
 
 # Columns analysts filter on, per table: Z-order clusters rows by them inside each file.
 HOT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -88,6 +91,26 @@ def maintain(
         zordered_by=",".join(columns),
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def maintain_layers(lake: Lake, layers: Iterable[str],
+                    retention_hours: int = DEFAULT_RETENTION_HOURS,
+                    log: Callable[[str], None] | None = None,
+                    run_at: datetime | None = None,
+                    ) -> tuple[list[MaintenanceReport], pl.DataFrame, WriteResult]:
+    """Maintain every existing table of ``layers`` and append one row per table to
+    ``monitoring.lake_maintenance``: (the reports, the rows appended, the write)."""
+    run_at = run_at or datetime.now(UTC)
+    reports = []
+    for spec in (s for layer in layers for s in tables(layer)):
+        if lake.exists(spec):
+            reports.append(maintain(lake, spec, retention_hours=retention_hours))
+            if log is not None:
+                log(f"{spec.qualified_name}: {reports[-1]}")
+    target = table(MONITORING_LAKE_MAINTENANCE)
+    rows = pl.DataFrame([{"run_at": run_at, **r.row()} for r in reports],
+                        schema=target.polars_schema)
+    return reports, rows, lake.append(target, rows)
 
 
 def files_read_for(lake: Lake, spec: TableSpec, partition_value: str) -> tuple[int, int]:

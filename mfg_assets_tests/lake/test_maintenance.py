@@ -64,3 +64,18 @@ def test_maintenance_asset_records_each_table(lake):
     log = lake.read(table("monitoring.lake_maintenance"))
     row = log.filter(pl.col("table") == "silver.sensor_readings").row(0, named=True)
     assert (row["files_before"], row["files_after"], row["vacuumed"]) == (5, 1, 5)
+
+
+def test_maintain_layers_covers_existing_tables_of_the_layers_and_logs_one_row_each(lake):
+    from mfg_assets.lake.maintenance import maintain_layers
+
+    for batch in range(3):
+        lake.append(SENSORS, readings(date(2026, 11, 1), batch))
+    said: list[str] = []
+    reports, rows, write = maintain_layers(lake, ["bronze", "silver"], 0, said.append)
+    assert [r.table for r in reports] == ["silver.sensor_readings"]  # only tables that exist
+    assert said and said[0].startswith("silver.sensor_readings: ")
+    assert rows["table"].to_list() == ["silver.sensor_readings"]
+    assert rows["run_at"].null_count() == 0
+    assert lake.read(table("monitoring.lake_maintenance")).height == 1 == write.rows
+    assert maintain_layers(lake, ["features"], 0)[0] == []  # no feature table yet
