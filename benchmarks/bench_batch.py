@@ -1,6 +1,6 @@
 """Batch inference over history: 30-day backfills of predictions/<family> against bare loops.
 
-    python benchmarks/bench_batch.py [--quick] [--per-day N] [--windows-per-day N]
+    python benchmarks/bench_batch.py [--quick] [--per-day N] [--machines N]
 
 One process, same machine, one onnxruntime intra-op thread on every side, each pair run
 back to back ``--repeat`` times (best of each side kept: the machine is shared). For each
@@ -22,12 +22,21 @@ family, rows per second of:
   bare ``session.run`` over already decoded arrays: decode is CPU work as large as the
   model's, hidden behind it only where spare cores exist;
 - ``day_by_day`` (vision): the previous way, ``predict_day`` once per day (30 reads, 30
-  commits), for reference.
+  commits), for reference;
+- the windows' floors, each alone: ``read_floor`` (the range's columns out of the table's
+  Parquet in one polars query) and ``write_floor`` (the output in one date-partitioned Delta
+  write to an empty folder), and the bare loop at other batch sizes (1 is the edge's);
+  ``windows_ceiling_ratio`` = bare / (read floor + bare + write floor): the e2e ratio of a
+  backfill that did nothing but read, score and write (the autoencoders cost ~0.2 us a row,
+  less than reading or writing the row).
 
-Memory: the vision backfill of 10 and of 30 days, each in a fresh child process: RSS once
-imports and the model are loaded, and the peak RSS during the backfill (VmHWM, reset just
-before it). Streaming means the peak does not grow with
-the number of days (only the scored rows, ~100 bytes each, are held until the commit).
+The sensor data is plant-sized: ``--machines`` machines (100; 20 with ``--quick``), 144
+windows a day each, 30 days (432,000 windows), one machine type in three each.
+
+Memory: the backfill of 10 and of 30 days of each family, each in a fresh child process:
+RSS once imports and the model are loaded, and the peak RSS during the backfill (VmHWM,
+reset just before it). Streaming means the vision peak does not grow with the number of
+days; the scored rows (~100 bytes each, no feature columns) are held until the commit.
 
 The models are untrained (speed does not depend on weights): the vision family's
 ``DefectNet`` (default width) and one autoencoder per machine type of the sensor family's
@@ -40,6 +49,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,7 +68,7 @@ sys.path.insert(0, str(ROOT))
 
 from _report import report  # noqa: E402  (benchmarks/ is the script's folder)
 
-from mfg_assets.edge.predictor import session  # noqa: E402
+from mfg_assets.edge.predictor import Predictor, session  # noqa: E402
 from mfg_assets.fleet import batch  # noqa: E402
 from mfg_assets.lake.delta import Lake  # noqa: E402
 from mfg_assets.lake.registry import table  # noqa: E402
@@ -70,6 +80,7 @@ SENSORS = {"welder": ["current", "voltage", "wire_feed", "temperature", "gas_flo
            "press": ["force", "stroke", "oil_temp", "vibration"],
            "robot": ["torque", "speed", "temperature", "vibration", "position_error"]}
 STATS = ["mean", "std", "min", "max"]
+WINDOWS_A_DAY = 144  # one per 10 minutes
 
 
 def status_mib(field: str) -> float:
@@ -139,25 +150,26 @@ def columns_of(kind: str) -> list[str]:
     return [f"{s}__{stat}" for s in SENSORS[kind] for stat in STATS]
 
 
-def window_table(per_day: int) -> pl.DataFrame:
-    """30 days of 10-minute windows, machines of the three types in turn."""
+def window_table(machines: int) -> pl.DataFrame:
+    """30 days of 10-minute windows of ``machines`` machines (144 windows a day each), the
+    three machine types in turn, each reporting its own type's sensors only."""
     rng = np.random.default_rng(0)
     kinds = sorted(SENSORS)
-    every = timedelta(minutes=10)
-    machines = max(1, per_day // 144)  # 144 ten-minute windows a day each
-    step = timedelta(days=1) / -(-per_day // machines)
+    n = DAYS * WINDOWS_A_DAY * machines
+    slot, machine = np.divmod(np.arange(n), machines)  # window by window, machines within
     start = datetime.combine(FIRST, datetime.min.time(), UTC)
-    n = DAYS * per_day
-    day, rest = np.divmod(np.arange(n), per_day)
-    machine, slot = rest % machines, rest // machines
     frame = pl.DataFrame({
-        "machine_id": [f"m-{k:03d}" for k in machine],
-        "machine_type": [kinds[k % 3] for k in machine],
-        "window_start": [start + int(d) * timedelta(days=1) + int(j) * step
-                         for d, j in zip(day, slot, strict=True)],
-        "n_samples": [60] * n,
+        "machine_id": pl.Series([f"m-{k:03d}" for k in range(machines)])[machine],
+        "machine_type": pl.Series([kinds[k % 3] for k in range(machines)])[machine],
+        "slot": slot,
+        "n_samples": np.full(n, 60, np.int64),
         "is_fault": rng.random(n) < 0.05,
-    }).with_columns(window_end=pl.col("window_start") + every)
+    }).select(
+        "machine_id", "machine_type",
+        (pl.lit(start).dt.cast_time_unit("us") + pl.duration(minutes=pl.col("slot") * 10))
+        .alias("window_start"),
+        "n_samples", "is_fault",
+    ).with_columns(window_end=pl.col("window_start") + timedelta(minutes=10))
     every_column = sorted({c for k in kinds for c in columns_of(k)})
     values = rng.normal(5, 1, (n, len(every_column)))
     frame = frame.with_columns(pl.Series(c, values[:, j]) for j, c in enumerate(every_column))
@@ -227,24 +239,51 @@ def bare_scoring(onnx: Path, arrays: list[np.ndarray], size: int) -> float:
     return time.perf_counter() - started
 
 
-def predictor_scoring(model: batch.ExportedModel, arrays: dict[str, np.ndarray], size: int
-                      ) -> float:
-    """The same arrays through the edge's Predictor, as the backfill calls it."""
+def predictor_scoring(model: batch.ExportedModel, arrays: dict[str, np.ndarray], size: int,
+                      call: Callable[[Predictor, np.ndarray], object] = batch._score) -> float:
+    """The same arrays through the edge's Predictor, as the backfill calls it (images:
+    ``_score``, decisions as lists; windows: ``decide_arrays``, kept as arrays)."""
     predictors = {part: model.predictor(part) for part in arrays}
     for part, x in arrays.items():
         predictors[part].decide(x[:1])
     started = time.perf_counter()
     for part, x in arrays.items():
         for i in range(0, len(x), size):
-            batch._score(predictors[part], x[i : i + size])
+            call(predictors[part], x[i : i + size])
+    return time.perf_counter() - started
+
+
+def read_floor(lake: Lake, model: batch.ExportedModel) -> float:
+    """Seconds to read the range's columns that the backfill reads, in one in-memory polars
+    query (no streaming, no chunks: the fastest single read found here; pyarrow's
+    ``to_table`` took about twice as long)."""
+    started = time.perf_counter()
+    columns = list(dict.fromkeys(batch.window_columns(model)))
+    start = datetime.combine(FIRST, datetime.min.time(), UTC)
+    end = start + timedelta(days=DAYS)
+    pl.scan_delta(lake.uri(table("features.sensor_windows"))).filter(
+        (pl.col("window_start") >= start) & (pl.col("window_start") < end)
+    ).select(columns).collect(engine="in-memory")
+    return time.perf_counter() - started
+
+
+def write_floor(frame: pl.DataFrame, folder: Path) -> float:
+    """Seconds of one date-partitioned Delta write of ``frame`` into an empty folder."""
+    from deltalake import write_deltalake
+
+    shutil.rmtree(folder, ignore_errors=True)
+    started = time.perf_counter()
+    write_deltalake(str(folder), frame.to_arrow(), partition_by=["date"])
     return time.perf_counter() - started
 
 
 def child(args: argparse.Namespace) -> None:
-    """A vision backfill of ``--child-days`` days in this fresh process: peak RSS."""
+    """A backfill of ``--child-days`` days of ``--family`` in this fresh process: peak RSS."""
     lake = Lake(args.lake, {})
-    model = batch.load_folder(Path(args.model), "vision_defect")
-    model.predictor("").decide(np.zeros((1, 1, SIZE, SIZE), np.float32))  # onnxruntime loaded
+    model = batch.load_folder(Path(args.model), args.family)
+    for name, part in model.parts.items():  # onnxruntime loaded
+        model.predictor(name).decide(np.zeros((1, *part.preprocessing["input"]["shape"][1:]),
+                                              np.float32))
     before = status_mib("VmRSS")
     reset = reset_peak_rss()
     outcome = backfill(lake, model, args.child_days, args)
@@ -252,10 +291,11 @@ def child(args: argparse.Namespace) -> None:
                       "rss_peak": status_mib("VmHWM")}))
 
 
-def rss_of(n_days: int, lake: Path, model: Path, args: argparse.Namespace) -> dict:
+def rss_of(family: str, n_days: int, lake: Path, model: Path, args: argparse.Namespace
+           ) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child-days", str(n_days), "--lake", str(lake),
-         "--model", str(model), "--batch", str(args.batch),
+         "--family", family, "--model", str(model), "--batch", str(args.batch),
          "--decode-threads", str(args.decode_threads)],
         check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -265,19 +305,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small run (a minute or two)")
     parser.add_argument("--per-day", type=int, default=0, help="images per day")
-    parser.add_argument("--windows-per-day", type=int, default=0, help="sensor windows per day")
+    parser.add_argument("--machines", type=int, default=0,
+                        help="machines with sensor windows (144 windows a day each)")
     parser.add_argument("--batch", type=int, default=512, help="rows per onnxruntime call")
     parser.add_argument("--decode-threads", type=int, default=batch.DEFAULT_DECODE_THREADS)
     parser.add_argument("--repeat", type=int, default=0, help="runs per side (best kept)")
     parser.add_argument("--child-days", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--lake", default="", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--family", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_days:
         child(args)
         return
     per_day = args.per_day or (60 if args.quick else 500)
-    windows_per_day = args.windows_per_day or (1440 if args.quick else 2880)
+    machines = args.machines or (20 if args.quick else 100)
     repeat = args.repeat or (1 if args.quick else 2)
     figures: dict[str, float] = {"days": DAYS, "batch": args.batch,
                                  "decode_threads": args.decode_threads, "repeat": repeat}
@@ -288,7 +330,7 @@ def main() -> None:
         lake = Lake(str(lake_dir), {})
         images = image_table(per_day)
         lake.overwrite(table("features.image_dataset"), images)
-        windows = window_table(windows_per_day)
+        windows = window_table(machines)
         lake.overwrite(table("features.sensor_windows"), windows)
         vision_dir, windows_dir = export_models(root)
         vision = batch.load_folder(vision_dir, "vision_defect")
@@ -362,7 +404,18 @@ def main() -> None:
             w_bare_s = min(w_bare_s, sum(bare_scoring(sensors.parts[k].onnx, [a], args.batch)
                                          for k, a in arrays.items()))
         w_stages = min(w_outcomes, key=lambda o: o.seconds["total"]).seconds
-        w_score_s = best(lambda: predictor_scoring(sensors, arrays, args.batch), repeat)
+        w_score_s = best(lambda: predictor_scoring(sensors, arrays, args.batch,
+                                                   Predictor.decide_arrays), repeat)
+        # the bare loop's own best batch size (the edge itself scores one window per call)
+        other_batches = {b: best(lambda b=b: sum(bare_scoring(sensors.parts[k].onnx, [a], b)
+                                                 for k, a in arrays.items()), repeat)
+                         for b in (1, 64, 4096)}
+        # floors of what the platform must do anyway, each alone: read the range's feature
+        # columns from the table's Parquet (pyarrow, one call), write the output (one
+        # partitioned Delta write into an empty folder, no checks)
+        read_floor_s = best(lambda: read_floor(lake, sensors), repeat)
+        written = lake.read(batch.predictions_table("sensor_anomaly"))
+        write_floor_s = best(lambda: write_floor(written, root / "floor"), repeat)
         figures |= {
             "windows_rows": m,
             "windows_backfill_rows_per_s": m / w_backfill_s,
@@ -371,17 +424,29 @@ def main() -> None:
             "windows_e2e_ratio": w_bare_s / w_backfill_s,
             "windows_predictor_scoring_rows_per_s": m / w_score_s,
             "windows_scoring_ratio": w_bare_s / w_score_s,
-        } | {f"windows_backfill_s_{k}": v for k, v in w_stages.items()}
+        } | {f"windows_bare_rows_per_s_batch_{b}": m / t for b, t in other_batches.items()
+             } | {f"windows_backfill_s_{k}": v for k, v in w_stages.items()} | {
+            "windows_bare_s": w_bare_s,
+            "windows_read_floor_s": read_floor_s,
+            "windows_write_floor_s": write_floor_s,
+            # a bare script that reads the Parquet and scores, writing nothing
+            "windows_read_floor_and_bare_ratio": (read_floor_s + w_bare_s) / w_backfill_s,
+            "windows_ceiling_ratio": w_bare_s / (read_floor_s + w_bare_s + write_floor_s),
+        }
 
         # -- memory: 10 vs 30 days, each in a fresh process -----------------------------------
-        for n_days in (DAYS // 3, DAYS):
-            rss = rss_of(n_days, lake_dir, vision_dir, args)
-            assert rss["rows"] == n_days * per_day
-            assert rss["peak_reset"], "VmHWM could not be reset: the peak would be the imports'"
-            figures[f"rss_mib_before_backfill_{n_days}d"] = rss["rss_before"]
-            figures[f"peak_rss_mib_{n_days}d"] = rss["rss_peak"]
-        figures["peak_rss_growth_10d_to_30d_mib"] = (figures[f"peak_rss_mib_{DAYS}d"]
-                                                     - figures[f"peak_rss_mib_{DAYS // 3}d"])
+        for family, prefix, folder, rows_a_day in (
+                ("vision_defect", "", vision_dir, per_day),
+                ("sensor_anomaly", "windows_", windows_dir, m // DAYS)):
+            for n_days in (DAYS // 3, DAYS):
+                rss = rss_of(family, n_days, lake_dir, folder, args)
+                assert rss["rows"] == n_days * rows_a_day
+                assert rss["peak_reset"], "VmHWM could not be reset: the peak is the imports'"
+                figures[f"{prefix}rss_mib_before_backfill_{n_days}d"] = rss["rss_before"]
+                figures[f"{prefix}peak_rss_mib_{n_days}d"] = rss["rss_peak"]
+            figures[f"{prefix}peak_rss_growth_10d_to_30d_mib"] = (
+                figures[f"{prefix}peak_rss_mib_{DAYS}d"]
+                - figures[f"{prefix}peak_rss_mib_{DAYS // 3}d"])
 
     report("bench_batch", figures)
 
