@@ -39,6 +39,7 @@ import polars as pl
 from scipy import stats as sps
 
 from mfg_assets.lake.delta import Lake, WriteResult
+from mfg_assets.lake.lineage import read_commit
 from mfg_assets.lake.names import (
     MONITORING_DRIFT,
     SILVER_EDGE_PREDICTIONS,
@@ -571,7 +572,6 @@ def histogram_png(reference: np.ndarray, recent: np.ndarray, title: str) -> byte
 # -- the report over the lakehouse -------------------------------------------------------
 
 DRIFT_TABLE = MONITORING_DRIFT
-READ_PREFIX = "mfg.read."  # commit metadata: mfg.read.<table> = Delta version read
 
 
 @dataclass(frozen=True)
@@ -754,7 +754,7 @@ def report_drift(lake: Lake, settings: DriftSettings, registry: RegistryOpener =
     """Measure every family's drift and append the evaluation to ``monitoring.drift``."""
     reports, rows, versions = compute_drift(lake, settings, registry, now)
     write = lake.append(lake_table(DRIFT_TABLE), rows,
-                        **{f"{READ_PREFIX}{k}": str(v) for k, v in versions.items()})
+                        **read_commit(versions))
     plots = {r.family: histograms(lake, r, settings.plots) for r in reports}
     return DriftRun(reports, versions, write, {f: md for f, md in plots.items() if md})
 

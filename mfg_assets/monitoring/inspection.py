@@ -16,6 +16,7 @@ import polars as pl
 
 from mfg_assets.fleet.rollout import ROLLOUTS_TABLE, RolloutPolicy
 from mfg_assets.lake.delta import Lake, WriteResult
+from mfg_assets.lake.lineage import read_commit
 from mfg_assets.lake.names import (
     MONITORING_INSPECTION_STATS,
     SILVER_EDGE_PREDICTIONS,
@@ -130,5 +131,5 @@ def build_inspection_stats(
     rollouts = lake.read(table(ROLLOUTS_TABLE), versions[ROLLOUTS_TABLE])
     stats = inspection_stats(predictions, labels, rollouts)
     write = lake.overwrite(table(STATS_TABLE), stats,
-                           **{f"mfg.read.{k}": str(v) for k, v in versions.items()})
+                           **read_commit(versions))
     return stats, versions, write
