@@ -316,9 +316,20 @@ def _wait_committed(lake: Lake, messages: int, timeout: float = 600) -> pl.DataF
     deadline = time.time() + timeout
     while time.time() < deadline:
         if lake.exists(rows_spec) and lake.row_count(rows_spec) >= messages:
-            return lake.read(batches_spec)
+            break
         time.sleep(0.2)
-    raise TimeoutError("gateway did not commit everything in time")
+    else:
+        raise TimeoutError("gateway did not commit everything in time")
+    # a batch's record is appended after its rows: wait until every batch has one (reading
+    # the records earlier gave no commit time, or an end time before the last commit)
+    landed = set(lake.read(rows_spec).get_column("ingest_batch_id").unique())
+    while time.time() < deadline:
+        if lake.exists(batches_spec):
+            batches = lake.read(batches_spec)
+            if landed <= set(batches.get_column("ingest_batch_id")):
+                return batches
+        time.sleep(0.2)
+    raise TimeoutError("gateway did not record every committed batch in time")
 
 
 def _latencies(lake: Lake, kind: str) -> pl.Series:
