@@ -33,10 +33,12 @@ family, rows per second of:
 The sensor data is plant-sized: ``--machines`` machines (100; 20 with ``--quick``), 144
 windows a day each, 30 days (432,000 windows), one machine type in three each.
 
-Memory: the backfill of 10 and of 30 days of each family, each in a fresh child process:
-RSS once imports and the model are loaded, and the peak RSS during the backfill (VmHWM,
-reset just before it). Streaming means the vision peak does not grow with the number of
-days; the scored rows (~100 bytes each, no feature columns) are held until the commit.
+Memory: the backfill of 10, 30 and 90 days of each family, each in a fresh child process,
+from a second lakehouse holding 90 days of the same data (the feature table overwritten
+whole, as the feature assets write it): RSS once imports and the model are loaded, and the
+peak RSS during the backfill (VmHWM, reset just before it). The range is read and committed
+in spans of at most ``fleet.batch.DEFAULT_SPAN_ROWS`` feature rows (``--span-rows``), so the
+peak is the span's, not the range's: ``*_peak_rss_growth_10d_to_90d_mib`` should be near 0.
 
 The models are untrained (speed does not depend on weights): the vision family's
 ``DefectNet`` (default width) and one autoencoder per machine type of the sensor family's
@@ -81,6 +83,7 @@ SENSORS = {"welder": ["current", "voltage", "wire_feed", "temperature", "gas_flo
            "robot": ["torque", "speed", "temperature", "vibration", "position_error"]}
 STATS = ["mean", "std", "min", "max"]
 WINDOWS_A_DAY = 144  # one per 10 minutes
+MEMORY_DAYS = (10, 30, 90)  # backfill lengths whose peak RSS is measured
 
 
 def status_mib(field: str) -> float:
@@ -113,8 +116,9 @@ def best(fn: Callable[[], float], repeat: int) -> float:
 # -- data ------------------------------------------------------------------------------------
 
 
-def image_table(per_day: int, distinct: int = 200) -> pl.DataFrame:
-    """30 days of images (a pool of rendered ones, reused: rendering is not what we time)."""
+def image_table(per_day: int, distinct: int = 200, n_days: int = DAYS) -> pl.DataFrame:
+    """``n_days`` days of images (a pool of rendered ones, reused: rendering is not what we
+    time)."""
     from PIL import Image
 
     from mfg_assets.sim.config import IMAGE_LABELS, PlantLayout
@@ -132,7 +136,7 @@ def image_table(per_day: int, distinct: int = 200) -> pl.DataFrame:
             for k, label in enumerate(labels)]
     start = datetime.combine(FIRST, datetime.min.time(), UTC)
     step = timedelta(days=1) / per_day
-    n = DAYS * per_day
+    n = n_days * per_day
     return pl.DataFrame({
         "image_id": [f"img-{i}" for i in range(n)],
         "camera_id": ["cam-01"] * n,
@@ -150,12 +154,12 @@ def columns_of(kind: str) -> list[str]:
     return [f"{s}__{stat}" for s in SENSORS[kind] for stat in STATS]
 
 
-def window_table(machines: int) -> pl.DataFrame:
-    """30 days of 10-minute windows of ``machines`` machines (144 windows a day each), the
-    three machine types in turn, each reporting its own type's sensors only."""
+def window_table(machines: int, n_days: int = DAYS) -> pl.DataFrame:
+    """``n_days`` days of 10-minute windows of ``machines`` machines (144 windows a day
+    each), the three machine types in turn, each reporting its own type's sensors only."""
     rng = np.random.default_rng(0)
     kinds = sorted(SENSORS)
-    n = DAYS * WINDOWS_A_DAY * machines
+    n = n_days * WINDOWS_A_DAY * machines
     slot, machine = np.divmod(np.arange(n), machines)  # window by window, machines within
     start = datetime.combine(FIRST, datetime.min.time(), UTC)
     frame = pl.DataFrame({
@@ -206,7 +210,7 @@ def export_models(root: Path) -> tuple[Path, Path]:
 def backfill(lake: Lake, model: batch.ExportedModel, n_days: int, args: argparse.Namespace
              ) -> batch.Outcome:
     return batch.predict_days(lake, model, days(n_days), batch_size=args.batch,
-                              decode_threads=args.decode_threads)
+                              decode_threads=args.decode_threads, span_rows=args.span_rows)
 
 
 def bare_images_e2e(onnx: Path, spec: dict, pngs: list[bytes], size: int, threads: int
@@ -288,7 +292,8 @@ def child(args: argparse.Namespace) -> None:
     reset = reset_peak_rss()
     outcome = backfill(lake, model, args.child_days, args)
     print(json.dumps({"rows": outcome.scored, "rss_before": before, "peak_reset": reset,
-                      "rss_peak": status_mib("VmHWM")}))
+                      "rss_peak": status_mib("VmHWM"), "spans": outcome.spans,
+                      "seconds": outcome.seconds["total"]}))
 
 
 def rss_of(family: str, n_days: int, lake: Path, model: Path, args: argparse.Namespace
@@ -296,7 +301,7 @@ def rss_of(family: str, n_days: int, lake: Path, model: Path, args: argparse.Nam
     out = subprocess.run(
         [sys.executable, __file__, "--child-days", str(n_days), "--lake", str(lake),
          "--family", family, "--model", str(model), "--batch", str(args.batch),
-         "--decode-threads", str(args.decode_threads)],
+         "--decode-threads", str(args.decode_threads), "--span-rows", str(args.span_rows)],
         check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -310,6 +315,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512, help="rows per onnxruntime call")
     parser.add_argument("--decode-threads", type=int, default=batch.DEFAULT_DECODE_THREADS)
     parser.add_argument("--repeat", type=int, default=0, help="runs per side (best kept)")
+    parser.add_argument("--span-rows", type=int, default=batch.DEFAULT_SPAN_ROWS,
+                        help="feature rows per span (one read and one commit)")
     parser.add_argument("--child-days", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--lake", default="", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="", help=argparse.SUPPRESS)
@@ -322,7 +329,8 @@ def main() -> None:
     machines = args.machines or (20 if args.quick else 100)
     repeat = args.repeat or (1 if args.quick else 2)
     figures: dict[str, float] = {"days": DAYS, "batch": args.batch,
-                                 "decode_threads": args.decode_threads, "repeat": repeat}
+                                 "decode_threads": args.decode_threads, "repeat": repeat,
+                                 "span_rows": args.span_rows}
 
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         root = Path(tmp)
@@ -434,19 +442,30 @@ def main() -> None:
             "windows_ceiling_ratio": w_bare_s / (read_floor_s + w_bare_s + write_floor_s),
         }
 
-        # -- memory: 10 vs 30 days, each in a fresh process -----------------------------------
+        figures["windows_backfill_spans"] = w_outcomes[-1].spans
+
+        # -- memory: 10, 30 and 90 days, each in a fresh process, from a 90-day lakehouse ------
+        mem_dir = root / "lake-90d"
+        mem_lake = Lake(str(mem_dir), {})
+        mem_lake.overwrite(table("features.image_dataset"),
+                           image_table(per_day, n_days=MEMORY_DAYS[-1]))
+        mem_lake.overwrite(table("features.sensor_windows"),
+                           window_table(machines, n_days=MEMORY_DAYS[-1]))
         for family, prefix, folder, rows_a_day in (
                 ("vision_defect", "", vision_dir, per_day),
                 ("sensor_anomaly", "windows_", windows_dir, m // DAYS)):
-            for n_days in (DAYS // 3, DAYS):
-                rss = rss_of(family, n_days, lake_dir, folder, args)
+            for n_days in MEMORY_DAYS:
+                rss = rss_of(family, n_days, mem_dir, folder, args)
                 assert rss["rows"] == n_days * rows_a_day
                 assert rss["peak_reset"], "VmHWM could not be reset: the peak is the imports'"
                 figures[f"{prefix}rss_mib_before_backfill_{n_days}d"] = rss["rss_before"]
                 figures[f"{prefix}peak_rss_mib_{n_days}d"] = rss["rss_peak"]
-            figures[f"{prefix}peak_rss_growth_10d_to_30d_mib"] = (
-                figures[f"{prefix}peak_rss_mib_{DAYS}d"]
-                - figures[f"{prefix}peak_rss_mib_{DAYS // 3}d"])
+                figures[f"{prefix}spans_{n_days}d"] = rss["spans"]
+                figures[f"{prefix}rows_per_s_{n_days}d"] = rss["rows"] / rss["seconds"]
+            first, last = MEMORY_DAYS[0], MEMORY_DAYS[-1]
+            figures[f"{prefix}peak_rss_growth_{first}d_to_{last}d_mib"] = (
+                figures[f"{prefix}peak_rss_mib_{last}d"]
+                - figures[f"{prefix}peak_rss_mib_{first}d"])
 
     report("bench_batch", figures)
 

@@ -6,9 +6,15 @@ and images, to compare with what the edges said, find missed faults and feed ana
     model = exported_model(registry, "vision_defect")            # champion -> ONNX, cached
     outcome = predict_days(lake, model, days)                   # -> predictions.vision_defect
 
-A range of days is one pass: the feature table is read once, filtered on its time column
-and streamed in chunks (memory does not grow with the range), PNGs are decoded on a thread
-pool one chunk ahead of the model, and all the days are replaced in one Delta commit.
+A range of days is read in spans: runs of whole days holding at most ``span_rows`` feature
+rows together (counted from the Delta log's file statistics, or with one pass over the time
+column when those do not settle it). Each span is one streamed pass over the feature table
+(filtered on its time column, in chunks; PNGs decoded on a thread pool one chunk ahead of
+the model) and one Delta commit replacing exactly its days, so memory depends on the span,
+not on the range: a year's backfill peaks where a week's does. A range that fits one span
+(most UI backfills, every image range of a few days) is one read and one commit; a longer
+one is several commits, each replacing its own days once, and a retried run rewrites them
+all (idempotent).
 
 The model is exported to ONNX once per model version (``fleet/export.py``, fp32: the
 model's own numbers, not an edge's int8 copy) and cached under the data dir, so a 30-day
@@ -209,7 +215,8 @@ def _export_windows(model: Any, info: dict[str, Any], out: Path) -> dict[str, Pa
 
 @dataclass
 class Outcome:
-    """One scoring of a set of days: read once, scored in batches, written in one commit."""
+    """One scoring of a set of days: read, scored in batches and committed span by span
+    (one span, one commit, for a range that fits the row budget)."""
 
     family: str
     days: list[date]
@@ -222,7 +229,10 @@ class Outcome:
     with_edge: int = 0  # rows an edge also scored
     disagreements: int = 0  # rows where the edge decided otherwise
     features_version: int | None = None
-    write: WriteResult | None = None
+    write: WriteResult | None = None  # the one commit; with several spans, the last
+    # commit's version and the rows of all of them
+    writes: list[WriteResult] = field(default_factory=list)  # one per span, in order
+    spans: int = 0  # spans of days read and committed one after the other
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall seconds
 
 
@@ -287,11 +297,7 @@ def feature_chunks(lake: Lake, family: str, days: list[date], version: int | Non
     scan = pl.scan_delta(lake.uri(spec), version=version, storage_options=lake.storage_options)
     names = scan.collect_schema().names()
     present = [c for c in dict.fromkeys(columns) if c in names]
-    start = datetime.combine(days[0], datetime.min.time(), UTC)
-    end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC)
-    where = (pl.col(ts) >= start) & (pl.col(ts) < end)
-    if (days[-1] - days[0]).days != len(days) - 1:  # a range with gaps (days picked in the UI)
-        where &= pl.col(ts).dt.date().is_in(pl.Series(days, dtype=pl.Date).implode())
+    where = _range_filter(ts, days)
     pending: list[pl.DataFrame] = []
     held = 0
     for frame in scan.filter(where).select(present).collect_batches(chunk_size=rows):
@@ -306,6 +312,75 @@ def feature_chunks(lake: Lake, family: str, days: list[date], version: int | Non
             pending, held = ([rest] if rest.height else []), rest.height
     if held:
         yield pl.concat(pending)
+
+
+def _range_filter(ts: str, days: list[date]) -> pl.Expr:
+    start = datetime.combine(days[0], datetime.min.time(), UTC)
+    end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC)
+    where = (pl.col(ts) >= start) & (pl.col(ts) < end)
+    if (days[-1] - days[0]).days != len(days) - 1:  # a range with gaps (days picked in the UI)
+        where &= pl.col(ts).dt.date().is_in(pl.Series(days, dtype=pl.Date).implode())
+    return where
+
+
+def rows_at_most(lake: Lake, family: str, days: list[date], version: int | None) -> int:
+    """An upper bound of the feature rows on ``days``, from the Delta log alone: the rows of
+    every file whose time statistics (min/max) reach into the range (a file without them
+    counts whole)."""
+    entry = families.spec(family)
+    spec = table(entry.feature_table)
+    if not lake.exists(spec):
+        return 0
+    actions = pl.DataFrame(lake.table(spec, version).get_add_actions(flatten=True))
+    if actions.height == 0:
+        return 0
+    ts = entry.drift.ts
+    low, high = f"min.{ts}", f"max.{ts}"
+    if low not in actions.columns or high not in actions.columns:
+        return int(actions.get_column("num_records").sum())
+    start = datetime.combine(days[0], datetime.min.time(), UTC)
+    end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC)
+    utc = pl.Datetime("us", "UTC")
+    reach = (pl.col(low).is_null() | pl.col(high).is_null()
+             | ((pl.col(low).cast(utc) < end) & (pl.col(high).cast(utc) >= start)))
+    return int(actions.filter(reach).get_column("num_records").sum())
+
+
+def rows_per_day(lake: Lake, family: str, days: list[date], version: int | None
+                 ) -> dict[date, int]:
+    """Feature rows on each of ``days``: one streamed pass over the time column only."""
+    entry = families.spec(family)
+    spec = table(entry.feature_table)
+    if not lake.exists(spec):
+        return {}
+    ts = entry.drift.ts
+    counts = (pl.scan_delta(lake.uri(spec), version=version,
+                            storage_options=lake.storage_options)
+              .select(ts).filter(_range_filter(ts, days))
+              .group_by(pl.col(ts).dt.date().alias("day")).len()
+              .collect(engine="streaming"))
+    return {d: int(n) for d, n in counts.iter_rows()}
+
+
+def plan_spans(lake: Lake, family: str, days: list[date], version: int | None,
+               budget: int) -> list[list[date]]:
+    """``days`` (sorted) cut into spans of consecutive days whose feature rows add up to at
+    most ``budget`` (a day above it alone is a span of its own). One span when the Delta
+    log's statistics already bound the range by ``budget`` (no count); else the rows of
+    each day are counted (one pass over the time column)."""
+    if rows_at_most(lake, family, days, version) <= budget:
+        return [days]
+    counts = rows_per_day(lake, family, days, version)
+    spans: list[list[date]] = [[]]
+    held = 0
+    for day in days:
+        n = counts.get(day, 0)
+        if spans[-1] and n and held + n > budget:  # an empty day rides along
+            spans.append([])
+            held = 0
+        spans[-1].append(day)
+        held += n
+    return spans
 
 
 def _batches(n: int, size: int) -> Iterator[slice]:
@@ -504,6 +579,9 @@ def edge_side(lake: Lake, family: str, days: list[date], source_ids: pl.Series) 
 
 
 DEFAULT_DECODE_THREADS = min(4, os.cpu_count() or 1)
+# Feature rows read, scored and written per span (one Delta commit): what the peak memory
+# of a backfill depends on (about 1 KB a sensor window: 200,000 windows ~ 200 MiB).
+DEFAULT_SPAN_ROWS = 200_000
 
 
 def predict_days(
@@ -515,38 +593,72 @@ def predict_days(
     threshold: float | None = None,
     decode_threads: int = DEFAULT_DECODE_THREADS,
     onnx_threads: int = 1,
+    span_rows: int = DEFAULT_SPAN_ROWS,
     now: datetime | None = None,
     **commit: str,
 ) -> Outcome:
     """Score the feature rows of ``days`` with ``model``, join the edges' predictions, and
-    replace those days' partitions of ``predictions.<family>`` in one Delta commit
-    (idempotent: a re-run rewrites them; a day without rows is left empty).
+    replace those days' partitions of ``predictions.<family>`` (idempotent: a re-run
+    rewrites them; a day without rows is left empty).
 
-    The feature table is read once, streamed in chunks (``batch_size`` images; up to
-    ``WINDOW_CHUNK_ROWS`` windows), scored ``batch_size`` rows per onnxruntime call through
-    the edge's ``Predictor``; what is held until the commit is the scored rows (ids, scores,
-    decisions: no images, no feature columns).
+    The days are cut into spans of at most ``span_rows`` feature rows (``plan_spans``);
+    each span is one streamed read of the feature table at one pinned version, chunked
+    (``batch_size`` images; up to ``WINDOW_CHUNK_ROWS`` windows), scored ``batch_size``
+    rows per onnxruntime call through the edge's ``Predictor``, and one Delta commit
+    replacing exactly its days. What is held until a span's commit is its scored rows (ids,
+    scores, decisions: no images, no feature columns). A range within one span is one
+    commit.
     """
     started = time.perf_counter()
     days = as_days(days)
     family = model.family
-    entry = families.spec(family)
-    features = table(entry.feature_table)
+    features = table(families.spec(family).feature_table)
     outcome = Outcome(family, days, model.model_name, model.version)
     clock = Clock()
     outcome.features_version = lake.version(features)
+    scored_at = now or datetime.now(UTC)
+    with clock("plan"):
+        spans = plan_spans(lake, family, days, outcome.features_version, span_rows)
+    outcome.spans = len(spans)
+    for k, span in enumerate(spans):
+        write = _predict_span(
+            lake, model, span, outcome, clock, batch_size=batch_size, threshold=threshold,
+            decode_threads=decode_threads, onnx_threads=onnx_threads, scored_at=scored_at,
+            **commit, **({"mfg.span": f"{k + 1}/{len(spans)} of {days[0]}..{days[-1]}"}
+                         if len(spans) > 1 else {}))
+        outcome.writes.append(write)
+    outcome.write = (outcome.writes[0] if len(outcome.writes) == 1 else WriteResult(
+        outcome.writes[-1].table, outcome.writes[-1].version,
+        sum(w.rows for w in outcome.writes)))
+    outcome.seconds = {**clock.seconds, "total": time.perf_counter() - started}
+    return outcome
+
+
+def _predict_span(lake: Lake, model: ExportedModel, days: list[date], outcome: Outcome,
+                  clock: Clock, *, batch_size: int, threshold: float | None,
+                  decode_threads: int, onnx_threads: int, scored_at: datetime,
+                  **commit: str) -> WriteResult:
+    """One span of ``predict_days``: read, score, join and replace ``days`` in one commit;
+    ``outcome``'s counts grow by the span's."""
+    family = model.family
+    entry = families.spec(family)
+    features = table(entry.feature_table)
     columns, scorer, chunk_rows = _SCORERS[entry.edge_kind or ""]
     chunks = clock.iterate("read", feature_chunks(
         lake, family, days, outcome.features_version, columns(model),
         max(batch_size, chunk_rows)))
     frames = []
-    for frame, unscored in scorer(model, chunks, threshold, clock=clock, batch_size=batch_size,
-                                  decode_threads=decode_threads, onnx_threads=onnx_threads):
+    unscored: dict[str, int] = {}
+    for frame, skipped in scorer(model, chunks, threshold, clock=clock, batch_size=batch_size,
+                                 decode_threads=decode_threads, onnx_threads=onnx_threads):
         frames.append(frame)
-        for reason, n in unscored.items():
-            outcome.unscored[reason] = outcome.unscored.get(reason, 0) + n
+        for reason, n in skipped.items():
+            unscored[reason] = unscored.get(reason, 0) + n
     scored = pl.concat(frames, how="vertical_relaxed") if frames else _EMPTY_SCORED
-    outcome.rows = scored.height + sum(outcome.unscored.values())
+    del frames
+    for reason, n in unscored.items():
+        outcome.unscored[reason] = outcome.unscored.get(reason, 0) + n
+    outcome.rows += scored.height + sum(unscored.values())
     with clock("edge_join"):
         # sorted before the edge columns exist (fewer to move); the join keeps that order
         # and adds no row (one edge prediction per source id at most)
@@ -557,24 +669,23 @@ def predict_days(
             pl.col("ts").dt.date().alias("date"),
             pl.lit(model.model_name).alias("model_name"),
             pl.lit(model.version).alias("model_version"),
-            pl.lit(now or datetime.now(UTC)).dt.cast_time_unit("us").alias("scored_at"),
+            pl.lit(scored_at).dt.cast_time_unit("us").alias("scored_at"),
         )
-    outcome.scored = frame.height
+        del scored, edges
+    outcome.scored += frame.height
     counts = dict(frame.group_by("date").len().iter_rows())
-    outcome.per_day = {d.isoformat(): int(counts.get(d, 0)) for d in days}
-    outcome.with_edge = int(frame.get_column("bundle_id").is_not_null().sum())
-    outcome.disagreements = int(frame.filter(
+    outcome.per_day |= {d.isoformat(): int(counts.get(d, 0)) for d in days}
+    outcome.with_edge += int(frame.get_column("bundle_id").is_not_null().sum())
+    outcome.disagreements += int(frame.filter(
         pl.col("edge_decision").is_not_null() & (pl.col("edge_decision") != pl.col("decision"))
     ).height)
     target = predictions_table(family)
     with clock("write"):
-        outcome.write = lake.replace_where(
+        return lake.replace_where(
             target, frame, days_predicate(target.partition_by or "date", days),
             model_version=model.version, **{"mfg.days": f"{days[0]}..{days[-1]} ({len(days)})",
                                             f"mfg.read.{features.qualified_name}":
                                             str(outcome.features_version)}, **commit)
-    outcome.seconds = {**clock.seconds, "total": time.perf_counter() - started}
-    return outcome
 
 
 def predict_day(lake: Lake, model: ExportedModel, day: date | str, **kwargs: Any) -> Outcome:
@@ -598,6 +709,8 @@ def summary(outcome: Outcome) -> dict[str, Any]:
         "rows_with_edge_prediction": outcome.with_edge,
         "edge_disagreements": outcome.disagreements,
         "features_delta_version": outcome.features_version,
+        "spans": outcome.spans,
+        "delta_versions_written": [w.version for w in outcome.writes],
         "seconds_by_stage": {k: round(v, 3) for k, v in outcome.seconds.items()},
         "rows_per_second": round(outcome.scored / total, 1) if total > 0 else 0.0,
     }

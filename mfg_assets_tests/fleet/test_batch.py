@@ -301,3 +301,46 @@ def test_windows_of_mixed_and_missing_types_keep_their_own_scores(lake, tmp_path
         np.testing.assert_allclose(joined["score"], joined["score_edge"], rtol=1e-6)
         assert joined["decision"].to_list() == joined["decision_edge"].to_list()
         assert (joined["threshold"] == 0.8).all()
+
+
+def test_a_range_over_the_row_budget_is_scored_in_spans_like_one_pass(lake, tmp_path):
+    frame = days_of_windows(DAY, 6, per_day=12)  # 8 scored windows a day (no robot model)
+    lake.overwrite(table("features.sensor_windows"), frame)
+    model = batch.exported_model(StandInRegistry(), "sensor_anomaly", cache_dir=tmp_path / "o")
+    target = batch.predictions_table("sensor_anomaly")
+    days = [DAY + timedelta(days=d) for d in range(6)]
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    whole = batch.predict_days(lake, model, days, batch_size=5, now=now)
+    assert (whole.spans, whole.write.version) == (1, 0)  # within the default budget
+    one_pass = lake.read(target).sort("ts", "source_id")
+
+    # 12 feature rows a day and a budget of 30: spans of two whole days, a commit each
+    assert batch.plan_spans(lake, "sensor_anomaly", days, None, 30) == [
+        days[0:2], days[2:4], days[4:6]]
+    spans = batch.predict_days(lake, model, days, batch_size=5, now=now, span_rows=30)
+    assert spans.spans == 3
+    assert [w.version for w in spans.writes] == [1, 2, 3]
+    history = lake.table(target).history(3)
+    assert sorted(c["mfg.days"] for c in history) == [
+        f"{days[k]}..{days[k + 1]} (2)" for k in (0, 2, 4)]  # each day replaced once
+    assert (spans.write.version, spans.write.rows) == (3, one_pass.height)
+    assert (spans.rows, spans.scored, spans.per_day) == (whole.rows, whole.scored,
+                                                         whole.per_day)
+    assert spans.unscored == whole.unscored
+    in_spans = lake.read(target).sort("ts", "source_id")
+    assert in_spans.height == one_pass.height == 6 * 8
+    assert in_spans.equals(one_pass)
+
+    # a retry rewrites the same days: same rows, nothing doubled
+    batch.predict_days(lake, model, days, batch_size=5, now=now, span_rows=30)
+    assert lake.read(target).sort("ts", "source_id").equals(one_pass)
+
+    # a day above the budget is a span of its own; gaps and empty days stay in their spans
+    picked = [days[0], days[2], days[3], DAY + timedelta(days=9)]
+    assert batch.plan_spans(lake, "sensor_anomaly", picked, None, 10) == [
+        [days[0]], [days[2]], [days[3], DAY + timedelta(days=9)]]
+    assert batch.rows_per_day(lake, "sensor_anomaly", picked, None) == {
+        days[0]: 12, days[2]: 12, days[3]: 12}
+    assert batch.rows_at_most(lake, "sensor_anomaly", picked, None) == frame.height
+    assert batch.rows_at_most(lake, "sensor_anomaly", [DAY - timedelta(days=3)], None) == 0
+
