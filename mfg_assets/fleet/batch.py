@@ -41,6 +41,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,18 @@ def _export_vision(net: Any, info: dict[str, Any], out: Path) -> dict[str, Part]
         spec = image_preprocessing(size, list(info["classes"]), normal)
         threshold = DEFAULT_CLASSIFIER_THRESHOLD
     return {"": Part(export.path, spec, threshold)}
+
+
+def _export_detection(model: Any, info: dict[str, Any], out: Path) -> dict[str, Part]:
+    """The part detector exported as the edge's bundles export it (``fleet.bundles.
+    export_detection``), with the model's own threshold on the slot abnormality (an edge
+    calibrates its own on its boards)."""
+    from mfg_assets.fleet.bundles import export_detection
+
+    size = int(info["image_size"])
+    example = np.random.default_rng(0).standard_normal((1, 1, size, size)).astype(np.float32)
+    export, preprocessing = export_detection(model, info, example, out)
+    return {"": Part(export.path, preprocessing, float(info["threshold"]))}
 
 
 def _export_windows(model: Any, info: dict[str, Any], out: Path) -> dict[str, Part]:
@@ -407,6 +420,17 @@ def _scored(frame: pl.DataFrame, scores: list[float], decisions: list[str],
 # -- images: decoded in parallel, one chunk ahead of the model --------------------------------
 
 IMAGE_COLUMNS = ("ts", "image_id", "camera_id", "label", "png")
+ASSEMBLY_COLUMNS = (*IMAGE_COLUMNS, "missing")
+# An assembly image's truth in the detector's vocabulary (ok / missing_part): its empty
+# slots where annotated ("[]": complete), else its image label (missing_part, or ok for any
+# other label: a scratched board has all its parts), null when neither is known.
+ASSEMBLY_TRUTH = (
+    pl.when(pl.col("missing").is_not_null())
+    .then(pl.when(pl.col("missing") == "[]").then(pl.lit("ok")).otherwise(pl.lit("missing_part")))
+    .when(pl.col("label").is_not_null())
+    .then(pl.when(pl.col("label") == "missing_part").then(pl.lit("missing_part"))
+          .otherwise(pl.lit("ok")))
+)
 
 
 def decode_pngs(pngs: list[bytes]) -> list[np.ndarray]:
@@ -449,9 +473,11 @@ def _decoding_ahead(chunks: Iterable[pl.DataFrame], pool: ThreadPoolExecutor, th
 
 
 def score_images(model: ExportedModel, chunks: Iterable[pl.DataFrame], threshold: float | None,
-                 *, clock: Clock, decode_threads: int, onnx_threads: int, **_: Any
+                 *, clock: Clock, decode_threads: int, onnx_threads: int,
+                 truth: pl.Expr | None = None, **_: Any
                  ) -> Iterator[tuple[pl.DataFrame, dict[str, int]]]:
-    """One onnxruntime call per chunk (a chunk is ``batch_size`` images)."""
+    """One onnxruntime call per chunk (a chunk is ``batch_size`` images); ``truth``: the
+    truth column's expression (default: the image's label)."""
     predictor = model.predictor("", threshold, onnx_threads)
     with ThreadPoolExecutor(decode_threads, thread_name_prefix="png-decode") as pool:
         for rows, futures in _decoding_ahead(chunks, pool, decode_threads, predictor.spec):
@@ -461,7 +487,8 @@ def score_images(model: ExportedModel, chunks: Iterable[pl.DataFrame], threshold
                 scores, decisions = _score(predictor, x)
             yield _scored(rows.select(
                 pl.col("ts"), pl.col("image_id").alias("source_id"),
-                pl.col("camera_id").alias("asset_id"), pl.col("label").alias("truth"),
+                pl.col("camera_id").alias("asset_id"),
+                (pl.col("label") if truth is None else truth).alias("truth"),
             ), scores, decisions, predictor.threshold), {}
 
 
@@ -724,6 +751,10 @@ def _image_columns(model: ExportedModel) -> list[str]:
     return list(IMAGE_COLUMNS)
 
 
+def _assembly_columns(model: ExportedModel) -> list[str]:
+    return list(ASSEMBLY_COLUMNS)
+
+
 # How each kind of edge's family is exported, read and scored (a family's edge_kind), and the
 # fewest rows read per chunk: an image chunk is one model call (PNG bytes are heavy, and
 # decode runs one chunk ahead); window rows are light, and a polars pass per model call
@@ -731,10 +762,12 @@ def _image_columns(model: ExportedModel) -> list[str]:
 WINDOW_CHUNK_ROWS = 65_536
 _EXPORTERS: dict[str, Callable[..., dict[str, Part]]] = {
     "camera": _export_vision,
+    "assembly": _export_detection,
     "line": _export_windows,
 }
 _SCORERS: dict[str, tuple[Callable[[ExportedModel], list[str]], Callable[..., Iterator[Any]],
                           int]] = {
     "camera": (_image_columns, score_images, 1),
+    "assembly": (_assembly_columns, partial(score_images, truth=ASSEMBLY_TRUTH), 1),
     "line": (window_columns, score_windows, WINDOW_CHUNK_ROWS),
 }

@@ -420,14 +420,29 @@ def _prepare_windows(
 
 
 
+def export_detection(model: Any, info: dict[str, Any], example: np.ndarray, out: Path
+                     ) -> tuple[Any, dict[str, Any]]:
+    """A part detector as an edge runs it: the fp32 ONNX graph with its top-K decode inside
+    (int8 not tried: the graph ends in its top-K decode) and its detection preprocessing (the
+    board's layout, the box score). The edge's bundles and batch scoring
+    (``fleet/batch.py``) both export through here. Returns (``ExportResult``,
+    preprocessing)."""
+    from mfg_assets.edge.predictor import detection_preprocessing
+    from mfg_assets.fleet.export import export_model
+
+    export = export_model(model, example, out)
+    preprocessing = detection_preprocessing(int(info["image_size"]), list(info["classes"]),
+                                            list(info["layout"]), float(info["box_score"]))
+    return export, preprocessing
+
+
 def _prepare_detection(
     registry: ModelRegistry, module: Any, champion: Any, features: pl.DataFrame,
     profile: EdgeProfile, tmp: Path, settings: BundleSettings,
 ) -> Prepared | str:
     """Part detection: fp32 ONNX with its decode inside; the edge's threshold on the slot
     abnormality of its own most recent complete boards."""
-    from mfg_assets.edge.predictor import calibration_scores, detection_preprocessing, read_png
-    from mfg_assets.fleet.export import export_model
+    from mfg_assets.edge.predictor import calibration_scores, read_png
 
     model, info = registry.load(module, champion, tmp / "model")
     size = int(info["image_size"])
@@ -439,9 +454,7 @@ def _prepare_detection(
         return (f"{profile.edge_id}: only {complete.height} complete assemblies of {cams} to "
                 "calibrate its threshold on (need 10)")
     example = module.decode(complete.get_column("png").head(1).to_list(), size)
-    export = export_model(model, example, tmp / "export")  # top-K decode: int8 not tried
-    preprocessing = detection_preprocessing(size, list(info["classes"]), list(info["layout"]),
-                                            float(info["box_score"]))
+    export, preprocessing = export_detection(model, info, example, tmp / "export")
     pixels = [read_png(png) for png in complete.get_column("png").to_list()]
     scores = calibration_scores(export.path, preprocessing, pixels)
     source = (f"{complete.height} most recent complete assemblies of {cams} "

@@ -51,5 +51,6 @@ MONITORING_DRIFT = "monitoring.drift"
 MONITORING_LAKE_MAINTENANCE = "monitoring.lake_maintenance"
 
 # predictions: batch re-scoring, one table per ONNX-exportable family (fleet/batch.py)
+PREDICTIONS_PART_DETECTION = "predictions.part_detection"
 PREDICTIONS_SENSOR_ANOMALY = "predictions.sensor_anomaly"
 PREDICTIONS_VISION_DEFECT = "predictions.vision_defect"

@@ -37,6 +37,7 @@ from mfg_assets.lake.names import (
     MONITORING_DRIFT,
     MONITORING_INSPECTION_STATS,
     MONITORING_LAKE_MAINTENANCE,
+    PREDICTIONS_PART_DETECTION,
     PREDICTIONS_SENSOR_ANOMALY,
     PREDICTIONS_VISION_DEFECT,
     SILVER_EDGE_PREDICTIONS,
@@ -329,7 +330,8 @@ TABLES: tuple[TableSpec, ...] = (
             "table re-scored by a model version (the champion by default) through the edge's "
             "ONNX session, beside the edge's own prediction.",
         )
-        for qualified_name in (PREDICTIONS_SENSOR_ANOMALY, PREDICTIONS_VISION_DEFECT)
+        for qualified_name in (PREDICTIONS_SENSOR_ANOMALY, PREDICTIONS_VISION_DEFECT,
+                               PREDICTIONS_PART_DETECTION)
     ),
 )
 

@@ -344,3 +344,64 @@ def test_a_range_over_the_row_budget_is_scored_in_spans_like_one_pass(lake, tmp_
     assert batch.rows_at_most(lake, "sensor_anomaly", picked, None) == frame.height
     assert batch.rows_at_most(lake, "sensor_anomaly", [DAY - timedelta(days=3)], None) == 0
 
+
+def test_assembly_images_are_scored_like_the_edge_detection_predictor(lake, tmp_path):
+    from mfg_assets.edge.predictor import Predictor
+    from mfg_assets.fleet.bundles import BundleSettings, EdgeProfile, _prepare_detection
+    from mfg_assets.ml import detection
+    from mfg_assets_tests.edge.helpers import PLACE
+    from mfg_assets_tests.ml.detection_model import small_boards, small_detector
+
+    assert "part_detection" in batch.batch_families()
+    detection.save(small_detector(), tmp_path / "model")
+    net, info = detection.load(tmp_path / "model")
+    model = batch.load_folder(batch.export_to_folder(
+        "part_detection", "2", net, info, tmp_path / "onnx"), "part_detection")
+    assert model.parts[""].threshold == info["threshold"]
+
+    # a few boards on DAY; two lose their slot annotation (truth from the label then), one
+    # has neither
+    start = datetime.combine(DAY, datetime.min.time(), UTC)
+    every = small_boards()
+    boards = pl.concat([every.filter(pl.col("label") == "ok").head(8),
+                        every.filter(pl.col("label") == "missing_part").head(4)]).with_columns(
+        ts=pl.Series([start + timedelta(minutes=13 * k) for k in range(12)]),
+        missing=pl.when(pl.int_range(pl.len()).is_in([1, 2, 3])).then(None)
+        .otherwise(pl.col("missing")),
+        label=pl.when(pl.int_range(pl.len()) == 3).then(None)
+        .when(pl.int_range(pl.len()) == 2).then(pl.lit("scratch"))  # all its parts still on
+        .otherwise(pl.col("label")))
+    assert set(boards.get_column("label").drop_nulls()) == {"ok", "missing_part", "scratch"}
+    lake.overwrite(table("features.assembly_images"), boards)
+
+    outcome = batch.predict_days(lake, model, [DAY], batch_size=5, decode_threads=2)
+    rows = lake.read_partition(batch.predictions_table("part_detection"), DAY)
+    assert rows.height == outcome.scored == boards.height
+
+    # the edge's detection predictor, from the bundle export of the same champion
+    class Registry:
+        def load(self, module, champion, path):
+            return module.load(tmp_path / "model")
+
+    profile = EdgeProfile("edge-asm01", "assembly", PLACE, ("asm-cam01",), "registration")
+    export, preprocessing, _, _ = _prepare_detection(
+        Registry(), detection, None, small_boards(), profile, tmp_path / "edge",
+        BundleSettings())
+    assert preprocessing == model.parts[""].preprocessing
+    edge = Predictor.from_files(export.path, preprocessing, model.parts[""].threshold)
+    by_id = {r["image_id"]: r for r in boards.iter_rows(named=True)}
+    decisions = set()
+    for source_id, score, decision, expected_truth in rows.select(
+            "source_id", "score", "decision", "truth").rows():
+        board = by_id[source_id]
+        expected = edge.predict_image(board["png"])
+        assert abs(score - expected.score) < 1e-5 and decision == expected.value
+        decisions.add(decision)
+        if board["missing"] is not None:  # annotated slots: "[]" is a complete board
+            assert expected_truth == ("ok" if board["missing"] == "[]" else "missing_part")
+        else:  # the image label: missing_part, or ok for any other; null: not known
+            assert expected_truth == {"missing_part": "missing_part", None: None}.get(
+                board["label"], "ok")
+    assert decisions == {"ok", "missing_part"}
+    assert rows.get_column("truth").value_counts().sort("truth").rows() == [
+        (None, 1), ("missing_part", 4), ("ok", 7)]
