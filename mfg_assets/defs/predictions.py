@@ -3,11 +3,12 @@
 Dagster wiring only, over ``fleet.batch``: ``predictions/<family>`` (daily partitions from
 the settings' partition start) scores its days with the family's champion, or the version
 chosen in the run config, through the edge's ONNX session. A backfill of any date range from
-the UI is ONE run (``BackfillPolicy.single_run``): the feature table is read once for the
-range and every day is replaced in one Delta commit. Staleness: each partition depends on
-``models/<family>_champion``, whose data version is the champion's model version, so a new
-champion shows every scored day as stale (upstream data version changed) until it is
-backfilled; the latest day is re-scored automatically.
+the UI is ONE run (``BackfillPolicy.single_run``): the range is read and committed in spans of
+whole days of at most 200k feature rows (one read and one commit when it fits one span), so
+memory depends on the span, not the range; each day is replaced once. Staleness: each
+partition depends on ``models/<family>_champion``, whose data version is the champion's
+model version, so a new champion shows every scored day as stale (upstream data version
+changed) until it is backfilled; the latest day is re-scored automatically.
 """
 
 import dagster as dg
@@ -48,7 +49,7 @@ def prediction_asset(family: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=prediction_key(family),
         partitions_def=daily,
-        # a backfill of N days is one run: one read of the features, one commit
+        # a backfill of N days is one run, read and committed in bounded spans of days
         backfill_policy=dg.BackfillPolicy.single_run(),
         deps=[
             champion_key(family),

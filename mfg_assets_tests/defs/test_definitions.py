@@ -97,6 +97,10 @@ def test_snapshot_of_asset_graph():
             "monitoring/inspection_stats",
         ],
         "monitoring/lake_maintenance": [],
+        "predictions/part_detection": [
+            "features/assembly_images", "models/part_detection_champion",
+            "silver/edge_predictions",
+        ],
         "predictions/sensor_anomaly": [
             "features/sensor_windows", "models/sensor_anomaly_champion",
             "silver/edge_predictions",
