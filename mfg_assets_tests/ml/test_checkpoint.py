@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mfg_assets.ml import anomaly, checkpoint
+from mfg_assets_tests.ml.crashing_store import Crash, CrashingStore
 
 PARAMS = {"epochs": 12, "hidden": 16, "latent": 4}
 
@@ -21,24 +22,6 @@ PARAMS = {"epochs": 12, "hidden": 16, "latent": 4}
 @pytest.fixture(scope="module")
 def welders(sensor_windows: pl.DataFrame) -> pl.DataFrame:
     return sensor_windows.filter(pl.col("machine_type").is_in(["welder", "press"]))
-
-
-class Crash(Exception):
-    """Stands in for the machine going away after some checkpoint writes."""
-
-
-class CrashingStore(checkpoint.DirectoryStore):
-    def __init__(self, root: Path, after_writes: int) -> None:
-        super().__init__(root)
-        self.left = after_writes
-        self.epochs: list[int] = []
-
-    def write(self, name: str, slot: int, data: bytes, epoch: int) -> None:
-        super().write(name, slot, data, epoch)
-        self.epochs.append(epoch)
-        self.left -= 1
-        if self.left == 0:
-            raise Crash(f"gone after epoch {epoch}")
 
 
 def _state(trained) -> dict[str, torch.Tensor]:

@@ -13,7 +13,6 @@ import math
 import os
 import re
 import signal
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -22,6 +21,7 @@ from dagster._core.errors import DagsterExecutionInterruptedError, raise_executi
 from mlflow import MlflowClient
 
 from mfg_assets.ml import checkpoint, detection, vision
+from mfg_assets_tests.ml.crashing_store import Crash, CrashingStore
 from mfg_assets_tests.ml.detection_model import small_boards
 
 # no early stop: patience beyond the epochs
@@ -50,24 +50,6 @@ def _same_metrics(a: dict[str, float], b: dict[str, float]) -> None:
 
 def _epochs_trained(caplog: pytest.LogCaptureFixture) -> list[int]:
     return [int(m.group(1)) for r in caplog.records if (m := EPOCH_LOG.match(r.getMessage()))]
-
-
-class Crash(Exception):
-    """Stands in for the machine going away after some checkpoint writes."""
-
-
-class CrashingStore(checkpoint.DirectoryStore):
-    def __init__(self, root: Path, after_writes: int) -> None:
-        super().__init__(root)
-        self.left = after_writes
-        self.epochs: list[int] = []
-
-    def write(self, name: str, slot: int, data: bytes, epoch: int) -> None:
-        super().write(name, slot, data, epoch)
-        self.epochs.append(epoch)
-        self.left -= 1
-        if self.left == 0:
-            raise Crash(f"gone after epoch {epoch}")
 
 
 class TermAtEpoch(logging.Handler):
