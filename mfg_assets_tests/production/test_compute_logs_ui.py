@@ -11,7 +11,6 @@ queries of the UI's CapturedLogPanel), over HTTP GraphQL.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -31,6 +30,12 @@ import dagster as dg
 import pytest
 
 from mfg_assets.stack.launch import COMPUTE_LOG_BUCKET
+from mfg_assets_tests.production.dagster_graphql import (
+    CAPTURED_LOGS,
+    CAPTURED_LOGS_METADATA,
+    captured_log_key,
+    graphql,
+)
 from mfg_assets_tests.s3 import SeaweedS3
 
 pytestmark = pytest.mark.integration
@@ -59,52 +64,10 @@ query Runs {
 }
 """
 
-CAPTURED_EVENTS = """
-query CapturedLogsEvents($runId: ID!) {
-  runOrError(runId: $runId) {
-    __typename
-    ... on Run {
-      eventConnection {
-        events {
-          __typename
-          ... on LogsCapturedEvent { fileKey stepKeys }
-        }
-      }
-    }
-  }
-}
-"""
-
-# as the UI's CapturedLogPanel asks (js_modules: CapturedLogPanel.tsx)
-CAPTURED_LOGS = """
-query CapturedLogsQuery($logKey: [String!]!, $cursor: String, $limit: Int) {
-  capturedLogs(logKey: $logKey, cursor: $cursor, limit: $limit) { stdout stderr cursor }
-}
-"""
-
-CAPTURED_LOGS_METADATA = """
-query CapturedLogsMetadataQuery($logKey: [String!]!) {
-  capturedLogsMetadata(logKey: $logKey) {
-    stdoutDownloadUrl stdoutLocation stderrDownloadUrl stderrLocation
-  }
-}
-"""
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    request = urllib.request.Request(f"{url}/graphql", body,
-                                     {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        answer = json.loads(response.read())
-    assert not answer.get("errors"), answer["errors"]
-    return answer["data"]
 
 
 @pytest.fixture
@@ -166,21 +129,18 @@ def test_the_ui_reads_a_finished_runs_logs_from_s3_after_its_process_is_gone(
     shutil.rmtree(local)
 
     url = webserver_factory(code)  # a UI process that never saw the run
-    runs = _graphql(url, RUNS)["runsOrError"]["results"]
+    runs = graphql(url, RUNS)["runsOrError"]["results"]
     assert [(r["runId"], r["status"]) for r in runs] == [(run_id, "SUCCESS")]
-    events = _graphql(url, CAPTURED_EVENTS, {"runId": run_id})["runOrError"]
-    captured = [e for e in events["eventConnection"]["events"]
-                if e["__typename"] == "LogsCapturedEvent"]
-    assert captured, "the run captured no compute logs"
-    log_key = [run_id, "compute_logs", captured[0]["fileKey"]]
+    log_key = captured_log_key(url, run_id)
+    assert log_key, "the run captured no compute logs"
 
-    logs = _graphql(url, CAPTURED_LOGS, {"logKey": log_key})["capturedLogs"]
+    logs = graphql(url, CAPTURED_LOGS, {"logKey": log_key})["capturedLogs"]
     assert out in logs["stdout"] and err in logs["stderr"]
     assert "structured log line" in logs["stderr"]
     assert out not in logs["stderr"] and err not in logs["stdout"]
 
     # where the UI says the files are: the compute-log bucket, under the configured prefix
-    meta = _graphql(url, CAPTURED_LOGS_METADATA, {"logKey": log_key})["capturedLogsMetadata"]
+    meta = graphql(url, CAPTURED_LOGS_METADATA, {"logKey": log_key})["capturedLogsMetadata"]
     prefix = deploy_instance_env["DAGSTER_COMPUTE_LOG_PREFIX"]
     for stream in ("stdout", "stderr"):
         assert meta[f"{stream}DownloadUrl"].startswith(

@@ -37,9 +37,22 @@ from mfg_assets.stack.__main__ import (
     DEMO_SOURCES,
     run_scenario_process,
 )
-from mfg_assets.stack.launch import BUNDLE_STORE, LAKE_URI, Stack, StackConfig
+from mfg_assets.stack.launch import (
+    BUNDLE_STORE,
+    COMPUTE_LOG_BUCKET,
+    COMPUTE_LOG_PREFIX,
+    LAKE_URI,
+    Stack,
+    StackConfig,
+)
 from mfg_assets.stack.processes import group_members, port_open
 from mfg_assets_tests.brokers import mosquitto_binary
+from mfg_assets_tests.production.dagster_graphql import (
+    CAPTURED_LOGS,
+    CAPTURED_LOGS_METADATA,
+    captured_log_key,
+    graphql,
+)
 from mfg_assets_tests.s3 import weed_binary
 
 pytestmark = pytest.mark.integration
@@ -182,6 +195,34 @@ def test_dagster_runs_are_recorded_in_postgres(stack: Stack):
     with urllib.request.urlopen(request, timeout=30) as response:
         answer = json.loads(response.read())
     assert answer["data"]["runsOrError"]["count"] >= len(in_postgres)
+
+
+def test_a_finished_runs_logs_are_read_from_the_logs_bucket_through_the_stack_ui(stack: Stack):
+    """Issue 17.7 on the stack itself: a run's stdout/stderr live in SeaweedFS (``logs``
+    bucket) and the stack's webserver serves them after the run's process is gone."""
+    runs = graphql(stack.dagster_url, "{ runsOrError(filter: {statuses: [SUCCESS]}) "
+                   "{ ... on Runs { results { runId } } } }")["runsOrError"]["results"]
+    alive = " ".join(" ".join(p.info["cmdline"] or []) for p in
+                     psutil.process_iter(["cmdline"]))
+    finished = [r["runId"] for r in runs if r["runId"] not in alive]  # no process left
+    keys = [(run_id, key) for run_id in finished
+            if (key := captured_log_key(stack.dagster_url, run_id))]
+    assert keys, f"none of {len(finished)} finished runs captured compute logs"
+    # runs that printed nothing leave no object (skip_empty_files): the UI shows none
+    stored = _keys(_s3(stack, "platform"), COMPUTE_LOG_BUCKET, COMPUTE_LOG_PREFIX)
+    read = []
+    for run_id, log_key in keys:
+        in_bucket = [k for k in stored if f"/{run_id}/compute_logs/{log_key[2]}." in k]
+        logs = graphql(stack.dagster_url, CAPTURED_LOGS, {"logKey": log_key})["capturedLogs"]
+        if any(k.endswith(".err") for k in in_bucket):
+            assert logs["stderr"], (run_id, in_bucket)  # what the bucket holds, the UI shows
+        if logs["stderr"]:
+            meta = graphql(stack.dagster_url, CAPTURED_LOGS_METADATA,
+                           {"logKey": log_key})["capturedLogsMetadata"]
+            assert f"{COMPUTE_LOG_BUCKET}/{COMPUTE_LOG_PREFIX}/" in meta["stderrLocation"], meta
+            assert in_bucket, (run_id, meta)
+            read.append(run_id)
+    assert read, f"no finished run's logs were readable through the UI ({len(keys)} captured)"
 
 
 def test_bronze_and_silver_in_s3_with_rows_from_both_gateway_replicas(stack: Stack):
