@@ -4,6 +4,7 @@ and headless Chromium renders the asset groups."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -37,6 +38,11 @@ def graphql(port: int, query: str) -> dict:
         return json.loads(response.read())["data"]
 
 
+def _default_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.fixture
 def dagster_dev(tmp_path: Path):
     home = tmp_path / "dagster"
@@ -53,6 +59,9 @@ def dagster_dev(tmp_path: Path):
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        # `dagster dev` maps SIGTERM onto its SIGINT handler: where the test runner was started
+        # in the background (SIGINT ignored, inherited), it would ignore SIGTERM too
+        preexec_fn=_default_interrupts,
     )
     try:
         deadline = time.monotonic() + 180
@@ -66,8 +75,12 @@ def dagster_dev(tmp_path: Path):
             raise AssertionError((tmp_path / "dev.log").read_text()[-3000:])
         yield port
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(60)
+        os.killpg(proc.pid, signal.SIGTERM)  # dagster dev, its webserver, daemon, code server
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
         log.close()
 
 
