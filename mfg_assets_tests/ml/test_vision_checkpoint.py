@@ -165,36 +165,33 @@ def test_early_stopping_resumes_and_a_stopped_loop_stays_stopped(images, tmp_pat
     _same_weights(again.model, plain.model)
 
 
-def test_one_class_resumes_with_the_same_weights(images, tmp_path):
-    params = {**VISION, "mode": "one_class", "epochs": 4}
-    plain = vision.train(images, params, seed=0)
+def _crash_after_two_epochs_then_resume(train, tmp_path):
+    """The plain run, and a retry of a run whose machine went away after epoch 2 of 4."""
+    plain = train()
     store = CrashingStore(tmp_path, after_writes=2)
     with checkpoint.scope(store, "k"), pytest.raises(Crash):
-        vision.train(images, params, seed=0)
+        train()
     store.left = -1
     with checkpoint.scope(store, "k") as retry:
-        resumed = vision.train(images, params, seed=0)
+        resumed = train()
     assert list(retry.resumed.values()) == [2]
     assert store.epochs[2:] == [3, 4]  # the retry trained (and saved) epochs 3 and 4 only
     _same_weights(resumed.model, plain.model)
-    assert resumed.info["threshold"] == plain.info["threshold"]
     _same_metrics(resumed.holdout_metrics, plain.holdout_metrics)
+    return plain, resumed
+
+
+def test_one_class_resumes_with_the_same_weights(images, tmp_path):
+    params = {**VISION, "mode": "one_class", "epochs": 4}
+    plain, resumed = _crash_after_two_epochs_then_resume(
+        lambda: vision.train(images, params, seed=0), tmp_path)
+    assert resumed.info["threshold"] == plain.info["threshold"]
 
 
 def test_part_detection_resumes_with_the_same_weights(tmp_path):
     boards = small_boards().filter(pl.int_range(pl.len()).over("split") < 64)
     params = {"channels": 4, "epochs": 4, "batch_size": 16, "lr": 6e-3, "threads": 1}
-    plain = detection.train(boards, params, seed=0)
-    store = CrashingStore(tmp_path, after_writes=2)
-    with checkpoint.scope(store, "k"), pytest.raises(Crash):
-        detection.train(boards, params, seed=0)
-    store.left = -1
-    with checkpoint.scope(store, "k") as retry:
-        resumed = detection.train(boards, params, seed=0)
-    assert list(retry.resumed.values()) == [2]
-    assert store.epochs[2:] == [3, 4]  # the retry trained (and saved) epochs 3 and 4 only
-    _same_weights(resumed.model, plain.model)
-    _same_metrics(resumed.holdout_metrics, plain.holdout_metrics)
+    _crash_after_two_epochs_then_resume(lambda: detection.train(boards, params, seed=0), tmp_path)
 
 
 def test_threads_and_the_image_cache_do_not_split_the_work():
