@@ -28,9 +28,11 @@ from mfg_assets.defs.checkpoints import RESUMED_TAG
 from mfg_assets.defs.models import model_key
 from mfg_assets.lake.delta import Lake
 from mfg_assets.lake.registry import table
-from mfg_assets.ml import anomaly, checkpoint, features
+from mfg_assets.ml import checkpoint, features
 from mfg_assets.ml.registry import ModelRegistry
+from mfg_assets.monitoring.cost import CPU_S
 from mfg_assets.sim import SimConfig
+from mfg_assets_tests.ml.resumable_run import EPOCHS
 from mfg_assets_tests.ml.simdata import simulate_silver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,6 +69,14 @@ def _saved_epochs(registry: ModelRegistry) -> dict[str, int]:
             if k.startswith("mfg.checkpoint.")}
 
 
+def _asset_cpu_s(instance: dg.DagsterInstance, run_id: str) -> float:
+    """CPU seconds of the challenger's own body (``cost/cpu_s``): no interpreter start or
+    imports, whose cost does not change with the epochs trained."""
+    (event,) = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    return event.event_log_entry.asset_materialization.metadata[CPU_S].value
+
+
 def _holdout(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
     (event,) = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
@@ -90,7 +100,7 @@ def test_killed_training_run_resumes_from_its_checkpoint_on_retry(data_dir, tmp_
                                       silver["silver.fault_labels"])
     Lake(str(data_dir / "lake"), {}).overwrite(table("features.sensor_windows"), windows)
     types = windows.get_column("machine_type").n_unique()
-    total = types * anomaly.DEFAULT_PARAMS["epochs"]
+    total = types * EPOCHS
     instance = dg.DagsterInstance.from_config(str(home))
     registry = ModelRegistry()
 
@@ -141,11 +151,16 @@ def test_killed_training_run_resumes_from_its_checkpoint_on_retry(data_dir, tmp_
     for name, value in baseline.items():  # same weights: same figures (noise allowance)
         assert resumed[name] == pytest.approx(value, abs=0.02), name
     assert _saved_epochs(registry) == {}
-    print(f"\nresumed at {resumed_at} of {anomaly.DEFAULT_PARAMS['epochs']} epochs per type; "
+    full_body, resumed_body = (_asset_cpu_s(instance, reference.run_id),
+                               _asset_cpu_s(instance, retry.run_id))
+    print(f"\nresumed at {resumed_at} of {EPOCHS} epochs per type; "
           f"holdout {baseline} uninterrupted, {resumed} interrupted+resumed; "
           f"wall s: full {full_s:.1f}, killed after {killed_s:.1f}, resumed {resumed_s:.1f}; "
           f"CPU s: full {full_cpu:.1f}, killed {killed_cpu:.1f}, resumed {resumed_cpu:.1f}; "
           f"killed+resumed {killed_cpu + resumed_cpu:.1f} vs killed+restart "
-          f"{killed_cpu + full_cpu:.1f} CPU s")
-    # CPU time, not wall time: eight engineers share the two cores of this box
-    assert killed_cpu + resumed_cpu < killed_cpu + full_cpu
+          f"{killed_cpu + full_cpu:.1f} CPU s; training asset body: full {full_body:.1f}, "
+          f"resumed {resumed_body:.1f} CPU s")
+    # CPU time, not wall time (the box is shared); the asset body's, not the process's: the
+    # retry re-pays the interpreter start and imports whatever it resumes. Killed + resumed
+    # beats killed + restarted from zero exactly when the resumed body beats a full one.
+    assert resumed_body < full_body
