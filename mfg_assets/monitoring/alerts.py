@@ -19,13 +19,14 @@ WEBHOOK_ENV = "MFG_ALERT_WEBHOOK_URL"
 log = logging.getLogger(__name__)
 
 
-def post_alert(message: dict[str, Any], url: str | None = None, timeout_s: float = 5.0) -> bool:
-    """Log the alert and POST it as JSON to the webhook; False when not sent.
+def post_alert(message: dict[str, Any], url: str | None = None, timeout_s: float = 5.0,
+               level: int = logging.WARNING) -> bool:
+    """Log the alert (at ``level``) and POST it as JSON to the webhook; False when not sent.
 
     A dead webhook must not fail the caller (the alert is in the log either way).
     """
     url = url if url is not None else get_settings().alerts.webhook_url
-    log.warning("ALERT %s", json.dumps(message, sort_keys=True, default=str))
+    log.log(level, "ALERT %s", json.dumps(message, sort_keys=True, default=str))
     if not url:
         return False
     request = urllib.request.Request(

@@ -15,20 +15,17 @@ POST to that webhook (the same variable and message shape as the platform's aler
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from mfg_assets.settings import get_settings
+from mfg_assets.monitoring.alerts import post_alert
 from mfg_assets.stack.processes import Service, stop_group
 
-WEBHOOK_ENV = "MFG_ALERT_WEBHOOK_URL"
 log = logging.getLogger("mfg.stack.supervise")
 
 
@@ -36,18 +33,8 @@ def alert(message: str, **details: object) -> dict[str, object]:
     """Log at ERROR, print one ``ALERT`` line, POST to the webhook if one is configured."""
     doc = {"source": "mfg-stack", "at": datetime.now(UTC).isoformat(timespec="seconds"),
            "message": message, **details}
-    log.error("ALERT %s", message)
     print(f"ALERT {doc['at']} {message}", file=sys.stdout, flush=True)
-    url = get_settings().alerts.webhook_url  # MFG_ALERT_WEBHOOK_URL
-    if url:
-        request = urllib.request.Request(
-            url, data=json.dumps(doc, default=str).encode(), method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            urllib.request.urlopen(request, timeout=5).close()
-        except OSError as exc:  # a dead webhook must not stop the supervisor
-            log.error("alert webhook %s failed: %s", url, exc)
+    post_alert(doc, level=logging.ERROR)  # a dead webhook does not stop the supervisor
     return doc
 
 

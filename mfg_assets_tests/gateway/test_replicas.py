@@ -21,8 +21,9 @@ import psutil
 import pytest
 
 from mfg_assets.lake.registry import table
+from mfg_assets.monitoring.alerts import WEBHOOK_ENV
 from mfg_assets.stack.processes import Service
-from mfg_assets.stack.supervise import WEBHOOK_ENV, RestartPolicy, Supervisor
+from mfg_assets.stack.supervise import RestartPolicy, Supervisor
 from mfg_assets_tests.gateway.harness import (
     bronze_rows,
     connect_client,

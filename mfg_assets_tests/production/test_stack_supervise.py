@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from mfg_assets.monitoring.alerts import WEBHOOK_ENV
 from mfg_assets.stack import supervise
 from mfg_assets.stack.processes import Service
 from mfg_assets.stack.supervise import RestartPolicy, Supervisor
@@ -107,16 +108,16 @@ def test_alert_logs_prints_and_posts_to_the_webhook(monkeypatch, capsys,
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        monkeypatch.delenv(supervise.WEBHOOK_ENV, raising=False)
+        monkeypatch.delenv(WEBHOOK_ENV, raising=False)
         supervise.alert("gateway-2 exited with -9", service="gateway-2")
         assert posted == [] and "ALERT" in capsys.readouterr().out
         assert any(r.levelname == "ERROR" for r in caplog.records)
-        monkeypatch.setenv(supervise.WEBHOOK_ENV, f"http://127.0.0.1:{server.server_port}/a")
+        monkeypatch.setenv(WEBHOOK_ENV, f"http://127.0.0.1:{server.server_port}/a")
         supervise.alert("gateway-2 exited with -9", service="gateway-2")
         assert posted and posted[0]["service"] == "gateway-2"
         assert posted[0]["message"] == "gateway-2 exited with -9"
         # a dead webhook is logged, never raised
-        monkeypatch.setenv(supervise.WEBHOOK_ENV, "http://127.0.0.1:9/unreachable")
+        monkeypatch.setenv(WEBHOOK_ENV, "http://127.0.0.1:9/unreachable")
         supervise.alert("still alerting")
     finally:
         server.shutdown()
