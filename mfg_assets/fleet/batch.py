@@ -58,6 +58,7 @@ from mfg_assets.edge.predictor import (
     read_png,
 )
 from mfg_assets.lake.delta import Lake, WriteResult
+from mfg_assets.lake.lineage import read_commit
 from mfg_assets.lake.names import SILVER_EDGE_PREDICTIONS
 from mfg_assets.lake.registry import TableSpec, table
 from mfg_assets.ml import families
@@ -327,9 +328,14 @@ def feature_chunks(lake: Lake, family: str, days: list[date], version: int | Non
         yield pl.concat(pending)
 
 
+def _bounds(days: list[date]) -> tuple[datetime, datetime]:
+    """The UTC instants a sorted range of days starts at and ends before."""
+    return (datetime.combine(days[0], datetime.min.time(), UTC),
+            datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC))
+
+
 def _range_filter(ts: str, days: list[date]) -> pl.Expr:
-    start = datetime.combine(days[0], datetime.min.time(), UTC)
-    end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC)
+    start, end = _bounds(days)
     where = (pl.col(ts) >= start) & (pl.col(ts) < end)
     if (days[-1] - days[0]).days != len(days) - 1:  # a range with gaps (days picked in the UI)
         where &= pl.col(ts).dt.date().is_in(pl.Series(days, dtype=pl.Date).implode())
@@ -351,8 +357,7 @@ def rows_at_most(lake: Lake, family: str, days: list[date], version: int | None)
     low, high = f"min.{ts}", f"max.{ts}"
     if low not in actions.columns or high not in actions.columns:
         return int(actions.get_column("num_records").sum())
-    start = datetime.combine(days[0], datetime.min.time(), UTC)
-    end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC)
+    start, end = _bounds(days)
     utc = pl.Datetime("us", "UTC")
     reach = (pl.col(low).is_null() | pl.col(high).is_null()
              | ((pl.col(low).cast(utc) < end) & (pl.col(high).cast(utc) >= start)))
@@ -503,9 +508,7 @@ def window_columns(model: ExportedModel) -> list[str]:
 def window_matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
     """Feature rows -> float32 in the model's column order, NaN where missing (as the
     edge's window vectors are)."""
-    present = [pl.col(c) if c in frame.columns else pl.lit(None) for c in columns]
-    x = frame.select(e.cast(pl.Float32).alias(c) for e, c in zip(present, columns, strict=True))
-    return x.fill_null(float("nan")).to_numpy().astype(np.float32)
+    return rows_matrix(frame, columns)
 
 
 def window_ids(frame: pl.DataFrame) -> pl.DataFrame:
@@ -520,13 +523,15 @@ def window_ids(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def rows_matrix(frame: pl.DataFrame, columns: list[str], rows: pl.Series) -> np.ndarray:
-    """``window_matrix`` of the rows where ``rows`` (a boolean mask) is true, without
-    gathering the frame first: the mask is applied to the model's columns only, and the
-    float32 conversion is one numpy pass (the same values: NaN where missing)."""
+def rows_matrix(frame: pl.DataFrame, columns: list[str], rows: pl.Series | None = None
+                ) -> np.ndarray:
+    """``window_matrix`` of the rows where ``rows`` (a boolean mask; None: all) is true,
+    without gathering the frame first: the mask is applied to the model's columns only, and
+    the float32 conversion is one numpy pass (NaN where missing)."""
     present = [pl.col(c).cast(pl.Float64) if c in frame.columns
                else pl.lit(None, pl.Float64).alias(c) for c in columns]
-    x = frame.select(e.filter(rows) for e in present).to_numpy()
+    x = frame.select(present if rows is None else (e.filter(rows) for e in present)
+                     ).to_numpy()
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
@@ -710,9 +715,8 @@ def _predict_span(lake: Lake, model: ExportedModel, days: list[date], outcome: O
     with clock("write"):
         return lake.replace_where(
             target, frame, days_predicate(target.partition_by or "date", days),
-            model_version=model.version, **{"mfg.days": f"{days[0]}..{days[-1]} ({len(days)})",
-                                            f"mfg.read.{features.qualified_name}":
-                                            str(outcome.features_version)}, **commit)
+            model_version=model.version, **{"mfg.days": f"{days[0]}..{days[-1]} ({len(days)})"},
+            **read_commit({features.qualified_name: outcome.features_version}), **commit)
 
 
 def predict_day(lake: Lake, model: ExportedModel, day: date | str, **kwargs: Any) -> Outcome:
