@@ -245,13 +245,13 @@ def train(features: pl.DataFrame, params: dict[str, Any], seed: int = 0) -> Trai
         steps = p["epochs"] * math.ceil(len(x) / p["batch_size"])
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=p["lr"],
                                                        total_steps=steps)
-        seed = int(torch.initial_seed()) % (2**31)
-        generator = torch.Generator().manual_seed(seed)
+        order_seed = int(torch.initial_seed()) % (2**31)  # the batch order's generator
+        generator = torch.Generator().manual_seed(order_seed)
         net.train()
         # inside a checkpoint scope (a Dagster run) each epoch is checkpointed and a retry
         # of the same run resumes where the last one stopped (ml/checkpoint.py)
         what = {"family": FAMILY.name, "params": {k: v for k, v in p.items() if k != "threads"},
-                "seed": seed, "rows": len(x), "size": size, "classes": classes}
+                "seed": order_seed, "rows": len(x), "size": size, "classes": classes}
         with checkpoint.resumable(what, p["epochs"]) as ckpt:
             for epoch in range(ckpt.restore(net, optimiser, [generator], schedule), p["epochs"]):
                 _epoch(net, optimiser, schedule, generator, x, targets, p)
